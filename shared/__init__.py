@@ -1,0 +1,50 @@
+"""tq: a distributed task queue for Python on Redis, with a prefork supervisor.
+
+Producers:  client = tq.Client(); client.enqueue("email", {"to": "a@example.com"})
+Handlers:   @tq.handler("email", max_retries=5, timeout=10)
+            def send_email(payload, ctx): ...
+Workers:    tq-master start -c 8 -A myapp.tasks
+"""
+
+from __future__ import annotations
+
+if __name__ != "tq":  # the source folder is shared/; only the installed name may import it
+    raise ImportError(f"import tq, not {__name__} (install the project: pip install -e .)")
+
+from .client import Client
+from .errors import (
+    ConfigError,
+    EvictionPolicyError,
+    PayloadError,
+    PermanentError,
+    RedisUnavailable,
+    Retry,
+    TaskFailed,
+    TaskNotFound,
+    TQError,
+    WaitTimeout,
+)
+from .handlers import Backoff, Context, Handler, handler
+from .task import Task, TaskInfo
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backoff",
+    "Client",
+    "ConfigError",
+    "Context",
+    "EvictionPolicyError",
+    "Handler",
+    "PayloadError",
+    "PermanentError",
+    "RedisUnavailable",
+    "Retry",
+    "TQError",
+    "Task",
+    "TaskFailed",
+    "TaskInfo",
+    "TaskNotFound",
+    "WaitTimeout",
+    "handler",
+]

@@ -1,0 +1,335 @@
+"""Queue operations on Redis: what workers and masters do to tasks (claim, ack, fail, requeue,
+promote) and the registry of live masters and workers. Producers use tq.Client instead.
+
+Every state change is one Lua script (scripts.py), so one round trip and atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from .connection import Link, check_eviction_policy, connect, redact, resolve_url, translated
+from .keys import Keys, QueueKeys
+from .scripts import SCRIPTS
+from .task import DEFAULT_MAX_RETRIES, Task
+
+DEFAULT_RESULT_TTL = 24 * 3600.0
+PROMOTE_LIMIT = 100
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+@dataclass(slots=True)
+class Ack:
+    """A finished task's ack, waiting to be sent (possibly together with the next claim)."""
+
+    task: Task
+    record: str   # the result record (JSON) stored under the task's result key
+
+
+@dataclass(slots=True)
+class ClaimResult:
+    tasks: list[Task]
+    stale: list[str] = field(default_factory=list)   # acks refused by the fence
+    next_due: float | None = None                     # s until the next scheduled task
+
+
+@dataclass(slots=True)
+class FailOutcome:
+    outcome: str          # retry | dead | stale
+    failures: int
+    due_ms: int = 0
+
+
+@dataclass(slots=True)
+class RequeueReport:
+    requeued: int = 0
+    dead: list[str] = field(default_factory=list)
+
+
+def result_record(task: Task, result_json: str, worker_id: str, started: float,
+                  finished: float) -> str:
+    """The JSON stored for a succeeded task (result_json is already JSON)."""
+    return (f'{{"s":"succeeded","t":{_dumps(task.type)},"a":{task.attempt},'
+            f'"st":{int(started * 1000)},"f":{int(finished * 1000)},'
+            f'"w":{_dumps(worker_id)},"r":{result_json}}}')
+
+
+class Broker:
+    """One Redis connection and the queue operations of tq, for one namespace."""
+
+    def __init__(self, url: str | None = None, namespace: str = "tq", *,
+                 conn: redis.Redis | None = None, retries: int = 0,
+                 socket_timeout: float | None = 10.0, client_name: str | None = None) -> None:
+        self.url = resolve_url(url)
+        self.safe_url = redact(self.url)
+        self.namespace = namespace
+        self.keys = Keys(namespace)
+        self.conn = conn if conn is not None else connect(
+            self.url, socket_timeout=socket_timeout, retries=retries, client_name=client_name)
+        self.link = Link(self.conn, retries)
+        self._blocks: dict[str, list[bytes]] = {}
+        self._known_queues: set[str] = set()
+
+    def close(self) -> None:
+        self.link.close()
+        self.conn.close()
+
+    # -- keys ---------------------------------------------------------------------------
+    def qkeys(self, queue: str) -> QueueKeys:
+        return self.keys.queue(queue)
+
+    def block(self, queue: str) -> list[bytes]:
+        """The 22 keys of a queue, in the order _lib.lua's qkeys() reads them."""
+        b = self._blocks.get(queue)
+        if b is None:
+            q = self.keys.queue(queue)
+            names = [*q.ready, q.tasks, q.sched, q.run, q.fails, q.errors, q.dead, q.wake,
+                     q.seq, q.stats, q.policy, q.waiters, q.events]
+            b = self._blocks[queue] = [n.encode() for n in names]
+        return b
+
+    # -- set-up -------------------------------------------------------------------------
+    def ping(self) -> None:
+        with translated(self.url):
+            self.conn.ping()
+
+    def check_eviction_policy(self, allow: bool = False) -> str:
+        with translated(self.url):
+            return check_eviction_policy(self.conn, self.url, allow)
+
+    def load_scripts(self) -> None:
+        with translated(self.url):
+            SCRIPTS.load_all(self.conn)
+
+    def register_queues(self, queues: Iterable[str]) -> None:
+        new = [q for q in queues if q not in self._known_queues]
+        if new:
+            with translated(self.url):
+                self.conn.sadd(self.keys.queues, *new)
+            self._known_queues.update(new)
+
+    def known_queues(self) -> list[str]:
+        with translated(self.url):
+            return sorted(m.decode() for m in self.conn.smembers(self.keys.queues))
+
+    def publish_policies(self, policies: dict[str, dict[str, dict[str, Any]]]) -> None:
+        """Record handler policies (queue -> type -> {max_retries, ...}) for Lua to read."""
+        with translated(self.url):
+            pipe = self.conn.pipeline(transaction=False)
+            for queue, by_type in policies.items():
+                for ttype, policy in by_type.items():
+                    pipe.hset(self.qkeys(queue).policy, ttype, _dumps(policy))
+            pipe.execute()
+
+    # -- the worker's round trip --------------------------------------------------------
+    def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int = 1, *,
+              acks: Sequence[Ack] = (), stats: dict[tuple[str, str], int] | None = None,
+              result_ttl: float = DEFAULT_RESULT_TTL) -> ClaimResult:
+        """Ack `acks`, add `stats` ((queue, field) -> n), then claim up to max_tasks; one trip.
+
+        Raises redis-py's connection errors untranslated: the worker loop handles them.
+        """
+        index = {q: i for i, q in enumerate(queues, 1)}
+        keys: list[Any] = []
+        for q in queues:
+            keys.extend(self.block(q))
+        keys.extend(self.qkeys(q).proc(worker_id) for q in queues)
+        args: list[Any] = [worker_id, len(queues), max_tasks, PROMOTE_LIMIT,
+                           int(result_ttl * 1000), len(acks), len(stats or ()), *queues]
+        for ack in acks:
+            t = ack.task
+            qi = index.get(t.queue)
+            if qi is None:   # a task of a queue outside this claim: add its block
+                raise ValueError(f"ack for queue {t.queue!r} outside {list(queues)}")
+            keys.append(self.qkeys(t.queue).result(t.id))
+            args.extend((qi, t.id, t.token, t.type, 1 if t.failures else 0, ack.record))
+        if stats:
+            for (q, fieldname), n in stats.items():
+                args.extend((index[q], fieldname, n))
+        claimed, stale, due = SCRIPTS.claim(self.link, keys, args)
+        tasks = []
+        for i in range(0, len(claimed), 5):
+            qi, tid, token, body, fails = claimed[i:i + 5]
+            tasks.append(Task.from_body(tid.decode(), queues[int(qi) - 1], body,
+                                        int(fails), token.decode()))
+        return ClaimResult(tasks, [s.decode() for s in stale],
+                           None if due < 0 else due / 1000)
+
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
+        """Block until a queue may have work (a wake token) or `timeout` seconds pass."""
+        if timeout <= 0:
+            return False
+        keys = [self.qkeys(q).wake for q in queues]
+        return self.link.call("BLPOP", *keys, round(max(timeout, 0.001), 3)) is not None
+
+    def fetch(self, worker_id: str, queues: Sequence[str], max_tasks: int = 1,
+              block_seconds: float = 0.0) -> list[Task]:
+        """Claim up to max_tasks, blocking up to block_seconds while the queues are empty."""
+        deadline = time.monotonic() + block_seconds
+        with translated(self.url):
+            while True:
+                got = self.claim(worker_id, queues, max_tasks)
+                remaining = deadline - time.monotonic()
+                if got.tasks or remaining <= 0:
+                    return got.tasks
+                self.wait_for_work(queues, remaining if got.next_due is None
+                                   else min(remaining, got.next_due))
+
+    def ack(self, worker_id: str, task: Task, result: Any = None, *,
+            started: float | None = None, result_ttl: float = DEFAULT_RESULT_TTL) -> bool:
+        """Mark a claimed task succeeded; False if this worker no longer holds that claim."""
+        now = time.time()
+        record = result_record(task, _dumps(result), worker_id, started or now, now)
+        with translated(self.url):
+            got = self.claim(worker_id, [task.queue], 0, acks=[Ack(task, record)],
+                             result_ttl=result_ttl)
+        return not got.stale
+
+    def fail(self, worker_id: str, task: Task, message: str, *, kind: str = "error",
+             traceback: str | None = None, retry: bool = True, delay: float = 0.0,
+             default_max_retries: int = DEFAULT_MAX_RETRIES) -> FailOutcome:
+        """Record a failed attempt: retried after `delay` s while retries are left, else dead."""
+        keys = [*self.block(task.queue), self.qkeys(task.queue).proc(worker_id)]
+        args = [task.queue, worker_id, task.id, task.token, kind, message, traceback or "",
+                1 if retry else 0, int(max(delay, 0) * 1000), default_max_retries]
+        with translated(self.url):
+            outcome, failures, due = SCRIPTS.fail(self.link, keys, args)
+        return FailOutcome(outcome.decode(), int(failures), int(due))
+
+    # -- recovery -----------------------------------------------------------------------
+    def requeue_worker(self, worker_id: str, queues: Sequence[str] | None = None, *,
+                       running_task_id: str | None = None, count_head: bool = False,
+                       kind: str = "died", reason: str = "worker died",
+                       default_max_retries: int = DEFAULT_MAX_RETRIES) -> RequeueReport:
+        """Put back everything `worker_id` holds, at the front of its queues.
+
+        The running task (running_task_id, or the first claimed one with count_head) counts a
+        failed attempt with `reason`; the rest (prefetched, never started) do not.
+        """
+        if queues is None:
+            queues = self.queues_of(worker_id)
+        mode, running = ("id", running_task_id) if running_task_id else (
+            ("head", "") if count_head else ("none", ""))
+        report = RequeueReport()
+        with translated(self.url):
+            for q in queues:
+                keys = [*self.block(q), self.qkeys(q).proc(worker_id)]
+                n, dead = SCRIPTS.requeue(self.link, keys, [q, mode, running, kind, reason,
+                                                            default_max_retries])
+                report.requeued += int(n)
+                report.dead.extend(d.decode() for d in dead)
+        return report
+
+    def release(self, worker_id: str, queues: Sequence[str]) -> int:
+        """Hand back a worker's claims without counting an attempt (drain, lost connection)."""
+        return self.requeue_worker(worker_id, queues).requeued
+
+    def queues_of(self, worker_id: str) -> list[str]:
+        """The queues a worker consumed: from its registry info, else from a key scan."""
+        with translated(self.url):
+            raw = self.conn.get(self.keys.worker(worker_id))
+            if raw:
+                try:
+                    queues = json.loads(raw).get("queues")
+                    if isinstance(queues, list) and all(isinstance(q, str) for q in queues):
+                        return queues
+                except ValueError:
+                    pass
+            found = set()
+            suffix = f":proc:{worker_id}"
+            pattern = f"{self.namespace}:{{*}}{suffix}"
+            for key in self.conn.scan_iter(match=pattern, count=1000):
+                k = key.decode()
+                found.add(k[len(self.namespace) + 2:-len(suffix) - 1])
+            return sorted(found)
+
+    def orphaned_workers(self) -> set[str]:
+        """Workers holding a processing list without a registry entry (a safety net)."""
+        with translated(self.url):
+            registered = {w.decode() for w in self.conn.zrange(self.keys.workers, 0, -1)}
+            orphans = set()
+            for key in self.conn.scan_iter(match=f"{self.namespace}:{{*}}:proc:*", count=1000):
+                worker = key.decode().rsplit(":proc:", 1)[1]
+                if worker not in registered:
+                    orphans.add(worker)
+            return orphans
+
+    def promote_due(self, queues: Sequence[str] | None = None,
+                    limit: int = 1000) -> tuple[int, float | None]:
+        """Move due delayed tasks and retries to their ready lists.
+
+        Returns (promoted, seconds until the next one is due or None). Safe to call from any
+        number of processes at once.
+        """
+        if queues is None:
+            queues = self.known_queues()
+        moved, due = 0, None
+        with translated(self.url):
+            for q in queues:
+                n, d = SCRIPTS.promote(self.link, self.block(q), [q, limit])
+                moved += int(n)
+                if d >= 0:
+                    due = d / 1000 if due is None else min(due, d / 1000)
+        return moved, due
+
+    # -- registry -----------------------------------------------------------------------
+    def heartbeat(self, master_id: str, master_info: dict[str, Any],
+                  workers: dict[str, dict[str, Any]]) -> int:
+        """Stamp a master and its live children with Redis' time (returns it, in ms)."""
+        keys = [self.keys.masters, self.keys.workers, self.keys.master(master_id or "-")]
+        args: list[Any] = [master_id, _dumps(master_info)]
+        for wid, info in workers.items():
+            keys.append(self.keys.worker(wid))
+            args.extend((wid, _dumps(info)))
+        with translated(self.url):
+            return int(SCRIPTS.heartbeat(self.link, keys, args))
+
+    def register_worker(self, worker_id: str, info: dict[str, Any]) -> None:
+        """A worker announces itself before its first claim, so a reaper can always find it."""
+        self.heartbeat("", {}, {worker_id: info})
+
+    def unregister_worker(self, worker_id: str) -> None:
+        with translated(self.url):
+            pipe = self.conn.pipeline(transaction=True)
+            pipe.zrem(self.keys.workers, worker_id)
+            pipe.delete(self.keys.worker(worker_id))
+            pipe.execute()
+
+    def unregister_master(self, master_id: str) -> None:
+        with translated(self.url):
+            pipe = self.conn.pipeline(transaction=True)
+            pipe.zrem(self.keys.masters, master_id)
+            pipe.delete(self.keys.master(master_id))
+            pipe.execute()
+
+    def expired(self, ttl: float) -> tuple[int, list[str], list[str]]:
+        """(Redis now in ms, masters, workers) whose heartbeat is older than ttl seconds."""
+        with translated(self.url):
+            now, masters, workers = SCRIPTS.expired(
+                self.link, [self.keys.masters, self.keys.workers], [int(ttl * 1000)])
+        return int(now), [m.decode() for m in masters], [w.decode() for w in workers]
+
+    def registry(self, kind: str = "workers") -> list[dict[str, Any]]:
+        """Registered masters or workers with their info and last heartbeat (Redis ms)."""
+        zkey = self.keys.workers if kind == "workers" else self.keys.masters
+        info_key = self.keys.worker if kind == "workers" else self.keys.master
+        with translated(self.url):
+            members = self.conn.zrange(zkey, 0, -1, withscores=True)
+            if not members:
+                return []
+            infos = self.conn.mget([info_key(m.decode()) for m, _ in members])
+        out = []
+        for (member, score), raw in zip(members, infos, strict=True):
+            try:
+                info = json.loads(raw) if raw else {}
+            except ValueError:
+                info = {}
+            info.update(id=member.decode(), last_seen_ms=int(score))
+            out.append(info)
+        return out

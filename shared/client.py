@@ -1,0 +1,469 @@
+"""tq.Client: the producer and admin API.
+
+    client = tq.Client()                       # TQ_REDIS_URL, else the default Redis
+    task_id = client.enqueue("email", {"to": "a@example.com"}, priority=5)
+    client.wait(task_id, timeout=30)           # the handler's result, or TaskFailed
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import redis
+
+from .broker import Broker
+from .connection import translated
+from .errors import ConfigError, PayloadError, TaskFailed, TaskNotFound, WaitTimeout
+from .ids import created_ms, new_id
+from .keys import PRIORITY_LEVELS
+from .scripts import SCRIPTS
+from .task import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    Task,
+    TaskInfo,
+    encode_body,
+    encode_payload,
+    validate_name,
+    validate_priority,
+)
+
+ENQUEUE_CHUNK = 1000       # tasks per script call in enqueue_many
+ADMIN_CHUNK = 1000         # tasks per script call when retrying/deleting/purging many
+WAIT_SLICE = 5.0           # longest single blocking read in wait()
+_canonical = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
+
+Progress = Callable[[int, int], None]
+
+
+def _seconds(value: Any, name: str) -> float:
+    if isinstance(value, dt.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ValueError(f"{name} must be a number of seconds, not {value!r}")
+    return float(value)
+
+
+def _eta_ms(eta: Any) -> int:
+    if isinstance(eta, dt.datetime):
+        if eta.tzinfo is None:
+            eta = eta.astimezone()   # a naive datetime is local time
+        return int(eta.timestamp() * 1000)
+    return int(_seconds(eta, "eta") * 1000)
+
+
+class Client:
+    """Enqueue tasks, follow them, and manage queues and dead letters."""
+
+    def __init__(self, url: str | None = None, namespace: str = "tq", *,
+                 max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+                 socket_timeout: float = 10.0) -> None:
+        validate_name("namespace", namespace)
+        if max_payload_bytes <= 0:
+            raise ConfigError("max_payload_bytes must be positive")
+        # A few transparent retries: a restarted Redis is reconnected to without an error.
+        self.broker = Broker(url, namespace, retries=3, socket_timeout=socket_timeout,
+                             client_name="tq-client")
+        self.url = self.broker.url
+        self.safe_url = self.broker.safe_url
+        self.namespace = namespace
+        self.max_payload_bytes = max_payload_bytes
+
+    def __repr__(self) -> str:
+        return f"<tq.Client {self.safe_url} namespace={self.namespace!r}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.broker.close()
+
+    # -- enqueue ------------------------------------------------------------------------
+    def _prepare(self, task_type: str, payload: Any, queue: str | None, priority: int,
+                 delay: Any, eta: Any, max_retries: int | None, timeout: Any,
+                 unique_for: Any, unique_key: str | None) -> tuple[str, list[Any], str | None]:
+        """Validate one task; returns (queue, its 7 script arguments, unique lock key)."""
+        validate_name("type", task_type)
+        queue = task_type if queue is None else validate_name("queue", queue)
+        validate_priority(priority)
+        if max_retries is not None and (isinstance(max_retries, bool) or
+                                        not isinstance(max_retries, int) or max_retries < 0):
+            raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}")
+        if timeout is not None:
+            timeout = _seconds(timeout, "timeout")
+            if timeout <= 0:
+                raise ValueError("timeout must be positive")
+        delay_ms = eta_ms = ""
+        if delay is not None and eta is not None:
+            raise ValueError("give delay or eta, not both")
+        if delay is not None:
+            d = _seconds(delay, "delay")
+            if d < 0:
+                raise ValueError("delay must not be negative")
+            delay_ms = int(d * 1000)
+        elif eta is not None:
+            eta_ms = _eta_ms(eta)
+        payload_json = encode_payload(payload)
+        body = encode_body(task_type, queue, payload_json, priority, max_retries, timeout)
+        size = len(body.encode()) if not body.isascii() else len(body)
+        if size > self.max_payload_bytes:
+            raise PayloadError(f"task body is {size} bytes, over the limit of "
+                               f"{self.max_payload_bytes} (max_payload_bytes)")
+        lock_key = uniq_ttl = None
+        if unique_key is not None and unique_for is None:
+            raise ValueError("unique_key needs unique_for (how long the key holds)")
+        if unique_for is not None:
+            ttl = _seconds(unique_for, "unique_for")
+            if ttl <= 0:
+                raise ValueError("unique_for must be positive")
+            uniq_ttl = max(int(ttl * 1000), 1)
+            basis = f"k\0{unique_key}" if unique_key is not None else \
+                f"p\0{task_type}\0{_canonical(payload)}"
+            digest = hashlib.sha1(basis.encode()).hexdigest()
+            lock_key = self.broker.qkeys(queue).uniq(digest)
+        args = [new_id(), body, priority, delay_ms, eta_ms, uniq_ttl or "", task_type]
+        return queue, args, lock_key
+
+    def enqueue(self, type: str, payload: dict[str, Any] | None = None, *,
+                queue: str | None = None, priority: int = 0, delay: Any = None, eta: Any = None,
+                max_retries: int | None = None, timeout: Any = None, unique_for: Any = None,
+                unique_key: str | None = None) -> str:
+        """Enqueue one task and return its id.
+
+        delay: seconds (or timedelta) from now, measured on Redis' clock; eta: a datetime or Unix
+        time. max_retries / timeout default to the handler's. unique_for=seconds: while the
+        lock holds, enqueuing the same type and payload (or the same unique_key) returns the
+        first task's id instead of a new task.
+        """
+        q, args, lock = self._prepare(type, {} if payload is None else payload, queue, priority,
+                                      delay, eta, max_retries, timeout, unique_for, unique_key)
+        return self._send(q, [args], [lock] if lock else [])[0]
+
+    def enqueue_many(self, specs: Iterable[Mapping[str, Any] | Sequence[Any]]) -> list[str]:
+        """Enqueue many tasks in few round trips; returns their ids in order.
+
+        Each spec is a mapping with the keyword arguments of enqueue() (type, payload, ...)
+        or a (type, payload) pair. Every spec is validated before anything is written.
+        """
+        groups: dict[str, list[tuple[int, list[Any], str | None]]] = {}
+        n = 0
+        for i, spec in enumerate(specs):
+            if isinstance(spec, Mapping):
+                options = dict(spec)
+                try:
+                    task_type = options.pop("type")
+                except KeyError:
+                    raise ValueError(f"spec #{i} has no 'type'") from None
+                payload = options.pop("payload", {})
+            elif isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) == 2:
+                (task_type, payload), options = spec, {}
+            else:
+                raise ValueError(f"spec #{i} must be a mapping or a (type, payload) pair")
+            unknown = set(options) - {"queue", "priority", "delay", "eta", "max_retries",
+                                      "timeout", "unique_for", "unique_key"}
+            if unknown:
+                raise ValueError(f"spec #{i} has unknown options {sorted(unknown)}")
+            try:
+                q, args, lock = self._prepare(
+                    task_type, payload, options.get("queue"), options.get("priority", 0),
+                    options.get("delay"), options.get("eta"), options.get("max_retries"),
+                    options.get("timeout"), options.get("unique_for"), options.get("unique_key"))
+            except ValueError as exc:
+                raise type(exc)(f"spec #{i}: {exc}") from None
+            groups.setdefault(q, []).append((i, args, lock))
+            n += 1
+        ids: list[str] = [""] * n
+        for q, items in groups.items():
+            for start in range(0, len(items), ENQUEUE_CHUNK):
+                chunk = items[start:start + ENQUEUE_CHUNK]
+                got = self._send(q, [a for _, a, _ in chunk], [lk for _, _, lk in chunk if lk])
+                for (i, _, _), tid in zip(chunk, got, strict=True):
+                    ids[i] = tid
+        return ids
+
+    def _send(self, queue: str, tasks: list[list[Any]], locks: list[str],
+              depth: int = 0) -> list[str]:
+        """Run the enqueue script for tasks of one queue; locks: their unique keys, in order.
+
+        tasks: [id, body, priority, delay_ms, eta_ms, uniq_ttl_ms, type] each.
+        """
+        q = self.broker.qkeys(queue)
+        keys: list[Any] = [q.tasks, q.sched, q.wake, q.stats]
+        index: dict[int, int] = {}
+        args: list[Any] = [len(tasks)]
+        for t in tasks:
+            i = index.get(t[2])
+            if i is None:
+                keys.append(q.ready_at(t[2]))
+                i = index[t[2]] = len(keys)
+            args.extend((t[0], t[1], i, *t[3:]))
+        keys.extend(locks)
+        broker = self.broker
+        with translated(self.url):
+            broker.register_queues([queue])
+            got = [g.decode() for g in SCRIPTS.enqueue(broker.link, keys, args)]
+        collided = [i for i, g in enumerate(got) if not g]
+        if collided:   # the id was taken (54 random bits per millisecond): fresh ids, once more
+            if depth >= 3:
+                raise RuntimeError("could not find a free task id")
+            lock_of = iter(locks)
+            their_locks = {i: next(lock_of) for i, t in enumerate(tasks) if t[5] != ""}
+            for i in collided:
+                tasks[i][0] = new_id()
+            again = self._send(queue, [tasks[i] for i in collided],
+                               [their_locks[i] for i in collided if i in their_locks], depth + 1)
+            for i, tid in zip(collided, again, strict=True):
+                got[i] = tid
+        return got
+
+    # -- follow a task ------------------------------------------------------------------
+    def _inspect(self, task_id: str, queue: str | None, watch: bool = False
+                 ) -> tuple[str, list[Any]] | None:
+        queues = [queue] if queue else self.broker.known_queues()
+        if not queues:
+            return None
+        for attempt in (1, 2):
+            pipe = self.broker.conn.pipeline(transaction=False)
+            for q in queues:
+                SCRIPTS.inspect.queue(pipe, [*self.broker.block(q),
+                                             self.broker.qkeys(q).result(task_id)],
+                                      [task_id, "1" if watch else "0"])
+            replies = pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError)
+                                    for r in replies):
+                self.broker.load_scripts()
+                continue
+            break
+        for q, reply in zip(queues, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            if reply[0] is not None or reply[6] is not None:
+                return q, reply
+        return None
+
+    def get(self, task_id: str, queue: str | None = None) -> TaskInfo:
+        """What is known of a task now; TaskNotFound if nothing is."""
+        with translated(self.url):
+            found = self._inspect(task_id, queue)
+        if found is None:
+            raise TaskNotFound(task_id)
+        return _info(task_id, *found)
+
+    def wait(self, task_id: str, timeout: float | None = None, queue: str | None = None) -> Any:
+        """Block until the task finishes; return its result.
+
+        Raises TaskFailed if it ends in the dead-letter queue, WaitTimeout after `timeout`
+        seconds (None: no limit), TaskNotFound for an unknown id. Blocks on Redis (a stream
+        read), not in a polling loop.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        conn = self.broker.conn
+        with translated(self.url):
+            while True:
+                found = self._inspect(task_id, queue, watch=True)
+                if found is None:
+                    raise TaskNotFound(task_id)
+                q, reply = found
+                info = _info(task_id, q, reply)
+                if info.state == "succeeded":
+                    return info.result
+                if info.state == "dead":
+                    raise TaskFailed(task_id, info.error, info.traceback)
+                queue = q
+                last = reply[7].decode() if reply[7] else "0-0"
+                events = self.broker.qkeys(q).events
+                while True:
+                    remaining = WAIT_SLICE if deadline is None else deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise WaitTimeout(task_id, timeout or 0.0, info.state)
+                    block = int(min(remaining, WAIT_SLICE) * 1000) or 1
+                    got = conn.xread({events: last}, count=100, block=block)
+                    if not got:
+                        break   # a slice passed: look at the task again
+                    entries = got[0][1]
+                    last = entries[-1][0].decode()
+                    if any(fields.get(b"id") == task_id.encode() for _, fields in entries):
+                        break
+
+    # -- queues and counters ------------------------------------------------------------
+    def queues(self) -> list[str]:
+        return self.broker.known_queues()
+
+    def queue_sizes(self) -> dict[str, dict[str, Any]]:
+        """Per queue: ready (total and by priority), scheduled, running, dead."""
+        queues = self.queues()
+        with translated(self.url):
+            pipe = self.broker.conn.pipeline(transaction=False)
+            for q in queues:
+                k = self.broker.qkeys(q)
+                for key in k.ready:
+                    pipe.llen(key)
+                pipe.zcard(k.sched)
+                pipe.hlen(k.run)
+                pipe.zcard(k.dead)
+            replies = pipe.execute()
+        out: dict[str, dict[str, Any]] = {}
+        step = PRIORITY_LEVELS + 3
+        for i, q in enumerate(queues):
+            r = replies[i * step:(i + 1) * step]
+            by_priority = {9 - p: n for p, n in enumerate(r[:PRIORITY_LEVELS]) if n}
+            out[q] = {"ready": sum(r[:PRIORITY_LEVELS]), "by_priority": by_priority,
+                      "scheduled": r[-3], "running": r[-2], "dead": r[-1]}
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Counters (enqueued, started, succeeded, failed, retried, dead) in total/by type/queue."""
+        queues = self.queues()
+        with translated(self.url):
+            pipe = self.broker.conn.pipeline(transaction=False)
+            for q in queues:
+                pipe.hgetall(self.broker.qkeys(q).stats)
+            replies = pipe.execute()
+        events = ("enqueued", "started", "succeeded", "failed", "retried", "dead")
+        total = dict.fromkeys(events, 0)
+        by_type: dict[str, dict[str, int]] = {}
+        by_queue: dict[str, dict[str, int]] = {}
+        for q, fields in zip(queues, replies, strict=True):
+            per_q = by_queue.setdefault(q, dict.fromkeys(events, 0))
+            for f, v in fields.items():
+                ttype, _, event = f.decode().rpartition(":")
+                n = int(v)
+                by_type.setdefault(ttype, dict.fromkeys(events, 0))
+                by_type[ttype][event] = by_type[ttype].get(event, 0) + n
+                per_q[event] = per_q.get(event, 0) + n
+                total[event] = total.get(event, 0) + n
+        return {"total": total, "by_type": by_type, "by_queue": by_queue}
+
+    # -- dead letters -------------------------------------------------------------------
+    def dead(self, limit: int = 50, offset: int = 0, queue: str | None = None) -> list[TaskInfo]:
+        """Dead-lettered tasks, newest first, with their last error and traceback."""
+        if limit <= 0 or offset < 0:
+            raise ValueError("limit must be positive and offset not negative")
+        queues = [queue] if queue else self.queues()
+        with translated(self.url):
+            pipe = self.broker.conn.pipeline(transaction=False)
+            for q in queues:
+                pipe.zrevrange(self.broker.qkeys(q).dead, 0, offset + limit - 1, withscores=True)
+            found = [(score, q, tid.decode()) for q, entries in zip(queues, pipe.execute(),
+                                                                    strict=True)
+                     for tid, score in entries]
+            found.sort(key=lambda e: (-e[0], e[2]))
+            page = found[offset:offset + limit]
+            return [self.get(tid, q) for _, q, tid in page]
+
+    def _dead_op(self, op: str, ids: Iterable[str] | str, queue: str | None,
+                 progress: Progress | None) -> int:
+        queues = [queue] if queue else self.queues()
+        done = 0
+        with translated(self.url):
+            conn = self.broker.conn
+            if ids == "all":
+                totals = {q: conn.zcard(self.broker.qkeys(q).dead) for q in queues}
+                grand = sum(totals.values())
+                for q in queues:
+                    left = totals[q]   # bounded: tasks failing again meanwhile are not re-read
+                    while left > 0:
+                        n = int(SCRIPTS.dead(self.broker.link, self.broker.block(q),
+                                             [q, op, min(ADMIN_CHUNK, left)]))
+                        if n == 0:
+                            break
+                        left -= n
+                        done += n
+                        if progress:
+                            progress(done, grand)
+                return done
+            if isinstance(ids, str):
+                raise ValueError('ids must be a list of task ids or "all"')
+            wanted = list(dict.fromkeys(ids))
+            pipe = conn.pipeline(transaction=False)
+            for tid in wanted:
+                for q in queues:
+                    pipe.zscore(self.broker.qkeys(q).dead, tid)
+            scores = pipe.execute()
+            by_queue: dict[str, list[str]] = {}
+            for i, tid in enumerate(wanted):
+                for j, q in enumerate(queues):
+                    if scores[i * len(queues) + j] is not None:
+                        by_queue.setdefault(q, []).append(tid)
+                        break
+            for q, tids in by_queue.items():
+                for start in range(0, len(tids), ADMIN_CHUNK):
+                    part = tids[start:start + ADMIN_CHUNK]
+                    done += int(SCRIPTS.dead(self.broker.link, self.broker.block(q),
+                                             [q, op, 0, *part]))
+                    if progress:
+                        progress(done, len(wanted))
+        return done
+
+    def retry_dead(self, ids: Iterable[str] | str = "all", queue: str | None = None,
+                   progress: Progress | None = None) -> int:
+        """Put dead tasks back on their queues with attempts reset; returns how many."""
+        return self._dead_op("retry", ids, queue, progress)
+
+    def delete_dead(self, ids: Iterable[str] | str = "all", queue: str | None = None,
+                    progress: Progress | None = None) -> int:
+        """Delete dead tasks for good; returns how many."""
+        return self._dead_op("delete", ids, queue, progress)
+
+    def purge(self, queue: str) -> int:
+        """Delete every waiting (ready or scheduled) task of a queue; returns how many."""
+        validate_name("queue", queue)
+        total = 0
+        with translated(self.url):
+            while True:
+                n = int(SCRIPTS.purge(self.broker.link, self.broker.block(queue), [ADMIN_CHUNK]))
+                total += n
+                if n == 0:
+                    return total
+
+
+def _info(task_id: str, queue: str, reply: list[Any]) -> TaskInfo:
+    body, claim, fails, error, sched, dead, result, _ = reply
+    created = created_ms(task_id)
+    info = TaskInfo(task_id, queue, queue, "queued",
+                    created_at=created / 1000 if created is not None else None)
+    failures = int(fails or 0)
+    if error:
+        try:
+            err = json.loads(error)
+            info.error, info.error_kind = err.get("message"), err.get("kind")
+            info.traceback = err.get("traceback")
+            info.failed_at = err["at"] / 1000 if err.get("at") else None
+        except (ValueError, TypeError, AttributeError):
+            info.error = error.decode("utf-8", "replace")
+    if body is not None:
+        task = Task.from_body(task_id, queue, body, failures)
+        info.type, info.priority, info.payload = task.type, task.priority, task.payload
+        info.max_retries, info.timeout = task.max_retries, task.timeout
+        if task.malformed:
+            info.extra["malformed"] = task.malformed
+        info.attempts = failures
+        if dead is not None:
+            info.state = "dead"
+            info.finished_at = float(dead) / 1000
+        elif claim:
+            parts = claim.decode().split("|")
+            info.state, info.attempts, info.worker = "running", failures + 1, parts[0]
+            info.started_at = int(parts[2]) / 1000 if len(parts) > 2 else None
+        elif sched is not None:
+            info.state = "failed-will-retry" if failures else "scheduled"
+            info.eta = float(sched) / 1000
+        return info
+    rec = json.loads(result)
+    info.state = rec.get("s", "succeeded")
+    info.type = rec.get("t", queue)
+    info.result = rec.get("r")
+    info.attempts = rec.get("a", 1)
+    info.worker = rec.get("w")
+    info.started_at = rec["st"] / 1000 if rec.get("st") else None
+    info.finished_at = rec["f"] / 1000 if rec.get("f") else None
+    if rec.get("e"):
+        info.error = rec["e"]
+    return info

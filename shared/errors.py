@@ -1,0 +1,66 @@
+"""tq's exceptions: one small hierarchy, translated at the Redis boundary."""
+
+from __future__ import annotations
+
+
+class TQError(Exception):
+    """Base of every error tq raises on purpose."""
+
+
+class ConfigError(TQError, ValueError):
+    """A setting or an argument that tq cannot use."""
+
+
+class PayloadError(TQError, ValueError):
+    """A payload that cannot be enqueued: not a JSON object, not serialisable, or too large."""
+
+
+class RedisUnavailable(TQError, ConnectionError):
+    """Redis could not be reached; the message names the URL with its password redacted."""
+
+    def __init__(self, url: str, cause: BaseException | str) -> None:
+        self.url = url
+        super().__init__(f"Redis at {url} is unavailable: {cause}")
+
+
+class EvictionPolicyError(TQError):
+    """Redis would evict queue keys under memory pressure (maxmemory-policy is not noeviction)."""
+
+
+class TaskNotFound(TQError, LookupError):
+    """No task with that id is known (never enqueued, or its result has expired)."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"no task with id {task_id!r} (never enqueued, or its result expired)")
+
+
+class TaskFailed(TQError):
+    """wait() found the task in the dead-letter queue."""
+
+    def __init__(self, task_id: str, error: str | None, traceback: str | None = None) -> None:
+        self.task_id = task_id
+        self.error = error
+        self.traceback = traceback
+        super().__init__(f"task {task_id} is dead: {error}")
+
+
+class WaitTimeout(TQError, TimeoutError):
+    """wait() gave up before the task finished."""
+
+    def __init__(self, task_id: str, timeout: float, state: str) -> None:
+        self.task_id = task_id
+        self.state = state
+        super().__init__(f"task {task_id} did not finish within {timeout:g}s (state: {state})")
+
+
+class Retry(TQError):
+    """Raised by a handler to ask for a retry, optionally after `delay` seconds."""
+
+    def __init__(self, reason: str = "retry requested", delay: float | None = None) -> None:
+        self.delay = delay
+        super().__init__(reason)
+
+
+class PermanentError(TQError):
+    """Raised by a handler for a failure no retry can fix: the task goes straight to dead."""

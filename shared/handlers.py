@@ -1,0 +1,149 @@
+"""Handlers: the functions (or classes) that run tasks, and their retry policy.
+
+    @tq.handler("email", max_retries=5, timeout=10)
+    def send_email(payload, ctx): ...
+
+    class ImageProcessing(tq.Handler):        # the article's TaskHandler: a type and handle()
+        type = "image_processing"
+        timeout = 120
+        def handle(self, payload, ctx): ...
+
+Both register in the process-wide registry when their module is imported; workers import the
+modules named by `tq-master -A`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from .task import DEFAULT_MAX_RETRIES, validate_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with jitter: base * factor**(attempt-1), capped, then +-jitter."""
+
+    base: float = 1.0
+    factor: float = 2.0
+    cap: float = 3600.0
+    jitter: float = 0.25   # fraction of the delay, spread both ways
+
+    def __post_init__(self) -> None:
+        if self.base < 0 or self.factor < 1 or self.cap < 0 or not 0 <= self.jitter <= 1:
+            raise ValueError(f"invalid backoff {self}")
+
+    def __call__(self, attempt: int) -> float:
+        delay = min(self.cap, self.base * self.factor ** max(attempt - 1, 0))
+        if self.jitter:
+            delay *= 1 + self.jitter * (2 * random.random() - 1)
+        return max(delay, 0.0)
+
+
+DEFAULT_BACKOFF = Backoff()
+
+
+class Context(Protocol):
+    """What a handler gets besides the payload (the worker supplies the implementation)."""
+
+    task_id: str
+    type: str
+    queue: str
+    attempt: int
+    max_retries: int
+    deadline: float | None
+    worker_id: str
+    log: logging.Logger
+
+    def enqueue(self, task_type: str, payload: dict[str, Any], **options: Any) -> str: ...
+
+
+@dataclass(slots=True)
+class HandlerSpec:
+    """A registered handler and its policy."""
+
+    type: str
+    func: Callable[[dict[str, Any], Any], Any]
+    queue: str
+    max_retries: int = DEFAULT_MAX_RETRIES
+    timeout: float | None = None        # hard limit, enforced by the master (kills the child)
+    soft_timeout: float | None = None   # raises SoftTimeout inside the handler first
+    backoff: Callable[[int], float] = DEFAULT_BACKOFF
+    result_ttl: float | None = None     # None: the worker's default
+
+    def policy(self) -> dict[str, Any]:
+        """What Lua needs to know when the handler is not at hand (a reaper in the master)."""
+        return {"max_retries": self.max_retries, "timeout": self.timeout}
+
+
+REGISTRY: dict[str, HandlerSpec] = {}
+
+
+def _register(spec: HandlerSpec) -> None:
+    old = REGISTRY.get(spec.type)
+    if old is not None and getattr(old.func, "__qualname__", None) != getattr(
+            spec.func, "__qualname__", None):
+        raise ValueError(f"a handler for type {spec.type!r} is already registered: {old.func!r}")
+    REGISTRY[spec.type] = spec
+
+
+def _check_policy(max_retries: int, timeout: float | None, soft_timeout: float | None) -> None:
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}")
+    for name, value in (("timeout", timeout), ("soft_timeout", soft_timeout)):
+        if value is not None and (not isinstance(value, int | float) or value <= 0):
+            raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+
+
+def handler(task_type: str, *, queue: str | None = None, max_retries: int = DEFAULT_MAX_RETRIES,
+            timeout: float | None = None, soft_timeout: float | None = None,
+            backoff: Callable[[int], float] | Backoff | None = None,
+            result_ttl: float | None = None) -> Callable[[Any], Any]:
+    """Register a function `(payload, ctx) -> JSON-serialisable result | None` for a task type."""
+    validate_name("type", task_type)
+    validate_name("queue", queue or task_type)
+    _check_policy(max_retries, timeout, soft_timeout)
+
+    def register(func: Any) -> Any:
+        if isinstance(func, type) and issubclass(func, Handler):
+            func = func()
+        call = func.handle if isinstance(func, Handler) else func
+        if not callable(call):
+            raise TypeError(f"@tq.handler needs a function (payload, ctx), got {func!r}")
+        _register(HandlerSpec(task_type, call, queue or task_type, max_retries, timeout,
+                              soft_timeout, backoff or DEFAULT_BACKOFF, result_ttl))
+        return func
+
+    return register
+
+
+class Handler:
+    """Class form: subclasses that set `type` register themselves when defined."""
+
+    type: ClassVar[str]
+    queue: ClassVar[str | None] = None
+    max_retries: ClassVar[int] = DEFAULT_MAX_RETRIES
+    timeout: ClassVar[float | None] = None
+    soft_timeout: ClassVar[float | None] = None
+    backoff: ClassVar[Callable[[int], float] | None] = None
+    result_ttl: ClassVar[float | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type" not in cls.__dict__:
+            return   # an abstract intermediate class
+        validate_name("type", cls.type)
+        validate_name("queue", cls.queue or cls.type)
+        _check_policy(cls.max_retries, cls.timeout, cls.soft_timeout)
+        instance = cls()
+        _register(HandlerSpec(cls.type, instance.handle, cls.queue or cls.type, cls.max_retries,
+                              cls.timeout, cls.soft_timeout, cls.backoff or DEFAULT_BACKOFF,
+                              cls.result_ttl))
+
+    def handle(self, payload: dict[str, Any], ctx: Context) -> Any:
+        raise NotImplementedError

@@ -1,0 +1,148 @@
+"""Every Redis key tq uses, in one place.
+
+All keys of one queue share the hash tag `{queue}`, so each Lua script (which only touches one
+queue's keys, all passed in KEYS) stays inside one Redis Cluster slot. Registry keys are global.
+
+| key                          | type   | holds                                                   |
+|------------------------------|--------|---------------------------------------------------------|
+| ns:queues                    | set    | every queue name ever enqueued to or consumed           |
+| ns:workers                   | zset   | worker id -> last heartbeat (Redis ms)                  |
+| ns:worker:W                  | hash   | worker info: host, pid, master, queues, started         |
+| ns:masters                   | zset   | master id -> last heartbeat (Redis ms)                  |
+| ns:master:M                  | hash   | master info: host, pid, children, counters              |
+| ns:{Q}:ready:P               | list   | ids ready to run at priority P (0-9), FIFO              |
+| ns:{Q}:tasks                 | hash   | id -> body (JSON)                                       |
+| ns:{Q}:sched                 | zset   | id -> due time (Redis ms): delayed tasks and retries    |
+| ns:{Q}:run                   | hash   | id -> "worker|token|claimed_ms" for claimed tasks       |
+| ns:{Q}:proc:W                | list   | ids claimed by worker W, in the order it runs them      |
+| ns:{Q}:fails                 | hash   | id -> failed attempts so far (absent: none)             |
+| ns:{Q}:errors                | hash   | id -> last error (JSON: message, kind, traceback, time) |
+| ns:{Q}:dead                  | zset   | id -> time it was dead-lettered (Redis ms)              |
+| ns:{Q}:res:ID                | string | result record (JSON), expires after the result TTL     |
+| ns:{Q}:uniq:DIGEST           | string | id of the task holding a unique_for lock                |
+| ns:{Q}:wake                  | list   | wake-up token for workers blocked on an empty queue     |
+| ns:{Q}:seq                   | string | claim counter (fencing tokens)                          |
+| ns:{Q}:stats                 | hash   | "type:event" -> count                                   |
+| ns:{Q}:policy                | hash   | type -> handler policy (JSON), published by workers     |
+| ns:{Q}:waiters               | hash   | id -> clients blocked in wait()                         |
+| ns:{Q}:events                | stream | finished ids, for waiters (capped)                      |
+| ns:history:R:B               | hash   | throughput/latency history, resolution R, bucket B      |
+
+Registry info (JSON strings, written by masters' heartbeats):
+  ns:master:M  {"id", "host", "pid", "started", "app": [modules], "queues": [...],
+                "concurrency", "status": "starting|running|reloading|draining",
+                "processed", "failed", "version",
+                "children": [{"id", "index", "pid", "state": "starting|idle|busy|stopping",
+                              "task", "type", "since", "rss", "uss", "cpu",
+                              "processed", "failed"}]}
+  ns:worker:W  {"id", "host", "pid", "master", "index", "queues": [...], "started",
+                "state", "task", "type", "since"}
+  (times are Unix seconds, memory in bytes, cpu in percent of one core)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+PRIORITY_LEVELS = 10
+
+
+class Keys:
+    """Key names of one namespace."""
+
+    def __init__(self, namespace: str = "tq") -> None:
+        self.ns = namespace
+        self.queues = f"{namespace}:queues"
+        self.workers = f"{namespace}:workers"
+        self.masters = f"{namespace}:masters"
+        self._queue_cache: dict[str, QueueKeys] = {}
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.ns}:worker:{worker_id}"
+
+    def master(self, master_id: str) -> str:
+        return f"{self.ns}:master:{master_id}"
+
+    def history(self, resolution: str, bucket: int) -> str:
+        """History bucket: resolution 's' or 'm'; bucket is a Unix time divided by its span."""
+        return f"{self.ns}:history:{resolution}:{bucket}"
+
+    def queue(self, name: str) -> QueueKeys:
+        qk = self._queue_cache.get(name)
+        if qk is None:
+            qk = self._queue_cache[name] = QueueKeys(f"{self.ns}:{{{name}}}:", name)
+        return qk
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    """Key names of one queue (all in one cluster slot)."""
+
+    prefix: str
+    name: str
+
+    @cached_property
+    def ready(self) -> tuple[str, ...]:
+        """Ready lists, highest priority first (index 0 is priority 9)."""
+        return tuple(f"{self.prefix}ready:{p}" for p in reversed(range(PRIORITY_LEVELS)))
+
+    def ready_at(self, priority: int) -> str:
+        return f"{self.prefix}ready:{priority}"
+
+    def proc(self, worker_id: str) -> str:
+        return f"{self.prefix}proc:{worker_id}"
+
+    def result(self, task_id: str) -> str:
+        return f"{self.prefix}res:{task_id}"
+
+    def uniq(self, digest: str) -> str:
+        return f"{self.prefix}uniq:{digest}"
+
+    @cached_property
+    def tasks(self) -> str:
+        return self.prefix + "tasks"
+
+    @cached_property
+    def sched(self) -> str:
+        return self.prefix + "sched"
+
+    @cached_property
+    def run(self) -> str:
+        return self.prefix + "run"
+
+    @cached_property
+    def fails(self) -> str:
+        return self.prefix + "fails"
+
+    @cached_property
+    def errors(self) -> str:
+        return self.prefix + "errors"
+
+    @cached_property
+    def dead(self) -> str:
+        return self.prefix + "dead"
+
+    @cached_property
+    def wake(self) -> str:
+        return self.prefix + "wake"
+
+    @cached_property
+    def seq(self) -> str:
+        return self.prefix + "seq"
+
+    @cached_property
+    def stats(self) -> str:
+        return self.prefix + "stats"
+
+    @cached_property
+    def policy(self) -> str:
+        return self.prefix + "policy"
+
+    @cached_property
+    def waiters(self) -> str:
+        return self.prefix + "waiters"
+
+    @cached_property
+    def events(self) -> str:
+        return self.prefix + "events"

@@ -1,0 +1,126 @@
+--[[ Shared helpers, prepended by scripts.py to every script that says `-- uses: _lib`.
+
+  Every queue script receives its queue's keys as one block of KEYS (see qkeys); keys that
+  depend on a task or a worker (results, unique locks, processing lists) follow the blocks.
+  Nothing here builds a key name: all keys come from KEYS, so each script stays in the slot
+  of its queue's {hash tag}.
+]]
+local rcall = redis.call
+-- Redis < 5 replicated scripts verbatim, which forbids writes after TIME; 5+ replicates effects.
+pcall(redis.replicate_commands)
+
+local QBLOCK = 22
+-- LMPOP (Redis 7) pops from the first non-empty of many lists in one call; 6.2 loops LPOP.
+local HAS_LMPOP = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
+
+local function qkeys(base)
+  local q = {ready = {}}
+  for i = 1, 10 do q.ready[i] = KEYS[base + i - 1] end   -- ready[1] is priority 9
+  q.tasks   = KEYS[base + 10]
+  q.sched   = KEYS[base + 11]
+  q.run     = KEYS[base + 12]
+  q.fails   = KEYS[base + 13]
+  q.errors  = KEYS[base + 14]
+  q.dead    = KEYS[base + 15]
+  q.wake    = KEYS[base + 16]
+  q.seq     = KEYS[base + 17]
+  q.stats   = KEYS[base + 18]
+  q.policy  = KEYS[base + 19]
+  q.waiters = KEYS[base + 20]
+  q.events  = KEYS[base + 21]
+  return q
+end
+
+local function ready_key(q, priority)
+  return q.ready[10 - priority]
+end
+
+local function now_ms()
+  local t = rcall('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The header of a stored body (everything before "p"): type, priority, max_retries.
+-- tq writes header fields before the payload and never puts quotes inside them, so this
+-- never has to decode the payload. Returns nil for a body tq did not write.
+local function header(body, queue)
+  local h = string.match(body, '^{(.-)"p":')
+  if not h then return nil end
+  local t = string.match(h, '"t":"([^"]*)"') or queue
+  local r = tonumber(string.match(h, '"r":(%d)')) or 0
+  local m = tonumber(string.match(h, '"m":(%d+)'))
+  return t, r, m
+end
+
+local function max_retries(q, ttype, m, default)
+  if m then return m end
+  local p = rcall('HGET', q.policy, ttype)
+  if p then
+    local v = tonumber(string.match(p, '"max_retries":(%d+)'))
+    if v then return v end
+  end
+  return tonumber(default)
+end
+
+local function wake(q)
+  if rcall('LLEN', q.wake) == 0 then rcall('RPUSH', q.wake, '1') end
+end
+
+local function notify(q, id, state)
+  if rcall('HDEL', q.waiters, id) == 1 then
+    rcall('XADD', q.events, 'MAXLEN', '~', 1000, '*', 'id', id, 's', state)
+  end
+end
+
+local function count(q, ttype, event, n)
+  rcall('HINCRBY', q.stats, ttype .. ':' .. event, n or 1)
+end
+
+local function error_json(kind, message, traceback, at, worker)
+  return cjson.encode({kind = kind, message = message, traceback = traceback,
+                       at = at, worker = worker})
+end
+
+-- Something in a ready list or the schedule that tq cannot run: keep it as a dead letter with
+-- the reason, under its own id when that looks like an id, else under a fresh one.
+local function bury_malformed(q, entry, now, why)
+  local id = entry
+  local body = rcall('HGET', q.tasks, entry)
+  if #entry > 64 or not string.match(entry, '^[%w%-_%.]+$') then
+    id = 'malformed-' .. now .. '-' .. rcall('INCR', q.seq)
+    body = string.sub(entry, 1, 65536)
+    why = 'not a task id (something else was pushed onto the queue): kept as the body'
+  end
+  rcall('HSET', q.tasks, id, body or '')
+  rcall('HSET', q.errors, id, error_json('malformed', why, nil, now, nil))
+  rcall('ZADD', q.dead, now, id)
+  count(q, '?', 'dead')
+  notify(q, id, 'dead')
+  return id
+end
+
+-- Move up to `limit` due tasks from the schedule to the tail of their ready lists.
+local function promote(q, queue, now, limit)
+  local due = rcall('ZRANGEBYSCORE', q.sched, '-inf', now, 'LIMIT', 0, limit)
+  if #due == 0 then return 0 end
+  rcall('ZREM', q.sched, unpack(due))
+  local moved = 0
+  for _, id in ipairs(due) do
+    local body = rcall('HGET', q.tasks, id)
+    local _, r = nil, nil
+    if body then _, r = header(body, queue) end
+    if r then
+      rcall('RPUSH', ready_key(q, r), id)
+      moved = moved + 1
+    else
+      bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for a scheduled id')
+    end
+  end
+  return moved
+end
+
+local function next_due(q, now)
+  local first = rcall('ZRANGE', q.sched, 0, 0, 'WITHSCORES')
+  if first[2] then return math.max(0, tonumber(first[2]) - now) end
+  return -1
+end

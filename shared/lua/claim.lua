@@ -1,0 +1,200 @@
+-- uses: _lib
+--[[ claim: settle finished tasks, then claim the next ones, for one worker, in one round trip.
+
+  KEYS: nq queue blocks (22 each), then the worker's processing list of each queue (nq),
+        then one result key per ack
+  ARGV: worker, nq, max_tasks, promote_limit, result_ttl_ms, n_acks, n_stats,
+        nq x queue name,
+        n_acks x (queue index, id, token, type, had_failures '1'/'0', result record JSON),
+        n_stats x (queue index, stats field, increment)
+  Returns: {claimed, stale, next_due}
+    claimed: flat list of (queue index, id, token, body, failures) per claimed task
+    stale:   ids whose ack was refused because this worker no longer holds that claim
+    next_due: ms until the earliest scheduled task of these queues when nothing was
+              claimed (-1: none), else -1
+
+  Ack is fenced: it applies only if the task's claim in `run` is still this worker's with
+  this token, so a worker that stalled while its task was requeued cannot ack it away.
+  Queues are served in the order given, priorities 9..0 within a queue, FIFO within a level.
+  Due scheduled tasks are promoted first, so a due retry is claimable within this call.
+  This is the worker's hot path: a batch costs a fixed number of Redis calls plus one SET
+  per ack.
+]]
+local worker = ARGV[1]
+local nq = tonumber(ARGV[2])
+local max_tasks = tonumber(ARGV[3])
+local promote_limit = tonumber(ARGV[4])
+local result_ttl = tonumber(ARGV[5])
+local n_acks = tonumber(ARGV[6])
+local n_stats = tonumber(ARGV[7])
+local names, Q, P = {}, {}, {}
+for i = 1, nq do
+  names[i] = ARGV[7 + i]
+  Q[i] = qkeys(1 + (i - 1) * QBLOCK)
+  P[i] = KEYS[nq * QBLOCK + i]
+end
+
+local counts = {}   -- "qi\0type:event" -> n, flushed as one HINCRBY each
+local function tally(qi, ttype, event)
+  local k = qi .. '\0' .. ttype .. ':' .. event
+  counts[k] = (counts[k] or 0) + 1
+end
+
+-- settle ------------------------------------------------------------------------------
+-- Acks are grouped by queue so each group costs a fixed number of calls plus one SET each.
+local a = 8 + nq
+local rkey = nq * QBLOCK + nq + 1
+local stale = {}
+local groups = {}
+for _ = 1, n_acks do
+  local qi = tonumber(ARGV[a])
+  local g = groups[qi]
+  if not g then
+    g = {ids = {}, acks = {}}
+    groups[qi] = g
+  end
+  g.ids[#g.ids + 1] = ARGV[a + 1]
+  g.acks[#g.acks + 1] = {id = ARGV[a + 1], token = ARGV[a + 2], ttype = ARGV[a + 3],
+                         failed = ARGV[a + 4] == '1', record = ARGV[a + 5], rkey = KEYS[rkey]}
+  rkey = rkey + 1
+  a = a + 6
+end
+for qi, g in pairs(groups) do
+  local q = Q[qi]
+  local claims = rcall('HMGET', q.run, unpack(g.ids))
+  local ok, ok_acks, failed = {}, {}, {}
+  for i, ack in ipairs(g.acks) do
+    local prefix = worker .. '|' .. ack.token .. '|'
+    local claim = claims[i]
+    if claim and string.sub(claim, 1, #prefix) == prefix then
+      ok[#ok + 1] = ack.id
+      ok_acks[#ok_acks + 1] = ack
+      if ack.failed then failed[#failed + 1] = ack.id end
+    else
+      stale[#stale + 1] = ack.id
+    end
+  end
+  if #ok > 0 then
+    rcall('HDEL', q.run, unpack(ok))
+    rcall('HDEL', q.tasks, unpack(ok))
+    if #failed > 0 then
+      rcall('HDEL', q.fails, unpack(failed))
+      rcall('HDEL', q.errors, unpack(failed))
+    end
+    -- acks arrive in claim order, so they are usually the head of the processing list
+    local head = rcall('LRANGE', P[qi], 0, #ok - 1)
+    local in_order = #head == #ok
+    for i = 1, #ok do
+      if head[i] ~= ok[i] then in_order = false break end
+    end
+    if in_order then
+      rcall('LTRIM', P[qi], #ok, -1)
+    else
+      for _, id in ipairs(ok) do rcall('LREM', P[qi], 1, id) end
+    end
+    local waiting = rcall('HMGET', q.waiters, unpack(ok))
+    for i, ack in ipairs(ok_acks) do
+      if result_ttl > 0 then rcall('SET', ack.rkey, ack.record, 'PX', result_ttl) end
+      if waiting[i] then notify(q, ack.id, 'succeeded') end
+      tally(qi, ack.ttype, 'succeeded')
+    end
+  end
+end
+for _ = 1, n_stats do
+  rcall('HINCRBY', Q[tonumber(ARGV[a])].stats, ARGV[a + 1], ARGV[a + 2])
+  a = a + 3
+end
+
+local function flush()
+  for k, c in pairs(counts) do
+    local sep = string.find(k, '\0', 1, true)
+    rcall('HINCRBY', Q[tonumber(string.sub(k, 1, sep - 1))].stats, string.sub(k, sep + 1), c)
+  end
+end
+
+if max_tasks <= 0 then
+  flush()
+  return {{}, stale, -1}
+end
+
+-- claim -------------------------------------------------------------------------------
+-- Pop up to `want` ids from the highest non-empty priority levels of q, in order.
+local function pop(q, want)
+  local ids = {}
+  if HAS_LMPOP then
+    while #ids < want do
+      local got = rcall('LMPOP', 10, q.ready[1], q.ready[2], q.ready[3], q.ready[4],
+                        q.ready[5], q.ready[6], q.ready[7], q.ready[8], q.ready[9],
+                        q.ready[10], 'LEFT', 'COUNT', want - #ids)
+      if not got then break end
+      for _, id in ipairs(got[2]) do ids[#ids + 1] = id end
+    end
+  else
+    for lvl = 1, 10 do
+      while #ids < want do
+        local id = rcall('LPOP', q.ready[lvl])
+        if not id then break end
+        ids[#ids + 1] = id
+      end
+      if #ids >= want then break end
+    end
+  end
+  return ids
+end
+
+local now = now_ms()
+local claimed = {}
+local n = 0
+for qi = 1, nq do
+  local q = Q[qi]
+  promote(q, names[qi], now, promote_limit)
+  if n < max_tasks then
+    local ids = pop(q, max_tasks - n)
+    if #ids > 0 then
+      local bodies = rcall('HMGET', q.tasks, unpack(ids))
+      local good, runs = {}, {}
+      local base = rcall('INCR', q.seq)
+      for i, id in ipairs(ids) do
+        local body = bodies[i]
+        local ttype = body and header(body, names[qi])
+        if ttype then
+          local token = base .. '.' .. i
+          good[#good + 1] = id
+          runs[#runs + 1] = id
+          runs[#runs + 1] = worker .. '|' .. token .. '|' .. now
+          claimed[#claimed + 1] = qi
+          claimed[#claimed + 1] = id
+          claimed[#claimed + 1] = token
+          claimed[#claimed + 1] = body
+          claimed[#claimed + 1] = false   -- failures, filled in below
+          tally(qi, ttype, 'started')
+        else
+          bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
+        end
+      end
+      if #good > 0 then
+        rcall('RPUSH', P[qi], unpack(good))
+        rcall('HSET', q.run, unpack(runs))
+        local fails = rcall('HMGET', q.fails, unpack(good))
+        local first = #claimed - 5 * #good
+        for i = 1, #good do claimed[first + 5 * i] = fails[i] or '0' end
+        n = n + #good
+      end
+    end
+  end
+  -- A worker may have been woken by this queue's token while claiming from an earlier
+  -- queue, or took only part of what is ready: leave a token so another worker wakes.
+  if n >= max_tasks and rcall('EXISTS', unpack(q.ready)) > 0 then wake(q) end
+end
+
+flush()
+if n > 0 then return {claimed, stale, -1} end
+-- Nothing to claim anywhere: tokens left in the wake lists are stale, and the caller will
+-- block on them until the earliest scheduled task is due.
+local due = -1
+for qi = 1, nq do
+  rcall('DEL', Q[qi].wake)
+  local d = next_due(Q[qi], now)
+  if d >= 0 and (due < 0 or d < due) then due = d end
+end
+return {claimed, stale, due}

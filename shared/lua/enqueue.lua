@@ -1,0 +1,74 @@
+-- uses: _lib
+--[[ enqueue: store bodies and make tasks ready or scheduled, for one queue.
+
+  KEYS: tasks, sched, wake, stats, then the ready lists the batch uses, then one
+        unique-lock key per task that has uniq_ttl_ms, in order
+  ARGV: n, then n x (id, body, ready key index, delay_ms, eta_ms, uniq_ttl_ms, type)
+        (ready key index: position in KEYS; delay_ms / eta_ms / uniq_ttl_ms are '' when
+        unused; eta_ms is absolute Unix ms)
+  Returns: n ids, in order: the new id, the id holding the unique lock (a duplicate), or ''
+           when the id was already taken (the caller retries that task with a fresh id).
+  Due-ness uses Redis' clock: delay_ms counts from Redis TIME, not from the producer's clock.
+  This is the producer's hot path, so it only reads the clock and the schedule when a task
+  of the batch is delayed.
+]]
+local tasks, sched, wake_key, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local n = tonumber(ARGV[1])
+local now, earliest = nil, nil
+local out = {}
+local counts = {}
+local pushed, woke_schedule = false, false
+-- task i's fields start at ARGV[2 + (i - 1) * 7]
+local delayed = false
+local lock = 4   -- unique-lock keys follow the last ready key
+for i = 0, n - 1 do
+  local a = 2 + i * 7
+  if ARGV[a + 3] ~= '' or ARGV[a + 4] ~= '' then delayed = true end
+  local idx = tonumber(ARGV[a + 2])
+  if idx > lock then lock = idx end
+end
+lock = lock + 1
+if delayed then
+  now = now_ms()
+  local first = rcall('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  earliest = tonumber(first[2])
+end
+
+for i = 0, n - 1 do
+  local a = 2 + i * 7
+  local id, body, ready = ARGV[a], ARGV[a + 1], KEYS[tonumber(ARGV[a + 2])]
+  local delay, eta, uniq_ttl, ttype = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local holder = false
+  local lock_key = nil
+  if uniq_ttl ~= '' then
+    lock_key = KEYS[lock]
+    lock = lock + 1
+    holder = rcall('GET', lock_key)
+  end
+  if holder then
+    out[#out + 1] = holder
+  elseif rcall('HSETNX', tasks, id, body) == 0 then
+    out[#out + 1] = ''
+  else
+    if lock_key then rcall('SET', lock_key, id, 'PX', uniq_ttl) end
+    local due = nil
+    if delay ~= '' then due = now + tonumber(delay) elseif eta ~= '' then due = tonumber(eta) end
+    if due and due > now then
+      rcall('ZADD', sched, due, id)
+      if not earliest or due < earliest then
+        earliest = due
+        woke_schedule = true
+      end
+    else
+      rcall('RPUSH', ready, id)
+      pushed = true
+    end
+    counts[ttype] = (counts[ttype] or 0) + 1
+    out[#out + 1] = id
+  end
+end
+
+for ttype, c in pairs(counts) do rcall('HINCRBY', stats, ttype .. ':enqueued', c) end
+-- A blocked worker sleeps until the earliest due time it knows of: tell it about an earlier one.
+if (pushed or woke_schedule) and rcall('LLEN', wake_key) == 0 then rcall('RPUSH', wake_key, '1') end
+return out

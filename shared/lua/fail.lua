@@ -1,0 +1,45 @@
+-- uses: _lib
+--[[ fail: record a failed attempt of a claimed task, then schedule its retry or bury it.
+
+  KEYS: queue block (22), the worker's processing list of this queue
+  ARGV: queue, worker, id, token, kind, message, traceback, retry ('1'/'0'), delay_ms,
+        default_max_retries
+  Returns: {outcome, failures, due_ms}: outcome 'retry' (due_ms: when), 'dead' or 'stale'
+  Fenced like ack. A task is retried while its failures <= max_retries, where max_retries
+  is the task's own, else its handler's (from the policy hash), else the default.
+]]
+local q = qkeys(1)
+local queue, worker, id, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local kind, message, traceback = ARGV[5], ARGV[6], ARGV[7]
+local retry, delay, default = ARGV[8] == '1', tonumber(ARGV[9]), ARGV[10]
+local proc = KEYS[QBLOCK + 1]
+
+local prefix = worker .. '|' .. token .. '|'
+local claim = rcall('HGET', q.run, id)
+if not claim or string.sub(claim, 1, #prefix) ~= prefix then return {'stale', 0, 0} end
+
+local now = now_ms()
+rcall('HDEL', q.run, id)
+rcall('LREM', proc, 1, id)
+local failures = rcall('HINCRBY', q.fails, id, 1)
+if traceback == '' then traceback = nil end
+rcall('HSET', q.errors, id, error_json(kind, message, traceback, now, worker))
+
+local body = rcall('HGET', q.tasks, id)
+local ttype, _, m = nil, nil, nil
+if body then ttype, _, m = header(body, queue) end
+ttype = ttype or '?'
+count(q, ttype, 'failed')
+if retry and body and failures <= max_retries(q, ttype, m, default) then
+  local due = now + delay
+  local first = rcall('ZRANGE', q.sched, 0, 0, 'WITHSCORES')
+  rcall('ZADD', q.sched, due, id)
+  if not first[2] or due < tonumber(first[2]) then wake(q) end
+  count(q, ttype, 'retried')
+  return {'retry', failures, due}
+end
+if not body then rcall('HSET', q.tasks, id, '') end
+rcall('ZADD', q.dead, now, id)
+count(q, ttype, 'dead')
+notify(q, id, 'dead')
+return {'dead', failures, 0}

@@ -1,0 +1,35 @@
+-- uses: _lib
+--[[ purge: delete up to `limit` waiting tasks (ready and scheduled) of one queue.
+
+  KEYS: queue block (22)
+  ARGV: limit
+  Returns: number deleted (call again until it returns 0). Running and dead tasks are kept.
+]]
+local q = qkeys(1)
+local limit = tonumber(ARGV[1])
+local gone = 0
+local function drop(ids)
+  for _, id in ipairs(ids) do
+    rcall('HDEL', q.tasks, id)
+    rcall('HDEL', q.fails, id)
+    rcall('HDEL', q.errors, id)
+    rcall('HDEL', q.waiters, id)
+  end
+  gone = gone + #ids
+end
+for lvl = 1, 10 do
+  while gone < limit do
+    local ids = rcall('LRANGE', q.ready[lvl], 0, limit - gone - 1)
+    if #ids == 0 then break end
+    rcall('LTRIM', q.ready[lvl], #ids, -1)
+    drop(ids)
+  end
+end
+if gone < limit then
+  local ids = rcall('ZRANGE', q.sched, 0, limit - gone - 1)
+  if #ids > 0 then
+    rcall('ZREM', q.sched, unpack(ids))
+    drop(ids)
+  end
+end
+return gone

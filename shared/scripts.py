@@ -1,0 +1,79 @@
+"""The Lua scripts (shared/lua/*.lua): loaded once, called by name through EVALSHA.
+
+Each script's header documents its KEYS, ARGV and reply. A script whose first line is
+`-- uses: _lib` gets lua/_lib.lua prepended. After a Redis restart the script cache is empty:
+a NOSCRIPT reply loads the script and repeats the call (it did not run, so this is safe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import NoScriptError
+
+from .connection import Link
+
+NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
+         "heartbeat", "expired")
+
+
+def _source(name: str) -> str:
+    folder = resources.files(__package__).joinpath("lua")
+    text = folder.joinpath(f"{name}.lua").read_text("utf-8")
+    if text.startswith("-- uses: _lib"):
+        text = folder.joinpath("_lib.lua").read_text("utf-8") + "\n" + text
+    return text
+
+
+class Script:
+    """One Lua script: its source and SHA1."""
+
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.source = _source(name)
+        self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
+
+    def __call__(self, link: Link, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return link.call("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            link.call("SCRIPT", "LOAD", self.source)
+            return link.call("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    def queue(self, pipe: Any, keys: Sequence[Any], args: Sequence[Any]) -> None:
+        """Add a call to a pipeline (load_all() first: a pipeline cannot load on NOSCRIPT)."""
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+class Scripts:
+    """All scripts, by name."""
+
+    def __init__(self) -> None:
+        for name in NAMES:
+            setattr(self, name, Script(name))
+
+    enqueue: Script
+    claim: Script
+    fail: Script
+    requeue: Script
+    promote: Script
+    inspect: Script
+    dead: Script
+    purge: Script
+    heartbeat: Script
+    expired: Script
+
+    def load_all(self, conn: Redis) -> None:
+        pipe = conn.pipeline(transaction=False)
+        for name in NAMES:
+            pipe.execute_command("SCRIPT", "LOAD", getattr(self, name).source)
+        pipe.execute()
+
+
+SCRIPTS = Scripts()
