@@ -1,0 +1,28 @@
+# The two commands of README: `make run` (the supervisor with the example app on the embedded
+# Redis) and `make test`. Both create ./.venv on first use; nothing else needs installing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test bench lint clean
+
+$(BIN)/tq-master: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test,examples,dev]"
+	@touch $@
+
+run: $(BIN)/tq-master
+	$(BIN)/python -m examples.demo
+
+test: $(BIN)/tq-master
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/tq-master
+	$(BIN)/python bench/core.py
+
+lint: $(BIN)/tq-master
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .tq build *.egg-info

@@ -1,0 +1,1 @@
+"""The tq operator CLI."""

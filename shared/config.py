@@ -1,0 +1,226 @@
+"""Settings of tq-master and the tq CLI: each declared once, loaded in one place.
+
+Precedence, lowest first: defaults < config file (TOML) < environment (TQ_<NAME>) < flags.
+The config file is --config / TQ_CONFIG, else ./tq.toml when it exists. Its keys are the
+setting names below (top level, or under a [tq] table).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .task import validate_name
+
+ENV_PREFIX = "TQ_"
+DEFAULT_CONFIG_FILE = "tq.toml"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _positive_int(v: Any) -> int:
+    if isinstance(v, bool):
+        raise ValueError("must be a positive integer")
+    n = int(v)
+    if n <= 0:
+        raise ValueError("must be a positive integer")
+    return n
+
+
+def _positive_float(v: Any) -> float:
+    if isinstance(v, bool):
+        raise ValueError("must be a positive number")
+    x = float(v)
+    if not x > 0:
+        raise ValueError("must be a positive number")
+    return x
+
+
+def _non_negative_float(v: Any) -> float:
+    x = float(v)
+    if not x >= 0:
+        raise ValueError("must be a number >= 0")
+    return x
+
+
+def _names(kind: str) -> Callable[[Any], list[str]]:
+    def parse(v: Any) -> list[str]:
+        items = v.split(",") if isinstance(v, str) else list(v)
+        out = [str(i).strip() for i in items if str(i).strip()]
+        if not out:
+            raise ValueError(f"needs at least one {kind}")
+        if kind == "queue":
+            for name in out:
+                validate_name("queue", name)
+        return out
+    return parse
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _choice(*choices: str, upper: bool = False) -> Callable[[Any], str]:
+    def parse(v: Any) -> str:
+        s = str(v).upper() if upper else str(v).lower()
+        if s not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return s
+    return parse
+
+
+def _bind(v: Any) -> str:
+    s = str(v)
+    host, sep, port = s.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9808")
+    return s if host else f"127.0.0.1:{port}"
+
+
+def _namespace(v: Any) -> str:
+    return validate_name("namespace", str(v))
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    metavar: str = ""
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("redis_url", str, None, "Redis URL (redis://, rediss://, unix://); default: the "
+            "embedded Redis under TQ_HOME", "URL"),
+    Setting("namespace", _namespace, "tq", "prefix of every Redis key", "NAME"),
+    Setting("app", _names("module"), None, "handler modules to import, comma-separated",
+            "MODULE[,MODULE]"),
+    Setting("queues", _names("queue"), None, "queues to consume, in priority order "
+            "(default: the queues of the registered handlers)", "Q[,Q]"),
+    Setting("concurrency", _positive_int, None, "child processes (default: number of CPUs)", "N"),
+    Setting("prefetch", _positive_int, None, "tasks a child claims per round trip (default: "
+            "adaptive, 1 for slow tasks, more for sub-millisecond ones)", "N"),
+    Setting("max_tasks_per_child", _positive_int, None, "replace a child after N tasks", "N"),
+    Setting("max_memory_per_child", _positive_float, None, "replace a child whose own memory "
+            "(USS) passes MB, after its current task", "MB"),
+    Setting("drain_timeout", _non_negative_float, 25.0, "seconds in-flight tasks get to "
+            "finish on SIGTERM before they are requeued", "S"),
+    Setting("result_ttl", _non_negative_float, 86400.0, "seconds results are kept "
+            "(0: not stored)", "S"),
+    Setting("heartbeat_ttl", _positive_float, 15.0, "seconds without a heartbeat after which "
+            "another master recovers a master's tasks", "S"),
+    Setting("pidfile", str, None, "write the master's pid to PATH", "PATH"),
+    Setting("log_level", _choice(*LOG_LEVELS, upper=True), "INFO", "log level", "LEVEL"),
+    Setting("log_format", _choice("text", "json"), "text", "log format", "text|json"),
+    Setting("preload", _bool, False, "import handler modules once in the master before "
+            "forking (faster forks, shared memory; code reload then needs a restart)", ""),
+    Setting("allow_eviction", _bool, False, "start even if Redis' maxmemory-policy may evict "
+            "queue keys", ""),
+    Setting("metrics_bind", _bind, None, "serve Prometheus metrics on HOST:PORT "
+            "(e.g. 127.0.0.1:9808; off by default)", "HOST:PORT"),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated settings, and where the config file came from."""
+
+    redis_url: str | None = None
+    namespace: str = "tq"
+    app: list[str] | None = None
+    queues: list[str] | None = None
+    concurrency: int | None = None
+    prefetch: int | None = None
+    max_tasks_per_child: int | None = None
+    max_memory_per_child: float | None = None
+    drain_timeout: float = 25.0
+    result_ttl: float = 86400.0
+    heartbeat_ttl: float = 15.0
+    pidfile: str | None = None
+    log_level: str = "INFO"
+    log_format: str = "text"
+    preload: bool = False
+    allow_eviction: bool = False
+    metrics_bind: str | None = None
+    config_file: str | None = None
+    sources: dict[str, str] = field(default_factory=dict, compare=False)  # name -> origin
+
+    @property
+    def workers(self) -> int:
+        return self.concurrency or os.cpu_count() or 1
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    table = data.get("tq", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: [tq] must be a table")
+    unknown = sorted(set(table) - set(BY_NAME) - {"tq"})
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown settings {', '.join(unknown)}")
+    return {k: v for k, v in table.items() if k in BY_NAME}
+
+
+def config_path(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    """The config file to read: explicit, TQ_CONFIG, else ./tq.toml if it exists."""
+    if explicit:
+        return Path(explicit)
+    if env.get(ENV_PREFIX + "CONFIG"):
+        return Path(env[ENV_PREFIX + "CONFIG"])
+    default = Path(DEFAULT_CONFIG_FILE)
+    return default if default.is_file() else None
+
+
+def load(flags: Mapping[str, Any] | None = None, *, config_file: str | None = None,
+         env: Mapping[str, str] | None = None) -> Config:
+    """Build the Config: defaults < file < env < flags (None in flags means 'not given')."""
+    env = os.environ if env is None else env
+    path = config_path(config_file, env)
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if path is not None:
+        layers.append((f"file {path}", _read_file(path)))
+    layers.append(("environment", {s.name: env[s.env] for s in SETTINGS
+                                   if env.get(s.env) not in (None, "")}))
+    layers.append(("flag", {k: v for k, v in (flags or {}).items()
+                            if v is not None and k in BY_NAME}))
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for origin, layer in layers:
+        for name, raw in layer.items():
+            setting = BY_NAME[name]
+            try:
+                values[name] = setting.parse(raw)
+            except (ValueError, TypeError) as exc:
+                where = setting.env if origin == "environment" else (
+                    setting.flag if origin == "flag" else f"{name} in {origin}")
+                raise ConfigError(f"{where}: {exc}") from None
+            sources[name] = origin
+    known = {f.name for f in fields(Config)}
+    return Config(**{k: v for k, v in values.items() if k in known},
+                  config_file=str(path) if path else None, sources=sources)
