@@ -88,6 +88,12 @@ def _bind(v: Any) -> str:
     return s if host else f"127.0.0.1:{port}"
 
 
+def split_bind(bind: str) -> tuple[str, int]:
+    """(host, port) of a HOST:PORT address ([::1]:80 gives ::1; a bare :PORT is 127.0.0.1)."""
+    host, _, port = _bind(bind).rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def _namespace(v: Any) -> str:
     return validate_name("namespace", str(v))
 
