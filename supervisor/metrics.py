@@ -1,0 +1,186 @@
+"""Prometheus metrics of one master, served on --metrics-bind (off by default).
+
+Children never talk to Prometheus: each sends its Tally (outcome counts, duration and wait
+histograms with fixed buckets) to the master over its pipe a few times a second, and the
+master calls observe(). prometheus_client's multiprocess mode would instead have every child
+update mmap'ed files per task and the scrape merge one file per pid ever started; here the
+children's hot path stays free of metrics, and one process serves them from memory.
+
+Histograms arrive pre-aggregated, so a custom collector emits them (and the counters) from
+plain sums. Queue depths are read from Redis at scrape time: fresh, and free between scrapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from tq import __version__
+from tq.broker import Broker
+from tq.client import Client
+from tq.config import split_bind
+from tq.errors import TQError
+from tq.tally import BUCKETS, Histogram, Tally
+
+log = logging.getLogger(__name__)
+
+RESTART_REASONS = ("exited", "signal", "timeout", "memory", "max_tasks", "heartbeat", "reload",
+                   "scale_down")
+CHILD_STATES = ("starting", "idle", "busy", "stopping")
+QUEUE_STATES = ("ready", "scheduled", "running", "dead")
+_BOUNDS = [floatToGoString(b) for b in BUCKETS]
+
+
+class Metrics:
+    """What one master knows, as Prometheus metrics (its own registry, not the global one)."""
+
+    def __init__(self, broker: Broker, master_id: str) -> None:
+        self.broker = broker
+        self.master_id = master_id
+        self._lock = threading.Lock()   # observe() runs in the master loop, collect() in HTTP
+        self._tasks: dict[tuple[str, str], int] = {}
+        self._durations: dict[str, Histogram] = {}
+        self._waits: dict[str, Histogram] = {}
+        self._children: list[dict[str, Any]] = []
+        self._restarts = dict.fromkeys(RESTART_REASONS, 0)
+        self._client: Client | None = None   # its own connections, used only by scrapes
+        self._server: Any = None
+        self.address: tuple[str, int] | None = None
+        self.registry = CollectorRegistry()
+        self.registry.register(_Collector(self))
+
+    # -- fed by the master ----------------------------------------------------------------
+    def observe(self, tally: Tally) -> None:
+        """Add a tally of finished tasks (counters and histograms)."""
+        with self._lock:
+            for ttype, per in tally.counts.items():
+                for outcome, n in per.items():
+                    if n:
+                        key = (ttype, outcome)
+                        self._tasks[key] = self._tasks.get(key, 0) + n
+            for src, dst in ((tally.durations, self._durations), (tally.waits, self._waits)):
+                for ttype, h in src.items():
+                    dst.setdefault(ttype, Histogram()).merge(h)
+
+    def set_children(self, children: list[dict[str, Any]]) -> None:
+        """The master registry's child dicts (state, rss, uss, cpu, index, pid)."""
+        with self._lock:
+            self._children = [dict(c) for c in children]
+
+    def child_restarted(self, reason: str) -> None:
+        with self._lock:
+            self._restarts[reason] = self._restarts.get(reason, 0) + 1
+
+    # -- serving --------------------------------------------------------------------------
+    def serve(self, bind: str) -> None:
+        """Serve /metrics on HOST:PORT from a daemon thread."""
+        host, port = split_bind(bind)
+        self._server, _ = start_http_server(port, host, registry=self.registry)
+        self.address = (host, self._server.server_port)
+        log.info("serving Prometheus metrics on http://%s/metrics", bind)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- read by the collector ------------------------------------------------------------
+    def snapshot(self) -> tuple[dict[tuple[str, str], int], dict[str, Histogram],
+                                dict[str, Histogram], list[dict[str, Any]], dict[str, int]]:
+        with self._lock:
+            return (dict(self._tasks),
+                    {t: Histogram(list(h.counts), h.total) for t, h in self._durations.items()},
+                    {t: Histogram(list(h.counts), h.total) for t, h in self._waits.items()},
+                    list(self._children), dict(self._restarts))
+
+    def queue_sizes(self) -> dict[str, dict[str, Any]] | None:
+        """Queue depths from Redis (one pipeline), None when Redis cannot be reached."""
+        try:
+            if self._client is None:
+                self._client = Client(self.broker.url, self.broker.namespace, socket_timeout=2.0)
+            return self._client.queue_sizes()
+        except TQError as exc:
+            log.warning("metrics: queue depths unavailable: %s", exc)
+            return None
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        tasks, durations, waits, children, restarts = m.snapshot()
+        info = GaugeMetricFamily("tq_master_info", "This master", labels=["master", "version"])
+        info.add_metric([m.master_id, __version__], 1)
+        yield info
+
+        counter = CounterMetricFamily("tq_tasks", "Finished task runs by type and outcome",
+                                      labels=["type", "outcome"])
+        for (ttype, outcome), n in sorted(tasks.items()):
+            counter.add_metric([ttype, outcome], n)
+        yield counter
+        for name, doc, hists in (
+                ("tq_task_duration_seconds", "Task run time", durations),
+                ("tq_task_queue_wait_seconds", "Time from enqueue (or due time) to start", waits)):
+            fam = HistogramMetricFamily(name, doc, labels=["type"])
+            for ttype, h in sorted(hists.items()):
+                cumulative, running = [], 0
+                for bound, n in zip(_BOUNDS, h.counts, strict=True):
+                    running += n
+                    cumulative.append((bound, running))
+                fam.add_metric([ttype], cumulative, sum_value=h.total)
+            yield fam
+
+        by_state = dict.fromkeys(CHILD_STATES, 0)
+        rss = GaugeMetricFamily("tq_child_rss_bytes", "Resident memory of a child",
+                                labels=["child"])
+        uss = GaugeMetricFamily("tq_child_uss_bytes", "Memory of a child's own (USS)",
+                                labels=["child"])
+        cpu = GaugeMetricFamily("tq_child_cpu_percent", "CPU use of a child (% of one core)",
+                                labels=["child"])
+        for c in children:
+            state = str(c.get("state", "starting"))
+            by_state[state] = by_state.get(state, 0) + 1
+            label = [str(c.get("index", c.get("pid", "?")))]
+            for fam, field in ((rss, "rss"), (uss, "uss"), (cpu, "cpu")):
+                if isinstance(c.get(field), int | float):
+                    fam.add_metric(label, c[field])
+        states = GaugeMetricFamily("tq_children", "Children of this master by state",
+                                   labels=["state"])
+        for state, n in by_state.items():
+            states.add_metric([state], n)
+        yield from (states, rss, uss, cpu)
+
+        restart = CounterMetricFamily("tq_child_restarts", "Children replaced, by reason",
+                                      labels=["reason"])
+        for reason, n in restarts.items():
+            restart.add_metric([reason], n)
+        yield restart
+
+        sizes = m.queue_sizes()
+        yield GaugeMetricFamily("tq_redis_up", "1 if the last scrape could read Redis",
+                                value=0 if sizes is None else 1)
+        depth = GaugeMetricFamily("tq_queue_depth", "Tasks in a queue by state (read at "
+                                  "scrape time; the same from every master)",
+                                  labels=["queue", "state"])
+        for queue, size in sorted((sizes or {}).items()):
+            for state in QUEUE_STATES:
+                depth.add_metric([queue, state], size.get(state, 0))
+        yield depth
