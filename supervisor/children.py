@@ -1,0 +1,128 @@
+"""The master's children: fork them, reap them, say why they died, pace their restarts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+
+from tq import exitcodes
+from tq.channel import ChildState, PipeReader, Slot
+from tq.config import Config
+
+log = logging.getLogger("tq.master")
+
+HEALTHY_AFTER = 60.0     # a minute without a crash resets the restart backoff
+BACKOFF_FIRST = 0.1
+BACKOFF_CAP = 30.0
+
+
+@dataclass(eq=False)
+class Child:
+    """The master's record of one child process."""
+
+    index: int
+    pid: int
+    worker_id: str
+    generation: int
+    slot: Slot
+    reader: PipeReader
+    born: float = field(default_factory=time.monotonic)
+    ready: bool = False
+    queues: list[str] = field(default_factory=list)
+    stop_reason: str | None = None   # asked to stop gracefully: reload, scale_down, memory, drain
+    kill_reason: str | None = None   # killed: timeout, heartbeat, drain_timeout, quit, boot
+    error: str | None = None         # what the child said before failing (import error)
+    state: ChildState = field(default_factory=ChildState)
+    uss: int = 0
+    rss: int = 0
+    cpu: float = 0.0
+    exited: str = ""                 # how it ended, once reaped
+
+    def signal(self, sig: int) -> None:
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    @property
+    def active(self) -> bool:
+        """Counts toward the target: not asked to stop, not killed."""
+        return self.stop_reason is None and self.kill_reason is None
+
+
+def describe_exit(status: int) -> tuple[bool, str]:
+    """(clean, reason) from a waitpid status, e.g. (False, 'killed by signal 9 (SIGKILL)')."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        hint = {signal.SIGKILL: " - out of memory?", signal.SIGSEGV: " - segmentation fault",
+                signal.SIGABRT: " - aborted"}.get(sig, "")
+        return False, f"killed by signal {sig} ({name}){hint}"
+    code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
+    if code == 0:
+        return True, "exited"
+    what = exitcodes.DESCRIPTIONS.get(code)
+    return False, f"exited with code {code}" + (f" ({what})" if what else "")
+
+
+class RestartPacer:
+    """Exponential backoff with jitter for children that keep crashing."""
+
+    def __init__(self) -> None:
+        self.crashes = 0
+        self.last_crash = 0.0
+        self.not_before = 0.0
+
+    def crashed(self) -> float:
+        """Record a crash; returns the delay before the next spawn."""
+        now = time.monotonic()
+        if now - self.last_crash > HEALTHY_AFTER:
+            self.crashes = 0
+        self.crashes += 1
+        self.last_crash = now
+        if self.crashes == 1:
+            delay = 0.0   # one crash: replace at once
+        else:
+            delay = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (self.crashes - 2))
+            delay *= 0.8 + 0.4 * random.random()
+        self.not_before = now + delay
+        return delay
+
+    def may_spawn(self) -> bool:
+        return time.monotonic() >= self.not_before
+
+
+def fork_child(index: int, worker_id: str, generation: int, master_pid: int, config: Config,
+               close_fds: list[int], preloaded: bool) -> Child:
+    """Fork a child running tq.worker.child.main; returns the master's record of it."""
+    r, w = os.pipe()
+    slot = Slot()
+    pid = os.fork()
+    if pid == 0:   # the child: never returns
+        os.close(r)
+        from tq.worker.child import ChildSpec, main
+        main(ChildSpec(index, worker_id, master_pid, config, slot, w, tuple(close_fds),
+                       preloaded))
+    os.close(w)
+    return Child(index, pid, worker_id, generation, slot, PipeReader(r))
+
+
+def reap() -> list[tuple[int, int]]:
+    """Every exited child as (pid, status), without blocking."""
+    out = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        out.append((pid, status))
+    return out

@@ -1,0 +1,110 @@
+"""Putting back what dead workers held.
+
+- A child of this master dies: its lists are requeued at once; the task it was running counts a
+  failed attempt (so a task that kills every child ends dead, not in a crash loop).
+- At start-up: workers registered on this host whose process is gone (the previous master was
+  killed with its children), and processing lists nobody is registered for.
+- Periodically: workers and masters of any host whose heartbeat expired (a machine died).
+Every requeue is one Lua script per queue that also deletes the list, so two masters reaping
+the same worker cannot requeue a task twice. While Redis is unreachable, reaps wait in a list
+and are retried; the registry keeps the worker until its tasks are back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import psutil
+
+from tq.broker import Broker
+from tq.connection import REDIS_ERRORS
+
+log = logging.getLogger("tq.master")
+
+
+@dataclass
+class Reap:
+    worker_id: str
+    queues: list[str] | None
+    running: str | None = None      # the task that was running: counts an attempt
+    count_head: bool = False        # running task unknown: the first claimed one counts
+    kind: str = "died"
+    reason: str = "worker died"
+
+
+def process_alive(pid: int, started: float | None) -> bool:
+    """Is `pid` still the process that registered at `started` (pids get reused)?"""
+    try:
+        proc = psutil.Process(pid)
+        return started is None or proc.create_time() <= started + 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return False
+
+
+class Recovery:
+    def __init__(self, broker: Broker, host: str, own: set[str]) -> None:
+        self.broker = broker
+        self.host = host
+        self.own = own          # ids of this master and its live children: never reaped here
+        self.pending: list[Reap] = []
+        self._warned = False
+
+    def add(self, reap: Reap) -> None:
+        self.pending.append(reap)
+        self.flush()
+
+    def flush(self) -> None:
+        """Requeue what is pending; what Redis refuses now stays for the next call."""
+        while self.pending:
+            r = self.pending[0]
+            try:
+                report = self.broker.requeue_worker(
+                    r.worker_id, r.queues, running_task_id=r.running, count_head=r.count_head,
+                    kind=r.kind, reason=r.reason)
+                self.broker.unregister_worker(r.worker_id)
+            except REDIS_ERRORS as exc:
+                if not self._warned:
+                    log.warning("cannot requeue tasks of %s yet (Redis: %s); will retry",
+                                r.worker_id, exc)
+                    self._warned = True
+                return
+            self._warned = False
+            self.pending.pop(0)
+            if report.requeued or report.dead:
+                log.info("requeued %d task(s) of %s%s", report.requeued, r.worker_id,
+                         f", {len(report.dead)} now dead" if report.dead else "",
+                         extra={"worker": r.worker_id})
+
+    def at_startup(self, heartbeat_ttl: float) -> None:
+        """Recover workers of this host that are gone, orphaned lists, and expired hosts."""
+        for w in self.broker.registry("workers"):
+            wid = w["id"]
+            if wid in self.own or w.get("host") != self.host:
+                continue
+            pid = w.get("pid")
+            if isinstance(pid, int) and not process_alive(pid, w.get("started")):
+                self.add(Reap(wid, w.get("queues"), count_head=True,
+                              reason="worker died: found gone when a master started on its host"))
+        for m in self.broker.registry("masters"):
+            pid = m.get("pid")
+            if (m["id"] not in self.own and m.get("host") == self.host and isinstance(pid, int)
+                    and not process_alive(pid, m.get("started"))):
+                self.broker.unregister_master(m["id"])
+        for wid in self.broker.orphaned_workers():
+            if wid not in self.own:
+                self.add(Reap(wid, None, reason="processing list without a registered worker"))
+        self.expired(heartbeat_ttl)
+
+    def expired(self, heartbeat_ttl: float) -> None:
+        """Recover workers (and forget masters) whose heartbeat is older than the TTL."""
+        _, masters, workers = self.broker.expired(heartbeat_ttl)
+        for wid in workers:
+            if wid not in self.own:
+                self.add(Reap(wid, None, count_head=True,
+                              reason=f"worker died: no heartbeat for {heartbeat_ttl:g}s "
+                                     "(its host or master is gone)"))
+        for mid in masters:
+            if mid not in self.own:
+                log.warning("master %s stopped heartbeating: forgetting it", mid)
+                self.broker.unregister_master(mid)

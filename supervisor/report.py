@@ -1,0 +1,48 @@
+"""What the master tells the outside: its registry entry, its process title, systemd's STATUS."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tq import __version__
+from tq.channel import BUSY
+
+from .children import Child
+
+
+def child_info(c: Child, host: str, master_id: str) -> dict[str, Any]:
+    st = c.state
+    return {
+        "id": c.worker_id, "index": c.index, "pid": c.pid, "host": host, "master": master_id,
+        "queues": c.queues, "generation": c.generation,
+        "state": "stopping" if (c.stop_reason or c.kill_reason) and st.state != BUSY
+        else st.state_name,
+        "task": st.task or None, "type": st.type or None, "queue": st.queue or None,
+        "since": st.started if st.state == BUSY else None,
+        "rss": c.rss, "uss": c.uss, "cpu": round(c.cpu, 1),
+        "processed": st.processed, "failed": st.failed,
+        "started": time.time() - (time.monotonic() - c.born),
+    }
+
+
+def master_info(master_id: str, host: str, pid: int, started: float, app: list[str],
+                queues: list[str], target: int, status: str, children: list[dict[str, Any]],
+                processed: int, failed: int, restarts: int) -> dict[str, Any]:
+    return {
+        "id": master_id, "host": host, "pid": pid, "started": started, "app": app,
+        "queues": queues, "concurrency": target, "status": status, "processed": processed,
+        "failed": failed, "restarts": restarts, "version": __version__, "children": children,
+    }
+
+
+def title(app: list[str], live: int, target: int, busy: int, processed: int, failed: int,
+          status: str) -> str:
+    what = "+".join(app) if app else "-"
+    extra = "" if status == "running" else f" {status}"
+    return (f"tq-master: app={what} children={live}/{target} busy={busy} "
+            f"processed={processed} failed={failed}{extra}")
+
+
+def summary(live: int, target: int, busy: int, processed: int, failed: int) -> str:
+    return f"children={live}/{target} busy={busy} processed={processed} failed={failed}"

@@ -1,0 +1,360 @@
+"""The child process: claim -> run -> ack/fail, one task at a time, until told to stop.
+
+Forked by the master (supervisor/children.py), which passes a ChildSpec. The child owns its
+Redis connection, its processing lists and its handlers; it reports to the master through its
+slot (per-task state, heartbeat) and its pipe (ready, error, tally, exiting). Signals: SIGTERM
+finishes the current task, hands back prefetched ones and exits; the master uses SIGKILL for
+anything harder. If the master dies, the kernel sends SIGTERM (PR_SET_PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import logging
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from setproctitle import setproctitle
+
+from tq import exitcodes, logs
+from tq.broker import Ack, Broker, ClaimResult
+from tq.channel import BUSY, IDLE, RECONNECTING, STOPPING, PipeWriter, Slot
+from tq.config import Config
+from tq.connection import REDIS_ERRORS
+from tq.handlers import REGISTRY
+from tq.tally import Tally
+from tq.task import Task
+
+from .prefetch import Prefetch
+from .runner import Failure, Runner, queue_wait
+
+log = logging.getLogger("tq.worker")
+TALLY_EVERY = 0.25       # seconds between statistics messages to the master
+IDLE_BLOCK = 1.0         # longest wait on Redis while idle: the heartbeat's period
+PR_SET_PDEATHSIG = 1
+
+
+class _Interrupt(BaseException):  # control flow, raised by the SIGTERM handler
+    """Breaks an idle wait on Redis when the child is told to stop."""
+
+
+@dataclass
+class ChildSpec:
+    index: int
+    worker_id: str
+    master_pid: int
+    config: Config
+    slot: Slot
+    pipe_fd: int
+    close_fds: tuple[int, ...] = ()
+    preloaded: bool = False
+
+
+def main(spec: ChildSpec) -> NoReturn:
+    """Entry point right after fork; never returns into the master's code."""
+    code = exitcodes.FAILURE
+    try:
+        code = Child(spec).run()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else exitcodes.FAILURE
+    except BaseException:
+        log.exception("worker crashed", extra={"worker": spec.worker_id})
+    finally:
+        for handler in logging.getLogger().handlers:
+            try:
+                handler.flush()
+            except Exception:
+                pass
+    os._exit(code)
+
+
+def import_app(modules: list[str] | None) -> str | None:
+    """Import the handler modules; the formatted error if one fails."""
+    for name in modules or ():
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            return f"cannot import handler module {name!r}:\n{traceback.format_exc()}"
+    return None
+
+
+def handler_queues() -> list[str]:
+    return list(dict.fromkeys(spec.queue for spec in REGISTRY.values()))
+
+
+class Title(threading.Thread):
+    """Keeps `ps` honest: 'tq-worker[3]: busy image_processing 3f2a9c1e… 1.4s' or 'idle'."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__(name="tq-title", daemon=True)
+        self.prefix = f"tq-worker[{index}]"
+        self.state = "starting"
+        self.task: tuple[str, str, float] | None = None
+        self._shown = ""
+
+    def run(self) -> None:
+        while True:
+            task = self.task
+            if task is not None:
+                text = f"{self.prefix}: busy {task[0]} {task[1][-8:]} " \
+                       f"{time.monotonic() - task[2]:.1f}s"
+            else:
+                text = f"{self.prefix}: {self.state}"
+            if text != self._shown:
+                setproctitle(text)
+                self._shown = text
+            time.sleep(0.5)
+
+
+class Child:
+    def __init__(self, spec: ChildSpec) -> None:
+        self.spec = spec
+        self.config = spec.config
+        self.wid = spec.worker_id
+        self.slot = spec.slot
+        self.pipe = PipeWriter(spec.pipe_fd)
+        self.stopping = False
+        self.blocking = False
+        self.exit_reason = "stopped"
+        self.queues: list[str] = []
+        self.pending: deque[Task] = deque()
+        self.acks: list[Ack] = []
+        self.tally = Tally()
+        self.tally_sent = time.monotonic()
+        self.prefetch = Prefetch(self.config.prefetch)
+        self.title = Title(spec.index)
+        self.extra = {"worker": self.wid}
+        self.broker: Broker
+        self.runner: Runner
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _setup_process(self) -> None:
+        signal.set_wakeup_fd(-1)   # the master's self-pipe is not ours
+        for fd in self.spec.close_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        signal.signal(signal.SIGTERM, self._on_term)
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
+                    signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass   # not Linux: the getppid() check in the loop still catches an orphan
+        logs.set_role(f"worker[{self.spec.index}]")
+        self.title.start()
+
+    def _on_term(self, signum: int, frame: object) -> None:
+        # Only a flag (and, while idle on Redis, a way out of the blocking read): the work of
+        # stopping happens in the loop, outside the handler.
+        self.stopping = True
+        if self.blocking:
+            raise _Interrupt
+
+    def run(self) -> int:
+        self._setup_process()
+        if not self.spec.preloaded:
+            error = import_app(self.config.app)
+            if error:
+                log.error("%s", error, extra=self.extra)
+                self.pipe.send("error", kind="app", message=error)
+                return exitcodes.CHILD_APP_ERROR
+        self.queues = self.config.queues or handler_queues()
+        if not self.queues:
+            message = "no handlers registered (give -A MODULE) and no --queues"
+            self.pipe.send("error", kind="app", message=message)
+            log.error("%s", message, extra=self.extra)
+            return exitcodes.CHILD_APP_ERROR
+        self.broker = Broker(self.config.redis_url, self.config.namespace, retries=0,
+                             socket_timeout=IDLE_BLOCK + 9, client_name="tq-worker")
+        self.runner = Runner(self.broker, self.wid)
+        signal.signal(signal.SIGALRM, self.runner.on_alarm)
+        self._publish(IDLE)
+        self.redis(self._register)
+        self.pipe.send("ready", worker=self.wid, queues=self.queues, pid=os.getpid())
+        self.title.state = "idle"
+        try:
+            self.loop()
+        finally:
+            self.finish()
+        return exitcodes.OK
+
+    def _register(self) -> None:
+        b = self.broker
+        b.register_queues(self.queues)
+        policies: dict[str, dict[str, dict[str, Any]]] = {}
+        for spec in REGISTRY.values():
+            policies.setdefault(spec.queue, {})[spec.type] = spec.policy()
+        if policies:
+            b.publish_policies(policies)
+        b.register_worker(self.wid, {
+            "id": self.wid, "host": os.uname().nodename, "pid": os.getpid(),
+            "master": self.spec.master_pid, "index": self.spec.index, "queues": self.queues,
+            "started": time.time(), "state": "idle"})
+
+    # -- the loop ---------------------------------------------------------------------------
+    def loop(self) -> None:
+        max_tasks = self.config.max_tasks_per_child
+        done = 0
+        while not self.stopping:
+            if os.getppid() != self.spec.master_pid:
+                self.exit_reason = "master gone"
+                break
+            if not self.pending and not self._claim():
+                continue
+            task = self.pending.popleft()
+            self._run(task)
+            done += 1
+            if max_tasks and done >= max_tasks:
+                self.exit_reason = "max_tasks"
+                break
+        if self.stopping and self.exit_reason == "stopped":
+            self.exit_reason = "told to stop"
+
+    def _claim(self) -> bool:
+        """Send waiting acks and claim more; blocks while there is nothing. True if claimed."""
+        self._publish(IDLE)
+        try:
+            got = self.broker.claim(self.wid, self.queues, self.prefetch.size(), acks=self.acks,
+                                    result_ttl=self.config.result_ttl)
+        except REDIS_ERRORS as exc:
+            self._recover(exc)
+            return False
+        self._settled(got)
+        if got.tasks:
+            self.pending.extend(got.tasks)
+            return True
+        self._send_tally(force=True)
+        timeout = IDLE_BLOCK if got.next_due is None else min(IDLE_BLOCK, got.next_due)
+        self.blocking = True
+        try:
+            if not self.stopping:
+                self.broker.wait_for_work(self.queues, timeout)
+        except _Interrupt:
+            self.broker.link.close()   # interrupted mid-read: this connection is unusable
+        except REDIS_ERRORS as exc:
+            self.blocking = False
+            self._recover(exc)
+        finally:
+            self.blocking = False
+        return False
+
+    def _settled(self, got: ClaimResult) -> None:
+        for tid in got.stale:
+            log.warning("task was requeued while this worker ran it (stale claim): its result "
+                        "was dropped", extra={**self.extra, "task": tid})
+        self.acks = []
+
+    def _run(self, task: Task) -> None:
+        if self.acks and self.prefetch.flush_before_next(self._last_run):
+            self.redis(lambda: self._settled(self.broker.claim(
+                self.wid, self.queues, 0, acks=self.acks, result_ttl=self.config.result_ttl)))
+        started = time.time()
+        outcome, elapsed = self.runner.run(task, self._on_start)
+        self._last_run = elapsed
+        self.prefetch.observe(elapsed)
+        wait = queue_wait(task, started)
+        s = self.slot.state
+        s.processed += 1
+        if isinstance(outcome, Failure):
+            s.failed += 1
+            result = self.redis(lambda: self.runner.record(outcome))
+            self.tally.add(task.type, "failed", elapsed, wait)
+            if result.outcome in ("retry", "dead"):
+                self.tally.add(task.type, "retried" if result.outcome == "retry" else "dead")
+        else:
+            self.acks.append(outcome)
+            self.tally.add(task.type, "succeeded", elapsed, wait)
+        self.title.task = None
+        self._send_tally()
+
+    _last_run = 0.0
+
+    def _on_start(self, task: Task, hard_deadline: float, max_retries: int) -> None:
+        s = self.slot.state
+        s.state, s.task, s.type, s.queue = BUSY, task.id, task.type, task.queue
+        s.started, s.deadline, s.max_retries = time.time(), hard_deadline, max_retries
+        s.heartbeat = time.monotonic()
+        self.slot.publish()
+        self.title.task = (task.type, task.id, s.heartbeat)
+
+    def _publish(self, state: int) -> None:
+        s = self.slot.state
+        s.state, s.heartbeat = state, time.monotonic()
+        if state != BUSY:
+            s.task = s.type = s.queue = ""
+            s.deadline = 0.0
+        self.slot.publish()
+
+    def _send_tally(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if self.tally and (force or now - self.tally_sent >= TALLY_EVERY):
+            self.pipe.send("tally", d=self.tally.to_wire())
+            self.tally = Tally()
+            self.tally_sent = now
+
+    # -- Redis outages ----------------------------------------------------------------------
+    def redis(self, op: Any) -> Any:
+        """Run a Redis operation, waiting out outages (fenced operations are safe to repeat)."""
+        while True:
+            try:
+                return op()
+            except REDIS_ERRORS as exc:
+                self._wait_for_redis(exc)
+
+    def _wait_for_redis(self, exc: BaseException) -> None:
+        log.warning("Redis unavailable (%s): retrying", exc, extra=self.extra)
+        self.title.state = "reconnecting"
+        delay = 0.05
+        while True:
+            self.broker.link.close()
+            self._publish(RECONNECTING)
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)
+            try:
+                self.broker.link.call("PING")
+            except REDIS_ERRORS:
+                continue
+            log.info("Redis is back", extra=self.extra)
+            self.title.state = "idle"
+            return
+
+    def _recover(self, exc: BaseException) -> None:
+        """After a failed claim: its reply may be lost with tasks claimed in it. Settle the
+        acks, then hand back whatever this worker's lists hold (nothing of it has started)."""
+        self._wait_for_redis(exc)
+        if self.acks:
+            self.redis(lambda: self._settled(self.broker.claim(
+                self.wid, self.queues, 0, acks=self.acks, result_ttl=self.config.result_ttl)))
+        self.redis(lambda: self.broker.release(self.wid, self.queues))
+
+    # -- stopping ---------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Ack what finished, hand back what never started, leave the registry."""
+        self._publish(STOPPING)
+        self.title.state = "stopping"
+        if self.acks:
+            self.redis(lambda: self._settled(self.broker.claim(
+                self.wid, self.queues, 0, acks=self.acks, result_ttl=self.config.result_ttl)))
+        if self.pending:
+            n = self.redis(lambda: self.broker.release(self.wid, self.queues))
+            log.info("handed back %d prefetched task(s)", n, extra=self.extra)
+            self.pending.clear()
+        self.redis(lambda: self.broker.unregister_worker(self.wid))
+        self._send_tally(force=True)
+        self.pipe.send("exiting", reason=self.exit_reason)
+        sys.stdout.flush()

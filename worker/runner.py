@@ -1,0 +1,181 @@
+"""Running one task in a child: find its handler, call it under its time limits, settle it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tq.broker import Ack, Broker, FailOutcome, result_record
+from tq.errors import PermanentError, Retry
+from tq.handlers import REGISTRY, HandlerSpec
+from tq.ids import created_ms
+from tq.task import DEFAULT_MAX_RETRIES, Task
+
+if TYPE_CHECKING:
+    from tq import Client
+
+log = logging.getLogger("tq.worker")
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+HARD_GRACE = 2.0   # seconds between the soft limit (exception) and the master's SIGKILL
+
+
+class SoftTimeout(BaseException):  # not Exception: a handler's `except Exception` must not eat it
+    """Raised inside a handler when its time limit passes."""
+
+
+@dataclass(slots=True)
+class Limits:
+    soft: float | None      # seconds until SoftTimeout is raised in the handler
+    hard: float | None      # seconds until the master kills the child
+
+
+def limits(task: Task, spec: HandlerSpec) -> Limits:
+    """The task's timeout wins over its handler's; a hard limit follows the soft one."""
+    timeout = task.timeout or spec.timeout
+    if spec.soft_timeout and (timeout is None or spec.soft_timeout < timeout):
+        return Limits(spec.soft_timeout, timeout)
+    if timeout:
+        return Limits(timeout, timeout + HARD_GRACE)
+    return Limits(None, None)
+
+
+class TaskContext:
+    """What a handler gets besides its payload."""
+
+    __slots__ = ("_runner", "attempt", "deadline", "log", "max_retries", "queue", "task_id",
+                 "type", "worker_id")
+
+    def __init__(self, runner: Runner, task: Task, spec: HandlerSpec, deadline: float | None):
+        self._runner = runner
+        self.task_id, self.type, self.queue = task.id, task.type, task.queue
+        self.attempt = task.attempt
+        self.max_retries = task.max_retries if task.max_retries is not None else spec.max_retries
+        self.deadline = deadline
+        self.worker_id = runner.worker_id
+        self.log = logging.LoggerAdapter(logging.getLogger(f"tq.task.{task.type}"),
+                                         {"task": task.id, "worker": runner.worker_id})
+
+    def enqueue(self, task_type: str, payload: dict[str, Any] | None = None, **options: Any) -> str:
+        """Enqueue a follow-up task through this worker's Redis."""
+        return self._runner.client().enqueue(task_type, payload, **options)
+
+
+@dataclass(slots=True)
+class Failure:
+    """A failed run, to be recorded in Redis by the child (which retries through outages)."""
+
+    task: Task
+    kind: str           # error, timeout, retry, permanent, malformed, unknown_type
+    message: str
+    traceback: str | None
+    retry: bool
+    delay: float = 0.0
+    default_max_retries: int = DEFAULT_MAX_RETRIES
+
+
+class Runner:
+    """Runs tasks for one child; each run ends in an Ack (sent batched) or a Failure."""
+
+    def __init__(self, broker: Broker, worker_id: str) -> None:
+        self.broker = broker
+        self.worker_id = worker_id
+        self.running = False
+        self._client: Client | None = None
+
+    def client(self) -> Client:
+        if self._client is None:
+            from tq import Client
+            self._client = Client(self.broker.url, self.broker.namespace)
+        return self._client
+
+    def on_alarm(self, signum: int, frame: object) -> None:
+        if self.running:
+            raise SoftTimeout("soft time limit reached")
+
+    def run(self, task: Task, on_start: Any) -> tuple[Ack | Failure, float]:
+        """Run `task`; returns its ack or failure and the handler's run time in seconds.
+
+        on_start(task, hard_deadline_monotonic, max_retries) publishes the start to the master.
+        """
+        spec = REGISTRY.get(task.type)
+        if task.malformed or spec is None:
+            on_start(task, 0.0, 0)
+            why = task.malformed or (f"no handler for task type {task.type!r} in this worker "
+                                     f"(registered: {', '.join(sorted(REGISTRY)) or 'none'})")
+            kind = "malformed" if task.malformed else "unknown_type"
+            return Failure(task, kind, why, None, retry=False), 0.0
+        lim = limits(task, spec)
+        max_retries = task.max_retries if task.max_retries is not None else spec.max_retries
+        on_start(task, time.monotonic() + lim.hard if lim.hard else 0.0, max_retries)
+        ctx = TaskContext(self, task, spec, time.time() + lim.soft if lim.soft else None)
+        started = time.time()
+        t0 = time.perf_counter()
+        failure: Failure | None = None
+        if lim.soft:
+            signal.setitimer(signal.ITIMER_REAL, lim.soft)
+        self.running = True
+        try:
+            result = spec.func(task.payload, ctx)
+        except SoftTimeout:
+            failure = self._failure(task, spec, "timeout",
+                                    f"soft time limit of {lim.soft:g}s exceeded", True)
+        except Retry as exc:
+            delay = exc.delay if exc.delay is not None else spec.backoff(task.attempt)
+            failure = self._failure(task, spec, "retry", str(exc), True, delay)
+        except PermanentError as exc:
+            failure = self._failure(task, spec, "permanent", str(exc) or "permanent error", False)
+        except (Exception, SystemExit) as exc:
+            failure = self._failure(task, spec, "error", f"{type(exc).__name__}: {exc}", True)
+        finally:
+            self.running = False
+            if lim.soft:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        elapsed = time.perf_counter() - t0
+        if failure is not None:
+            return failure, elapsed
+        try:
+            result_json = _dumps(result)
+        except (TypeError, ValueError) as exc:
+            return Failure(task, "error", f"result is not JSON-serialisable: {exc}", None,
+                           retry=False), elapsed
+        return Ack(task, result_record(task, result_json, self.worker_id, started,
+                                       time.time())), elapsed
+
+    @staticmethod
+    def _failure(task: Task, spec: HandlerSpec, kind: str, message: str, retry: bool,
+                 delay: float | None = None) -> Failure:
+        return Failure(task, kind, message, traceback.format_exc(), retry,
+                       spec.backoff(task.attempt) if delay is None else delay, spec.max_retries)
+
+    def record(self, f: Failure) -> FailOutcome:
+        """Write a failure to Redis (retry or dead letter) and log the outcome."""
+        task = f.task
+        outcome = self.broker.fail(self.worker_id, task, f.message, kind=f.kind,
+                                   traceback=f.traceback, retry=f.retry, delay=f.delay,
+                                   default_max_retries=f.default_max_retries)
+        extra = {"task": task.id, "worker": self.worker_id, "type": task.type}
+        limit = task.max_retries if task.max_retries is not None else f.default_max_retries
+        if outcome.outcome == "retry":
+            log.warning("%s task failed (attempt %d of %d), retrying in %.1fs: %s", task.type,
+                        outcome.failures, limit + 1, f.delay, f.message, extra=extra)
+        elif outcome.outcome == "dead":
+            log.error("%s task is dead after %d attempt(s): %s", task.type, outcome.failures,
+                      f.message, extra=extra)
+        else:
+            log.warning("%s task was requeued while it ran (stale claim): its failure was "
+                        "dropped", task.type, extra=extra)
+        return outcome
+
+
+def queue_wait(task: Task, started: float) -> float | None:
+    """Seconds from creation to start, for first attempts (retries waited on purpose)."""
+    ms = created_ms(task.id)
+    if ms is None or task.failures:
+        return None
+    return max(0.0, started - ms / 1000)
