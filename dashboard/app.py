@@ -1,0 +1,189 @@
+"""The dashboard's web app (Flask): one HTML page, a JSON API, and the actions on dead letters.
+
+Reads are GET; retry, delete and purge are POST with the CSRF token (security.py).
+The article's /stats, /queues and /failed answer too, as aliases of /api/...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
+
+from tq.client import Client
+from tq.errors import RedisUnavailable, TaskNotFound
+
+from .api import Board
+from .security import Guard, harden
+
+MAX_PAGE = 500
+OPEN_PATHS = ("/login", "/static/")   # served before logging in
+
+
+def create_app(client: Client, token: str | None = None) -> Flask:
+    """The app for one tq.Client (its namespace); `token` turns authentication on."""
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=1 << 20)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    board, guard = Board(client), Guard(token)
+    app.extensions["tq"] = board
+
+    @app.before_request
+    def gatekeeper() -> Any:
+        if not guard.host_allowed(request):
+            return _error(403, "this dashboard only answers to a loopback host name "
+                          "(start it with --auth-token to serve others)")
+        if request.path.startswith(OPEN_PATHS) or guard.authenticated(request):
+            if request.method == "POST" and request.path != "/login" and not guard.csrf_ok(
+                    request):
+                return _error(403, "missing or wrong CSRF token, or a cross-origin request")
+            return None
+        if request.path.startswith(("/api/", "/stats", "/queues", "/failed")):
+            return _error(401, "authentication required (Authorization: Bearer TOKEN)")
+        return redirect(url_for("login"))
+
+    app.after_request(harden)
+
+    @app.errorhandler(RedisUnavailable)
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    def redis_down(exc: Exception) -> Response:
+        return _error(503, f"Redis is unavailable: {exc}")
+
+    @app.errorhandler(ValueError)
+    def bad_value(exc: ValueError) -> Response:
+        return _error(400, str(exc))
+
+    # -- pages --------------------------------------------------------------------------
+    @app.get("/")
+    def index() -> str:
+        return render_template("index.html", csrf=guard.csrf, namespace=client.namespace,
+                               redis=client.safe_url, auth=bool(guard.token))
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> Any:
+        if not guard.token:
+            return redirect(url_for("index"))
+        wrong = False
+        if request.method == "POST":
+            if guard.same_origin(request) and guard.login(request.form.get("token", "")):
+                reply = redirect(url_for("index"))
+                guard.set_session(reply, secure=request.is_secure)
+                return reply
+            wrong = True
+        return render_template("login.html", wrong=wrong), 403 if wrong else 200
+
+    # -- reads --------------------------------------------------------------------------
+    def route(*paths: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def register(view: Callable[..., Any]) -> Callable[..., Any]:
+            for path in paths:
+                app.add_url_rule(path, view_func=view, methods=["GET"],
+                                 endpoint=f"{view.__name__}:{path}")
+            return view
+        return register
+
+    @route("/api/overview")
+    def overview() -> Response:
+        return jsonify(board.overview(since=_int_arg("since")))
+
+    @route("/api/stats", "/stats")
+    def stats() -> Response:
+        return jsonify({**client.stats(), "rates": board.history.rates(60)})
+
+    @route("/api/queues", "/queues")
+    def queues() -> Response:
+        return jsonify(client.queue_sizes())
+
+    @route("/api/failed", "/failed")
+    def failed() -> Response:
+        return jsonify(board.dead(_int_arg("limit", 50, MAX_PAGE), _int_arg("offset", 0),
+                                  request.args.get("queue") or None))
+
+    @route("/api/scheduled")
+    def scheduled() -> Response:
+        return jsonify(board.scheduled(_int_arg("limit", 50, MAX_PAGE),
+                                       request.args.get("queue") or None))
+
+    @route("/api/masters")
+    def masters() -> Response:
+        return jsonify(board.masters())
+
+    @route("/api/workers")
+    def workers() -> Response:
+        return jsonify(board.workers())
+
+    @route("/api/tasks/<task_id>")
+    def task(task_id: str) -> Response:
+        try:
+            return jsonify(client.get(task_id, request.args.get("queue") or None).to_dict())
+        except TaskNotFound as exc:
+            return _error(404, str(exc))
+
+    @route("/api/history")
+    def history() -> Response:
+        resolution = request.args.get("resolution", "s")
+        if resolution not in ("s", "m"):
+            abort(400)
+        span = _int_arg("span", 3600 if resolution == "s" else 86400, 86400)
+        return jsonify(board.history.series(span, resolution, since=_int_arg("since")))
+
+    @route("/api/latency")
+    def latency() -> Response:
+        return jsonify(board.history.latency(_int_arg("window", 300, 86400)))
+
+    # -- actions (POST + CSRF, checked in gatekeeper) ------------------------------------
+    @app.post("/api/failed/retry")
+    def retry() -> Response:
+        ids, queue = _targets()
+        return jsonify({"retried": client.retry_dead(ids, queue)})
+
+    @app.post("/api/failed/delete")
+    def delete() -> Response:
+        ids, queue = _targets()
+        return jsonify({"deleted": client.delete_dead(ids, queue)})
+
+    @app.post("/api/queues/<queue>/purge")
+    def purge(queue: str) -> Response:
+        body = request.get_json(silent=True) or {}
+        if body.get("confirm") != queue:
+            return _error(400, 'purging needs {"confirm": "<the queue name>"}')
+        return jsonify({"purged": client.purge(queue)})
+
+    return app
+
+
+def _targets() -> tuple[list[str] | str, str | None]:
+    """(ids or "all", queue) from a JSON body: {"ids": [...]} or {"all": true}, "queue"."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValueError("send a JSON object")
+    queue = body.get("queue") or None
+    if queue is not None and not isinstance(queue, str):
+        raise ValueError("queue must be a string")
+    if body.get("all") is True:
+        return "all", queue
+    ids = body.get("ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise ValueError('give "ids": [task ids] or "all": true')
+    return ids, queue
+
+
+def _int_arg(name: str, default: int | None = None, maximum: int | None = None) -> Any:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative")
+    return min(value, maximum) if maximum is not None else value
+
+
+def _error(status: int, message: str) -> Response:
+    reply = jsonify({"error": message})
+    reply.status_code = status
+    return reply

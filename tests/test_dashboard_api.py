@@ -1,0 +1,160 @@
+"""The dashboard's JSON API and actions, on the real Redis (the app called in-process)."""
+
+from __future__ import annotations
+
+import traceback
+
+import pytest
+from redis_server import free_port
+
+import tq
+from tq.broker import Broker
+from tq.dashboard.app import create_app
+from tq.history import History
+from tq.keys import Keys
+from tq.tally import Tally
+
+HOST = {"Host": "127.0.0.1:8080"}
+
+
+@pytest.fixture
+def app(client: tq.Client):
+    return create_app(client)
+
+
+@pytest.fixture
+def web(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def csrf(app) -> dict[str, str]:
+    """Headers of a same-origin POST from the page (its CSRF token is in a meta tag)."""
+    page = app.test_client().get("/", headers=HOST).get_data(as_text=True)
+    value = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+    return {**HOST, "X-CSRF-Token": value, "Origin": "http://127.0.0.1:8080"}
+
+
+def make_dead(broker: Broker, client: tq.Client, n: int = 1, queue: str = "email",
+              message: str = "smtp refused") -> list[str]:
+    """Enqueue n tasks and fail each for good, as a worker would."""
+    ids = [client.enqueue("send", {"n": i}, queue=queue, max_retries=0) for i in range(n)]
+    for _ in ids:
+        (task,) = broker.fetch("w-test", [queue], 1)
+        try:
+            raise ConnectionRefusedError(message)
+        except ConnectionRefusedError as exc:
+            broker.fail("w-test", task, str(exc), traceback=traceback.format_exc())
+    return ids
+
+
+def test_overview_reads_everything_the_page_shows(web, client, broker):
+    # Given queued tasks at two priorities, a delayed one, a dead one and some history
+    client.enqueue("send", {"n": 1}, queue="email", priority=9)
+    client.enqueue("send", {"n": 2}, queue="email", priority=9)
+    client.enqueue("send", {"n": 3}, queue="email")
+    client.enqueue("resize", {"w": 64}, queue="images", delay=30)
+    make_dead(broker, client, queue="outbox")
+    history = History(broker)
+    done = Tally()
+    for _ in range(4):
+        done.add("send", "succeeded", 0.004, 0.001)
+    history.record(done, now=history.now() - 2)
+    broker.heartbeat("m1", {"host": "web-1", "pid": 42, "status": "running",
+                            "children": [{"index": 0, "pid": 43, "state": "busy",
+                                          "task": "T1", "type": "send",
+                                          "since": history.now() - 3.0, "rss": 1 << 20}]}, {})
+
+    got = web.get("/api/overview", headers=HOST).get_json()
+
+    assert got["queues"]["email"]["by_priority"] == {"9": 2, "0": 1}
+    assert got["queues"]["images"]["scheduled"] == 1
+    assert got["dead"] == 1
+    assert got["stats"]["enqueued"] == 5 and got["stats"]["dead"] == 1
+    assert sum(got["history"]["processed"]) == 4
+    assert len(got["history"]["processed"]) == 3600
+    assert got["latency"]["send"]["duration"]["p50"] == 0.005
+    (master,) = got["masters"]
+    assert master["host"] == "web-1" and not master["stale"]
+    assert 2.5 < master["children"][0]["task_age"] < 10
+    (sched,) = got["scheduled"]
+    assert sched["type"] == "resize" and sched["payload"] == {"w": 64}
+    # Then a poll with `since` only gets the seconds after it
+    last = got["history"]["start"] + len(got["history"]["processed"]) - 1
+    newer = web.get(f"/api/overview?since={last}", headers=HOST).get_json()["history"]
+    assert len(newer["processed"]) <= 2
+
+
+def test_the_articles_endpoints_and_task_lookup(web, client, broker):
+    (dead_id,) = make_dead(broker, client, message="<b>bold</b> refused")
+    waiting = client.enqueue("send", {"to": "a@example.com"}, queue="email")
+    assert web.get("/stats", headers=HOST).get_json()["total"]["enqueued"] == 2
+    assert web.get("/queues", headers=HOST).get_json()["email"]["ready"] == 1
+    (failed,) = web.get("/failed", headers=HOST).get_json()
+    assert failed["id"] == dead_id and failed["error"] == "<b>bold</b> refused"
+    assert "ConnectionRefusedError" in failed["traceback"]
+    task = web.get(f"/api/tasks/{waiting}", headers=HOST)
+    assert task.get_json()["state"] == "queued" and task.get_json()["payload"]["to"]
+    assert web.get("/api/tasks/nope", headers=HOST).status_code == 404
+    assert web.get("/api/failed?limit=x", headers=HOST).status_code == 400
+
+
+def test_masters_without_a_recent_heartbeat_are_stale(web, broker, rconn):
+    broker.heartbeat("m-old", {"host": "gone", "pid": 1, "children": []}, {})
+    keys = Keys()
+    rconn.zadd(keys.masters, {"m-old": (History(broker).now() - 60) * 1000})
+    (master,) = web.get("/api/masters", headers=HOST).get_json()
+    assert master["stale"] and master["age"] > 59
+
+
+def test_retry_and_delete_one_and_all(web, csrf, client, broker):
+    ids = make_dead(broker, client, n=4)
+    r = web.post("/api/failed/retry", json={"ids": [ids[0]], "queue": "email"}, headers=csrf)
+    assert r.get_json() == {"retried": 1}
+    assert client.get(ids[0]).state == "queued"
+    r = web.post("/api/failed/delete", json={"ids": [ids[1]]}, headers=csrf)
+    assert r.get_json() == {"deleted": 1}
+    with pytest.raises(tq.TaskNotFound):
+        client.get(ids[1])
+    assert web.post("/api/failed/retry", json={"all": True}, headers=csrf).get_json() == {
+        "retried": 2}
+    make_dead(broker, client, n=2, queue="other")
+    assert web.post("/api/failed/delete", json={"all": True, "queue": "other"},
+                    headers=csrf).get_json() == {"deleted": 2}
+    assert web.post("/api/failed/retry", json={"ids": "x"}, headers=csrf).status_code == 400
+
+
+def test_purge_needs_the_queue_name_as_confirmation(web, csrf, client):
+    for i in range(3):
+        client.enqueue("send", {"n": i}, queue="email")
+    client.enqueue("send", {"n": 9}, queue="email", delay=60)
+    refused = web.post("/api/queues/email/purge", json={}, headers=csrf)
+    assert refused.status_code == 400
+    assert client.queue_sizes()["email"]["ready"] == 3
+    done = web.post("/api/queues/email/purge", json={"confirm": "email"}, headers=csrf)
+    assert done.get_json() == {"purged": 4}
+    assert client.queue_sizes()["email"]["ready"] == 0
+
+
+def test_history_and_latency_endpoints(web, broker):
+    history = History(broker)
+    t = Tally()
+    t.add("resize", "succeeded", 0.2, 0.01)
+    t.add("resize", "dead", 0.3, 0.01)
+    history.record(t, now=history.now() - 1)
+    got = web.get("/api/history?span=60", headers=HOST).get_json()
+    assert sum(got["processed"]) == 2 and sum(got["failed"]) == 1 and got["step"] == 1
+    minutes = web.get("/api/history?resolution=m&span=3600", headers=HOST).get_json()
+    assert minutes["step"] == 60
+    assert web.get("/api/history?resolution=h", headers=HOST).status_code == 400
+    lat = web.get("/api/latency?window=120", headers=HOST).get_json()
+    assert lat["resize"]["outcomes"]["dead"] == 1
+    assert lat["resize"]["duration"]["p99"] == 0.5
+
+
+def test_redis_down_answers_503(redis_url):
+    down = tq.Client(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=1)
+    web = create_app(down).test_client()
+    reply = web.get("/api/queues", headers=HOST)
+    assert reply.status_code == 503 and "unavailable" in reply.get_json()["error"]
+    down.close()

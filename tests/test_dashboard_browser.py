@@ -1,0 +1,164 @@
+"""The dashboard in a real browser (Debian's headless Chromium, driven by Selenium).
+
+The page loads, its numbers move while tasks run, a task whose payload and error carry HTML
+shows them as text, a dead task is retried from the page, a queue is purged after confirming,
+and a screenshot is saved (to docs/dashboard.png when TQ_SCREENSHOT=docs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from dashboard_support import ROOT, DashboardProcess, Runner, wait_for
+
+import tq
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+XSS_PAYLOAD = "<script>window.__tqxss = 1</script><img src=x onerror=\"window.__tqxss = 2\">"
+XSS_ERROR = "<img src=y onerror=\"window.__tqxss = 3\"> refused"
+
+
+def _need_browser() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    if missing:
+        why = f"{', '.join(missing)} missing (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(why)   # CI installs them: a skip there would hide a broken page
+        pytest.skip(why)
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    _need_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}", "--window-size=1400,2200",
+                 "--force-prefers-reduced-motion"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()
+
+
+class Producer(threading.Thread):
+    """Enqueues a few tasks a second, so the page has something live to show (bounded)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.client = tq.Client(url)
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        for i in range(2000):
+            if self.halt.wait(0.02):
+                break
+            self.client.enqueue("work", {"i": i}, priority=i % 3)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(5)
+        self.client.close()
+
+
+def text(driver, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, css).text
+
+
+def number(driver, css: str) -> float | None:
+    raw = text(driver, css).replace(",", "")
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, redis_url, client,
+                                                           tmp_path):
+    from selenium.webdriver.common.by import By
+
+    runs: dict[str, int] = {}
+
+    def flaky(payload: dict) -> None:   # fails its first run only
+        runs["xss"] = runs.get("xss", 0) + 1
+        if runs["xss"] == 1:
+            raise ValueError(XSS_ERROR)
+
+    # Given a runner, a stream of tasks, one that dies with HTML in it, and a parked queue
+    xss_id = client.enqueue("xss", {"html": XSS_PAYLOAD}, queue="work", max_retries=0)
+    for i in range(6):
+        client.enqueue("bulk", {"i": i}, priority=i % 2 * 7, delay=3600 if i > 3 else None)
+    runner = Runner(redis_url, ["work"], {"work": lambda p: p["i"], "xss": flaky})
+    producer = Producer(redis_url)
+    dashboard = DashboardProcess(redis_url).start()
+    runner.start()
+    producer.start()
+    try:
+        # When the page is open
+        browser.get(dashboard.url + "/")
+        wait_for(lambda: "live" in text(browser, "#status"), 15, "the first poll")
+
+        # Then its numbers move while tasks run
+        first = wait_for(lambda: number(browser, "#total-succeeded"), 10, "a succeeded count")
+        wait_for(lambda: (number(browser, "#total-succeeded") or 0) > first + 5, 10,
+                 "the succeeded count to grow")
+        wait_for(lambda: (number(browser, "#rate-processed") or 0) > 0, 10, "a rate")
+        wait_for(lambda: browser.find_element(By.ID, "line-processed").get_attribute(
+            "points").count(",") == 3600, 10, "the chart")
+        assert "work" in text(browser, "#latency")
+        bulk = '#queues tr[data-queue="bulk"]'
+        assert text(browser, bulk).split()[:2] == ["bulk", "4"]
+
+        # And the dead task shows its payload and error as text, never as markup
+        item = f'article.dead-item[data-id="{xss_id}"]'
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, item), 10, "the dead task")
+        assert XSS_PAYLOAD.replace('"', '\\"') in text(browser, f"{item} pre.payload")
+        assert text(browser, f"{item} pre.error") == XSS_ERROR
+        browser.find_element(By.CSS_SELECTOR, f"{item} summary").click()
+        assert "ValueError" in text(browser, f"{item} pre.traceback")
+        assert browser.execute_script("return window.__tqxss") is None
+        assert not browser.find_elements(By.CSS_SELECTOR, "#dead img, #dead script")
+
+        shot = tmp_path / "dashboard.png"
+        browser.save_screenshot(str(shot))
+        assert shot.stat().st_size > 10_000
+        if os.environ.get("TQ_SCREENSHOT") == "docs":
+            shutil.copyfile(shot, ROOT / "docs" / "dashboard.png")
+
+        # When the operator retries it from the page, it runs again (and succeeds this time)
+        browser.find_element(By.CSS_SELECTOR, f"{item} button.retry").click()
+        wait_for(lambda: client.get(xss_id).state == "succeeded", 10, "the retried task")
+        wait_for(lambda: "Retried 1" in text(browser, "#toast"), 5, "the toast")
+        wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, item), 5, "the row to go")
+
+        # And purging a queue asks first: cancel keeps it, confirm empties it
+        browser.find_element(By.CSS_SELECTOR, f"{bulk} button.purge").click()
+        wait_for(lambda: browser.find_element(By.ID, "confirm").is_displayed(), 5, "dialog")
+        assert "bulk" in text(browser, "#confirm-text")
+        browser.find_element(By.ID, "confirm-cancel").click()
+        wait_for(lambda: not browser.find_element(By.ID, "confirm").is_displayed(), 5,
+                 "the dialog to close")
+        assert client.queue_sizes()["bulk"]["ready"] == 4
+        browser.find_element(By.CSS_SELECTOR, f"{bulk} button.purge").click()
+        wait_for(lambda: browser.find_element(By.ID, "confirm").is_displayed(), 5, "dialog")
+        browser.find_element(By.ID, "confirm-ok").click()
+        wait_for(lambda: "Purged 6" in text(browser, "#toast"), 5, "the purge")
+        sizes = client.queue_sizes()["bulk"]
+        assert sizes["ready"] == sizes["scheduled"] == 0
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    finally:
+        producer.stop()
+        runner.stop()
+        dashboard.stop()
