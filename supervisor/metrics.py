@@ -89,7 +89,10 @@ class Metrics:
         host, port = split_bind(bind)
         self._server, _ = start_http_server(port, host, registry=self.registry)
         self.address = (host, self._server.server_port)
-        log.info("serving Prometheus metrics on http://%s/metrics", bind)
+
+    def fds(self) -> list[int]:
+        """The listening socket's descriptor, for the master to close in forked children."""
+        return [self._server.fileno()] if self._server is not None else []
 
     def close(self) -> None:
         if self._server is not None:

@@ -120,6 +120,9 @@ def test_close_stops_serving(broker: Broker):
     m.serve(f"127.0.0.1:{free_port()}")
     host, port = m.address
     scrape(m)
+    (fd,) = m.fds()
+    assert fd > 2
     m.close()
+    assert m.fds() == []
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2)
