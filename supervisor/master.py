@@ -28,7 +28,7 @@ from tq import exitcodes, logs
 from tq.broker import Broker
 from tq.channel import BUSY, IDLE, RECONNECTING, STARTING
 from tq.config import Config, load
-from tq.connection import REDIS_ERRORS
+from tq.connection import OUTAGE
 from tq.errors import ConfigError
 from tq.ids import new_id
 from tq.tally import Tally
@@ -46,7 +46,6 @@ log = logging.getLogger("tq.master")
 WAIT_MAX = 0.1             # loop period: how late a time limit or a due task may be noticed
 TICK = 1.0                 # heartbeat, memory, titles, statistics
 REAP_EXPIRED_EVERY = 5.0
-HEARTBEAT_TIMEOUT = 30.0   # an idle child silent this long is hung (it beats every ≤ 1 s)
 BOOT_TIMEOUT = 120.0       # a child that is not ready this long after fork is stuck
 SIGNALS = ("TERM", "INT", "QUIT", "HUP", "TTIN", "TTOU", "CHLD")
 
@@ -339,6 +338,9 @@ class Supervisor:
 
     def watch_children(self) -> None:
         now = time.monotonic()
+        # An idle child beats at least every second; silent for twice the registry's TTL, it is
+        # hung (deadlocked, stuck in C code) and is replaced.
+        hung_after = 2 * self.config.heartbeat_ttl
         for c in self.children.values():
             st = c.state = c.slot.read()
             if c.kill_reason:
@@ -347,7 +349,7 @@ class Supervisor:
                 log.error("%s task exceeded its hard time limit: killing worker[%d]", st.type,
                           c.index, extra={"worker": c.worker_id, "task": st.task})
                 self.kill(c, "timeout")
-            elif st.state in (IDLE, RECONNECTING) and now - st.heartbeat > HEARTBEAT_TIMEOUT:
+            elif st.state in (IDLE, RECONNECTING) and now - st.heartbeat > hung_after:
                 log.error("worker[%d] stopped reporting while idle (hung?): replacing it",
                           c.index, extra={"worker": c.worker_id})
                 self.kill(c, "heartbeat")
@@ -439,7 +441,7 @@ class Supervisor:
             if self.redis_down:
                 log.info("Redis is reachable again")
                 self.redis_down = False
-        except REDIS_ERRORS as exc:
+        except OUTAGE as exc:
             if not self.redis_down:
                 log.warning("Redis unavailable (%s): children wait for it; retrying", exc)
                 self.redis_down = True
@@ -459,7 +461,7 @@ class Supervisor:
             return TICK
         try:
             _, due = self.broker.promote_due(queues)
-        except REDIS_ERRORS:
+        except OUTAGE:
             return TICK
         return TICK if due is None else min(TICK, max(due, 0.001))
 
@@ -509,7 +511,7 @@ class Supervisor:
                       "master recovers them", len(self.recovery.pending))
         try:
             self.broker.unregister_master(self.master_id)
-        except REDIS_ERRORS:
+        except OUTAGE:
             pass
         self.services.close()
         if self.pidfile:

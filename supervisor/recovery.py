@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import psutil
 
 from tq.broker import Broker
-from tq.connection import REDIS_ERRORS
+from tq.connection import OUTAGE
 
 log = logging.getLogger("tq.master")
 
@@ -63,7 +63,7 @@ class Recovery:
                     r.worker_id, r.queues, running_task_id=r.running, count_head=r.count_head,
                     kind=r.kind, reason=r.reason)
                 self.broker.unregister_worker(r.worker_id)
-            except REDIS_ERRORS as exc:
+            except OUTAGE as exc:
                 if not self._warned:
                     log.warning("cannot requeue tasks of %s yet (Redis: %s); will retry",
                                 r.worker_id, exc)

@@ -29,7 +29,7 @@ from tq import exitcodes, logs
 from tq.broker import Ack, Broker, ClaimResult
 from tq.channel import BUSY, IDLE, RECONNECTING, STOPPING, PipeWriter, Slot
 from tq.config import Config
-from tq.connection import REDIS_ERRORS
+from tq.connection import OUTAGE
 from tq.handlers import REGISTRY
 from tq.tally import Tally
 from tq.task import Task
@@ -231,7 +231,7 @@ class Child:
         try:
             got = self.broker.claim(self.wid, self.queues, self.prefetch.size(), acks=self.acks,
                                     result_ttl=self.config.result_ttl)
-        except REDIS_ERRORS as exc:
+        except OUTAGE as exc:
             self._recover(exc)
             return False
         self._settled(got)
@@ -246,7 +246,7 @@ class Child:
                 self.broker.wait_for_work(self.queues, timeout)
         except _Interrupt:
             self.broker.link.close()   # interrupted mid-read: this connection is unusable
-        except REDIS_ERRORS as exc:
+        except OUTAGE as exc:
             self.blocking = False
             self._recover(exc)
         finally:
@@ -313,7 +313,7 @@ class Child:
         while True:
             try:
                 return op()
-            except REDIS_ERRORS as exc:
+            except OUTAGE as exc:
                 self._wait_for_redis(exc)
 
     def _wait_for_redis(self, exc: BaseException) -> None:
@@ -327,7 +327,7 @@ class Child:
             delay = min(delay * 2, 2.0)
             try:
                 self.broker.link.call("PING")
-            except REDIS_ERRORS:
+            except OUTAGE:
                 continue
             log.info("Redis is back", extra=self.extra)
             self.title.state = "idle"
