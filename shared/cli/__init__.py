@@ -1,1 +1,110 @@
-"""The tq operator CLI."""
+"""The tq operator CLI: inspect queues and workers, enqueue, follow tasks, handle dead letters.
+
+    tq status                      queues, masters and children, throughput
+    tq enqueue email --payload '{"to": "a@example.com"}'
+    tq dead list / tq dead retry --all
+
+Exit codes: 0 ok, 1 failure (unknown id, Redis unreachable, a dead task...), 2 usage.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+import redis
+
+from ..config import load
+from ..errors import ConfigError, TQError
+from .common import configure_logging
+
+# name -> (module:attribute, short help): imported only when used, so `tq --help` stays light.
+LAZY_COMMANDS = {
+    "dashboard": ("tq.dashboard.cli:dashboard", "Serve the web dashboard."),
+}
+
+
+class TqGroup(click.Group):
+    """The root group: lazy commands, and tq's errors as one-line failures (exit 1)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        target, _ = LAZY_COMMANDS[cmd_name]
+        module, _, attr = target.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            missing = str(exc)
+
+            @click.command(cmd_name, context_settings={"ignore_unknown_options": True})
+            @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+            def unavailable(args: tuple[str, ...]) -> None:
+                raise click.ClickException(f"`tq {cmd_name}` is not available: {missing}")
+
+            return unavailable
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS:
+                rows.append((name, LAZY_COMMANDS[name][1]))
+                continue
+            cmd = super().get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(formatter.width - 20)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TQError as exc:
+            raise click.ClickException(str(exc)) from None
+        except redis.RedisError as exc:
+            raise click.ClickException(f"Redis error: {exc}") from None
+
+
+@click.group(cls=TqGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--redis-url", metavar="URL", default=None,
+              help="Redis URL (redis://, rediss://, unix://); default: TQ_REDIS_URL, the config "
+                   "file, else the embedded Redis under TQ_HOME (./.tq)")
+@click.option("--namespace", metavar="NAME", default=None,
+              help="prefix of every Redis key (default: tq)")
+@click.option("--config", "config_file", metavar="PATH", default=None,
+              help="TOML config file (default: TQ_CONFIG, else ./tq.toml if present)")
+@click.option("-q", "--quiet", is_flag=True, help="only warnings and errors on stderr")
+@click.option("-v", "--verbose", is_flag=True, help="debug logs on stderr")
+@click.version_option(package_name="tq", prog_name="tq")
+@click.pass_context
+def cli(ctx: click.Context, redis_url: str | None, namespace: str | None,
+        config_file: str | None, quiet: bool, verbose: bool) -> None:
+    """Operate tq: queues, tasks, workers and dead letters."""
+    configure_logging(-1 if quiet else 1 if verbose else 0)
+    try:
+        cfg = load({"redis_url": redis_url, "namespace": namespace}, config_file=config_file)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    # A plain dict: commands from other packages (tq dashboard) read it too.
+    ctx.obj = {"redis_url": cfg.redis_url, "namespace": cfg.namespace,
+               "config_file": cfg.config_file}
+
+
+def main() -> None:
+    """The `tq` console script."""
+    cli(prog_name="tq")
+
+
+def _register() -> None:
+    from . import dead, server, status, tasks
+
+    for command in (*status.COMMANDS, *tasks.COMMANDS, *dead.COMMANDS, *server.COMMANDS):
+        cli.add_command(command)
+
+
+_register()

@@ -1,0 +1,93 @@
+"""What the tq commands share: the client of the group's Redis, --json, confirmations, logs."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from ..client import Client
+from ..connection import resolve_url
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="print JSON (for scripts) instead of text")
+yes_option = click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
+
+
+# Task ids made today begin with "-" (the time prefix's first digit is the alphabet's first).
+_ID_SHAPE = re.compile(r"-[A-Za-z0-9_-]{16}")
+
+
+class TaskIdCommand(click.Command):
+    """A command whose arguments are task ids: one that starts with '-' is an id, not an option."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        names = {n for p in self.get_params(ctx) for n in (*p.opts, *p.secondary_opts)}
+        head, sep, tail = (args[:args.index("--")], ["--"], args[args.index("--") + 1:]) \
+            if "--" in args else (args, [], [])
+        ids = [a for a in head if _ID_SHAPE.fullmatch(a) and a not in names]
+        if ids:
+            args = [a for a in head if a not in ids] + ["--", *ids, *tail]
+        else:
+            args = [*head, *sep, *tail]
+        return super().parse_args(ctx, args)
+
+
+def open_client(ctx: click.Context) -> Client:
+    """A tq.Client for the group's --redis-url/--namespace/--config, closed with the command."""
+    obj = ctx.find_root().obj or {}
+    url = resolve_url(obj.get("redis_url"), config_file=obj.get("config_file"))
+    client = Client(url, obj.get("namespace") or "tq")
+    ctx.call_on_close(client.close)
+    return client
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before something destructive, unless --yes; 'no' aborts (exit 1)."""
+    if not yes:
+        click.confirm(question, abort=True, err=True)
+
+
+@contextmanager
+def progress(total: int, label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr, fed with (done, total) as tq.Client's admin calls report it."""
+    with click.progressbar(length=max(total, 1), label=label, file=sys.stderr,
+                           show_pos=True) as bar:
+        seen = 0
+
+        def update(done: int, _total: int) -> None:
+            nonlocal seen
+            if done > seen:
+                bar.update(done - seen)
+                seen = done
+
+        yield update
+
+
+class _ClickHandler(logging.Handler):
+    """Log lines to whatever stderr is now (CliRunner swaps it per invocation)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(f"tq: {self.format(record)}", err=True)
+        except Exception:   # a log line must never break a command
+            self.handleError(record)
+
+
+def configure_logging(verbosity: int) -> None:
+    """-q: warnings only; default: also which Redis is used; -v: everything tq says."""
+    logger = logging.getLogger("tq")
+    if not any(isinstance(h, _ClickHandler) for h in logger.handlers):
+        logger.addHandler(_ClickHandler())
+    level = {-1: logging.WARNING, 0: logging.WARNING, 1: logging.DEBUG}[max(-1, min(verbosity, 1))]
+    logger.setLevel(level)
+    # The one INFO line a command shows by default: which Redis it talks to.
+    logging.getLogger("tq.connection").setLevel(
+        logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO)

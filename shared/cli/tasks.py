@@ -1,0 +1,176 @@
+"""`tq enqueue`, `tq get`, `tq wait`: put tasks in and follow them."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import IO, Any
+
+import click
+
+from ..client import ENQUEUE_CHUNK
+from ..errors import PayloadError, TaskFailed, WaitTimeout
+from ..task import TaskInfo
+from . import output as out
+from .common import TaskIdCommand, json_option, open_client, progress
+
+
+def _payload(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        payload = json.loads(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise click.BadParameter("must be a JSON object, e.g. '{\"to\": \"a@example.com\"}'")
+    return payload
+
+
+def _read_specs(stream: IO[str], task_type: str | None,
+                options: dict[str, Any]) -> tuple[list[dict[str, Any]], list[int]]:
+    """Parse a JSONL file into enqueue_many specs (and each spec's line number)."""
+    specs, lines = [], []
+    name = getattr(stream, "name", "-")
+    for number, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError as exc:
+            raise click.ClickException(f"{name}:{number}: invalid JSON: {exc}") from None
+        if not isinstance(doc, dict):
+            raise click.ClickException(f"{name}:{number}: expected a JSON object")
+        if task_type is not None:        # each line is a payload of TYPE
+            spec = {"type": task_type, "payload": doc, **options}
+        elif not isinstance(doc.get("type"), str):
+            raise click.ClickException(f"{name}:{number}: no \"type\" (give TYPE to read "
+                                       "lines as payloads)")
+        else:                            # each line is a spec: type, payload, options
+            spec = {**options, **doc}
+        specs.append(spec)
+        lines.append(number)
+    return specs, lines
+
+
+@click.command()
+@click.argument("task_type", metavar="[TYPE]", required=False)
+@click.option("--payload", "-p", callback=_payload, metavar="JSON",
+              help="the payload, a JSON object (default: {})")
+@click.option("--priority", type=click.IntRange(0, 9), default=None, help="0 (default) to 9")
+@click.option("--delay", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="run no earlier than this many seconds from now")
+@click.option("--queue", default=None, help="queue (default: the type's name)")
+@click.option("--max-retries", type=click.IntRange(min=0), default=None,
+              help="override the handler's max_retries")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="override the handler's hard timeout")
+@click.option("--file", "-f", "file", type=click.File("r"), default=None,
+              help="enqueue every line of a JSONL file ('-': stdin): payloads of TYPE, or "
+                   "objects with type, payload and options")
+@json_option
+@click.pass_context
+def enqueue(ctx: click.Context, task_type: str | None, payload: dict[str, Any] | None,
+            priority: int | None, delay: float | None, queue: str | None,
+            max_retries: int | None, timeout: float | None, file: IO[str] | None,
+            as_json: bool) -> None:
+    """Enqueue a task of TYPE, or many from a JSONL file; prints the new ids."""
+    options = {k: v for k, v in (("priority", priority), ("delay", delay), ("queue", queue),
+                                 ("max_retries", max_retries), ("timeout", timeout))
+               if v is not None}
+    if file is None:
+        if task_type is None:
+            raise click.UsageError("give a TYPE (and --payload), or --file tasks.jsonl")
+        client = open_client(ctx)
+        try:
+            task_id = client.enqueue(task_type, payload or {}, **options)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+        if as_json:
+            out.echo_json({"id": task_id})
+        else:
+            click.echo(task_id)
+        return
+    if payload is not None:
+        raise click.UsageError("--payload and --file exclude each other")
+    specs, lines = _read_specs(file, task_type, options)
+    client = open_client(ctx)
+    ids: list[str] = []
+    with progress(len(specs), "enqueuing") as update:
+        for start in range(0, len(specs), ENQUEUE_CHUNK):
+            try:
+                ids += client.enqueue_many(specs[start:start + ENQUEUE_CHUNK])
+            except (ValueError, PayloadError) as exc:
+                where = re.sub(r"spec #(\d+)", lambda m, first=start:
+                               f"line {lines[first + int(m[1])]}", str(exc))
+                raise click.ClickException(f"{where} ({len(ids)} tasks enqueued before "
+                                           "it)") from None
+            update(len(ids), len(specs))
+    if as_json:
+        out.echo_json({"enqueued": len(ids), "ids": ids})
+    else:
+        click.echo(f"enqueued {len(ids)} tasks", err=True)
+        click.echo("\n".join(ids))
+
+
+def render_task(info: TaskInfo) -> str:
+    """Everything known of a task, one field a line; the traceback last, as it was."""
+    text = out.fields({
+        "id": info.id, "type": info.type, "queue": info.queue, "state": info.state,
+        "priority": info.priority, "attempts": info.attempts,
+        "max retries": info.max_retries, "timeout": out.duration(info.timeout),
+        "created": out.when(info.created_at), "eta": out.when(info.eta),
+        "started": out.when(info.started_at), "finished": out.when(info.finished_at),
+        "failed": out.when(info.failed_at), "worker": info.worker,
+        "payload": out.compact(info.payload) if info.payload is not None else None,
+        "result": out.compact(info.result) if info.state == "succeeded" else None,
+        "error": f"{info.error} ({info.error_kind})" if info.error_kind else info.error,
+    })
+    if info.traceback:
+        text += "\n\n" + info.traceback.rstrip()
+    return text
+
+
+@click.command(cls=TaskIdCommand)
+@click.argument("task_id", metavar="ID")
+@click.option("--queue", default=None, help="look only in this queue (faster)")
+@json_option
+@click.pass_context
+def get(ctx: click.Context, task_id: str, queue: str | None, as_json: bool) -> None:
+    """Show what is known of a task: state, attempts, payload, result or error."""
+    info = open_client(ctx).get(task_id, queue)
+    if as_json:
+        out.echo_json(info.to_dict())
+    else:
+        click.echo(render_task(info))
+
+
+@click.command(cls=TaskIdCommand)
+@click.argument("task_id", metavar="ID")
+@click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="give up after this long (exit 1); default: wait for ever")
+@click.option("--queue", default=None, help="the task's queue, if known")
+@json_option
+@click.pass_context
+def wait(ctx: click.Context, task_id: str, timeout: float | None, queue: str | None,
+         as_json: bool) -> None:
+    """Wait for a task to finish; print its result (exit 1 if it ends dead or time runs out)."""
+    client = open_client(ctx)
+    try:
+        result = client.wait(task_id, timeout=timeout, queue=queue)
+    except TaskFailed as exc:
+        if as_json:
+            out.echo_json({"id": task_id, "state": "dead", "error": exc.error,
+                           "traceback": exc.traceback})
+        raise
+    except WaitTimeout as exc:
+        if as_json:
+            out.echo_json({"id": task_id, "state": exc.state, "timeout": timeout})
+        raise
+    if as_json:
+        out.echo_json({"id": task_id, "state": "succeeded", "result": result})
+    else:
+        click.echo(out.compact(result))
+
+
+COMMANDS = (enqueue, get, wait)
