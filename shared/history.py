@@ -10,7 +10,8 @@ system. Two resolutions, both bounded by TTL:
                         d:TYPE:I, w:TYPE:I        duration / queue-wait histogram bucket I
                         ds:TYPE, ws:TYPE          their sums in microseconds (integers add exactly)
 
-"processed" counts finished runs of any outcome, "failed" those that did not succeed. Buckets
+A run ends "succeeded" or "failed" (a failed one is counted again as "retried" or "dead",
+as the children's tallies and the queue's stats do): "processed" is succeeded + failed. Buckets
 are placed by Redis' clock (an offset measured with TIME every few minutes), so masters with
 skewed clocks still fill the same second.
 """
@@ -67,8 +68,8 @@ class History:
         second = int(t)
         sec_key = self.keys.history("s", second)
         min_key = self.keys.history("m", second // 60)
-        processed = sum(sum(per.values()) for per in pending.counts.values())
-        failed = processed - pending.total("succeeded")
+        failed = pending.total("failed")
+        processed = pending.total("succeeded") + failed
         pipe = self.broker.conn.pipeline(transaction=False)
         for key, ttl in ((sec_key, SECOND_TTL), (min_key, MINUTE_TTL)):
             if processed:

@@ -104,11 +104,11 @@ class Runner(threading.Thread):
                     except Exception as exc:
                         out = broker.fail(self.worker_id, task, str(exc),
                                           traceback=traceback.format_exc())
-                        outcome = "dead" if out.outcome == "dead" else "retried"
+                        tally.add(task.type, "failed", time.time() - started, wait)
+                        tally.add(task.type, "dead" if out.outcome == "dead" else "retried")
                     else:
                         broker.ack(self.worker_id, task, result, started=started)
-                        outcome = "succeeded"
-                    tally.add(task.type, outcome, time.time() - started, wait)
+                        tally.add(task.type, "succeeded", time.time() - started, wait)
                     self.done += 1
                 if time.monotonic() - flushed > 0.25:
                     history.record(tally)

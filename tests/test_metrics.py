@@ -39,8 +39,10 @@ def test_tasks_histograms_children_restarts_and_queue_depth(metrics: Metrics, cl
     a, b = Tally(), Tally()
     for _ in range(3):
         a.add("email", "succeeded", duration=0.003, wait=0.0002)
-    a.add("email", "dead", duration=2.0, wait=0.0002)
-    b.add("resize", "retried", duration=0.2, wait=1.5)
+    a.add("email", "failed", duration=2.0, wait=0.0002)   # a run that failed for good
+    a.add("email", "dead")
+    b.add("resize", "failed", duration=0.2, wait=1.5)
+    b.add("resize", "retried")
     metrics.observe(a)
     metrics.observe(b)
     metrics.set_children([
@@ -58,6 +60,7 @@ def test_tasks_histograms_children_restarts_and_queue_depth(metrics: Metrics, cl
 
     tasks = got["tq_tasks_total"]
     assert tasks[(("outcome", "succeeded"), ("type", "email"))] == 3
+    assert tasks[(("outcome", "failed"), ("type", "email"))] == 1
     assert tasks[(("outcome", "dead"), ("type", "email"))] == 1
     assert tasks[(("outcome", "retried"), ("type", "resize"))] == 1
     buckets = got["tq_task_duration_seconds_bucket"]

@@ -173,15 +173,14 @@ function drawLatency(latency, windowSeconds) {
   $("latency-window").textContent = String(Math.round(windowSeconds / 60));
   const rows = Object.entries(latency).map(([type, t]) => {
     const o = t.outcomes;
-    const runs = Object.values(o).reduce((a, b) => a + b, 0);
     return el("tr", {},
-      el("td", {}, type), el("td", {class: "num"}, num(runs)),
-      el("td", {class: "num"}, num(o.succeeded)), el("td", {class: "num"}, num(o.retried)),
-      el("td", {class: "num"}, num(o.dead)),
+      el("td", {}, type), el("td", {class: "num"}, num(o.succeeded + o.failed)),
+      el("td", {class: "num"}, num(o.succeeded)), el("td", {class: "num"}, num(o.failed)),
+      el("td", {class: "num"}, num(o.retried)), el("td", {class: "num"}, num(o.dead)),
       ...["p50", "p90", "p99"].map((p) => el("td", {class: "num"}, secs(t.duration[p]))),
       ...["p50", "p90", "p99"].map((p) => el("td", {class: "num"}, secs(t.wait[p]))));
   });
-  fill($("latency").tBodies[0], rows, "nothing finished in this window", 11);
+  fill($("latency").tBodies[0], rows, "nothing finished in this window", 12);
 }
 
 function drawMasters(masters) {
