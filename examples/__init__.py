@@ -1,0 +1,1 @@
+"""The article's example app on tq: handlers (app), producer, and the demo (`make run`)."""
