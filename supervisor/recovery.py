@@ -37,6 +37,8 @@ def process_alive(pid: int, started: float | None) -> bool:
     """Is `pid` still the process that registered at `started` (pids get reused)?"""
     try:
         proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:   # killed, not yet reaped by its new parent
+            return False
         return started is None or proc.create_time() <= started + 1.0
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return False
