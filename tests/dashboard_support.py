@@ -1,4 +1,4 @@
-"""Helpers for the dashboard tests: the dashboard as a real process, and a task runner."""
+"""The dashboard as a real process (`tq dashboard`), for the dashboard's tests."""
 
 from __future__ import annotations
 
@@ -6,38 +6,19 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
-import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from master_proc import eventually
 from redis_server import free_port
 
-from tq.broker import Broker
-from tq.history import History
-from tq.tally import Tally
-
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
+TQ = str(Path(sys.executable).with_name("tq"))
 
 
 class DashboardProcess:
-    """`python -m tq.dashboard` in its own session, on a free loopback port."""
+    """`tq dashboard` in its own session, on a free loopback port."""
 
     def __init__(self, redis_url: str, *args: str, token: str | None = None) -> None:
         self.port = free_port()
@@ -47,7 +28,7 @@ class DashboardProcess:
         if token:
             env["TQ_DASHBOARD_TOKEN"] = token
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tq.dashboard", "--bind", f"127.0.0.1:{self.port}", *args],
+            [TQ, "dashboard", "--bind", f"127.0.0.1:{self.port}", *args],
             cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
 
@@ -62,10 +43,11 @@ class DashboardProcess:
             return False
 
     def start(self) -> DashboardProcess:
-        wait_for(self._answers, 15, "the dashboard to answer")
+        eventually(self._answers, 15, what="the dashboard to answer")
         return self
 
     def stop(self) -> int:
+        """Ctrl-C, as an operator would; returns the exit code."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -76,47 +58,3 @@ class DashboardProcess:
         if self.proc.stdout:
             self.proc.stdout.close()
         return self.proc.returncode
-
-
-class Runner(threading.Thread):
-    """Runs tasks in this process like one child would (claim, handler, ack/fail), recording
-    its tally into the shared history as a master does; for tests that need no supervisor."""
-
-    def __init__(self, url: str, queues: list[str],
-                 handlers: dict[str, Callable[[dict[str, Any]], Any]],
-                 worker_id: str = "runner-1") -> None:
-        super().__init__(daemon=True, name="tq-test-runner")
-        self.url, self.queues, self.handlers, self.worker_id = url, queues, handlers, worker_id
-        self.halt = threading.Event()
-        self.done = 0
-
-    def run(self) -> None:
-        broker = Broker(self.url)
-        history = History(broker)
-        tally, flushed = Tally(), time.monotonic()
-        try:
-            while not self.halt.is_set():
-                for task in broker.fetch(self.worker_id, self.queues, 1, block_seconds=0.05):
-                    started = time.time()
-                    wait = started - (task.created_at or started)
-                    try:
-                        result = self.handlers[task.type](task.payload)
-                    except Exception as exc:
-                        out = broker.fail(self.worker_id, task, str(exc),
-                                          traceback=traceback.format_exc())
-                        tally.add(task.type, "failed", time.time() - started, wait)
-                        tally.add(task.type, "dead" if out.outcome == "dead" else "retried")
-                    else:
-                        broker.ack(self.worker_id, task, result, started=started)
-                        tally.add(task.type, "succeeded", time.time() - started, wait)
-                    self.done += 1
-                if time.monotonic() - flushed > 0.25:
-                    history.record(tally)
-                    tally, flushed = Tally(), time.monotonic()
-            history.record(tally)
-        finally:
-            broker.close()
-
-    def stop(self) -> None:
-        self.halt.set()
-        self.join(10)

@@ -1,21 +1,28 @@
-"""The dashboard in a real browser (Debian's headless Chromium, driven by Selenium).
+"""The dashboard in a real browser (Debian's headless Chromium, driven by Selenium), watching a
+real tq-master (tests/apps/dashboard_app.py) run tasks.
 
-The page loads, its numbers move while tasks run, a task whose payload and error carry HTML
-shows them as text, a dead task is retried from the page, a queue is purged after confirming,
-and a screenshot is saved (to docs/dashboard.png when TQ_SCREENSHOT=docs).
+The page loads, its numbers move while tasks run, the master and its children show, a task
+whose payload and error carry HTML shows them as text, a dead task is retried from the page,
+a queue is purged after confirming, and a screenshot is saved (TQ_SCREENSHOT=docs also writes
+docs/dashboard.png, with an hour of history recorded first so the chart has a shape).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+import signal
 import threading
 from pathlib import Path
 
 import pytest
-from dashboard_support import ROOT, DashboardProcess, Runner, wait_for
+from dashboard_support import ROOT, DashboardProcess
+from master_proc import eventually
 
 import tq
+from tq.history import History
+from tq.tally import Tally
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 XSS_PAYLOAD = "<script>window.__tqxss = 1</script><img src=x onerror=\"window.__tqxss = 2\">"
@@ -63,7 +70,7 @@ class Producer(threading.Thread):
         for i in range(2000):
             if self.halt.wait(0.02):
                 break
-            self.client.enqueue("work", {"i": i}, priority=i % 3)
+            self.client.enqueue("work", {"i": i, "s": 0.02}, priority=i % 3)
 
     def stop(self) -> None:
         self.halt.set()
@@ -85,25 +92,40 @@ def number(driver, css: str) -> float | None:
         return None
 
 
-def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, redis_url, client,
-                                                           tmp_path):
+def seed_history(broker) -> None:
+    """An hour of made-up load through History.record, for the docs screenshot only."""
+    history = History(broker)
+    now = history.now()
+    for back in range(3600, 3, -1):
+        t = Tally()
+        n = int(40 + 30 * math.sin(back / 300) + 5 * math.sin(back / 17))
+        for i in range(n):
+            t.add("work", "succeeded", 0.002 * (1 + i % 9), 0.0004 * (1 + i % 5))
+        if back % 97 < 3:
+            t.add("work", "failed", 0.01, 0.001)
+            t.add("work", "retried")
+        history.record(t, now=now - back)
+
+
+def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, redis_url,
+                                                           client, broker, tmp_path):
     from selenium.webdriver.common.by import By
 
-    runs: dict[str, int] = {}
+    def wait_for(check, timeout: float, what: str):
+        return eventually(check, timeout, what=what)
 
-    def flaky(payload: dict) -> None:   # fails its first run only
-        runs["xss"] = runs.get("xss", 0) + 1
-        if runs["xss"] == 1:
-            raise ValueError(XSS_ERROR)
-
-    # Given a runner, a stream of tasks, one that dies with HTML in it, and a parked queue
-    xss_id = client.enqueue("xss", {"html": XSS_PAYLOAD}, queue="work", max_retries=0)
+    docs = os.environ.get("TQ_SCREENSHOT") == "docs"
+    if docs:
+        seed_history(broker)
+    # Given a master with two children, a stream of tasks, one that dies with HTML in its
+    # payload and error, and a queue nobody consumes
+    xss_id = client.enqueue("flaky", {"html": XSS_PAYLOAD, "error": XSS_ERROR})
     for i in range(6):
         client.enqueue("bulk", {"i": i}, priority=i % 2 * 7, delay=3600 if i > 3 else None)
-    runner = Runner(redis_url, ["work"], {"work": lambda p: p["i"], "xss": flaky})
+    master = masters("-c", "2", "-A", "dashboard_app")
+    master.wait_ready(2)
     producer = Producer(redis_url)
     dashboard = DashboardProcess(redis_url).start()
-    runner.start()
     producer.start()
     try:
         # When the page is open
@@ -117,15 +139,19 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, redis_url, c
         wait_for(lambda: (number(browser, "#rate-processed") or 0) > 0, 10, "a rate")
         wait_for(lambda: browser.find_element(By.ID, "line-processed").get_attribute(
             "points").count(",") == 3600, 10, "the chart")
-        assert "work" in text(browser, "#latency")
+        wait_for(lambda: "work" in text(browser, "#latency"), 10, "latency of work")
         bulk = '#queues tr[data-queue="bulk"]'
         assert text(browser, bulk).split()[:2] == ["bulk", "4"]
+        # and the master with its two children
+        wait_for(lambda: f"pid {master.pid}" in text(browser, "#masters"), 10, "the master")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#masters table.children tbody tr")
+        assert len(rows) == 2
 
         # And the dead task shows its payload and error as text, never as markup
         item = f'article.dead-item[data-id="{xss_id}"]'
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, item), 10, "the dead task")
         assert XSS_PAYLOAD.replace('"', '\\"') in text(browser, f"{item} pre.payload")
-        assert text(browser, f"{item} pre.error") == XSS_ERROR
+        assert text(browser, f"{item} pre.error") == f"ValueError: {XSS_ERROR}"
         browser.find_element(By.CSS_SELECTOR, f"{item} summary").click()
         assert "ValueError" in text(browser, f"{item} pre.traceback")
         assert browser.execute_script("return window.__tqxss") is None
@@ -134,7 +160,7 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, redis_url, c
         shot = tmp_path / "dashboard.png"
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
-        if os.environ.get("TQ_SCREENSHOT") == "docs":
+        if docs:
             shutil.copyfile(shot, ROOT / "docs" / "dashboard.png")
 
         # When the operator retries it from the page, it runs again (and succeeds this time)
@@ -160,5 +186,6 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, redis_url, c
         assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         producer.stop()
-        runner.stop()
         dashboard.stop()
+    master.signal(signal.SIGTERM)
+    assert master.wait_exit() == 0

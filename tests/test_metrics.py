@@ -129,3 +129,23 @@ def test_close_stops_serving(broker: Broker):
     assert m.fds() == []
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2)
+
+
+def test_the_grafana_example_only_uses_metrics_we_export(broker: Broker):
+    import json
+    import re
+    from pathlib import Path
+
+    m = Metrics(broker, "m-grafana")
+    t = Tally()
+    t.add("noop", "succeeded", 0.001, 0.001)
+    m.observe(t)
+    m.set_children([{"index": 0, "pid": 1, "state": "idle", "rss": 1, "uss": 1, "cpu": 0}])
+    families = list(m.registry.collect())
+    exported = {f.name for f in families} | {s.name for f in families for s in f.samples}
+    m.close()
+    board = json.loads((Path(__file__).parent.parent / "examples" / "grafana-dashboard.json")
+                       .read_text())
+    used = {name for p in board["panels"] for target in p["targets"]
+            for name in re.findall(r"\btq_[a-z_]+", target["expr"])}
+    assert used and used <= exported, used - exported
