@@ -1,0 +1,182 @@
+"""Pure logic of the master and the child: no processes, no Redis (except the CLI checks)."""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tq import exitcodes, logs
+from tq.channel import BUSY, IDLE, ChildState, PipeReader, PipeWriter, Slot
+from tq.config import load
+from tq.errors import ConfigError
+from tq.supervisor import children
+from tq.supervisor.children import RestartPacer, describe_exit
+from tq.supervisor.cli import main as master_cli
+from tq.supervisor.pidfile import Pidfile
+from tq.worker.prefetch import MAX_BATCH, Prefetch
+
+
+def _status(code: int | None = None, sig: int | None = None) -> int:
+    """A real waitpid status from a real child that exits or is killed."""
+    pid = os.fork()
+    if pid == 0:
+        if sig:
+            faulthandler.disable()   # pytest's would print a traceback for the SIGSEGV
+            os.kill(os.getpid(), sig)
+        os._exit(code or 0)
+    _, status = os.waitpid(pid, 0)
+    return status
+
+
+def test_exit_statuses_are_explained():
+    assert describe_exit(_status(0)) == (True, "exited")
+    assert describe_exit(_status(4)) == (False, "exited with code 4 (handler modules failed "
+                                                "to import)")
+    clean, why = describe_exit(_status(sig=signal.SIGKILL))
+    assert not clean and why == "killed by signal 9 (SIGKILL) - out of memory?"
+    assert "segmentation fault" in describe_exit(_status(sig=signal.SIGSEGV))[1]
+
+
+def test_restart_pacing_backs_off_then_resets(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(children.time, "monotonic", lambda: now[0])
+    pacer = RestartPacer()
+    assert pacer.crashed() == 0.0          # the first crash is replaced at once
+    delays = [pacer.crashed() for _ in range(12)]
+    assert 0.08 <= delays[0] <= 0.12       # then 100 ms, doubling, with jitter
+    assert delays[1] > delays[0] and max(delays) <= children.BACKOFF_CAP * 1.2
+    assert not pacer.may_spawn()
+    now[0] += children.HEALTHY_AFTER + 1   # a healthy minute
+    assert pacer.may_spawn() and pacer.crashed() == 0.0
+
+
+def test_prefetch_is_one_for_slow_tasks_and_grows_for_fast_ones():
+    p = Prefetch()
+    assert p.size() == 1                   # nothing known yet: one at a time
+    for _ in range(20):
+        p.observe(0.5)
+    assert p.size() == 1
+    for _ in range(50):
+        p.observe(0.00002)
+    assert p.size() == MAX_BATCH
+    assert Prefetch(fixed=7).size() == 7
+    assert Prefetch.flush_before_next(0.01) and not Prefetch.flush_before_next(0.0001)
+
+
+def test_slot_is_shared_across_fork():
+    slot = Slot()
+    pid = os.fork()
+    if pid == 0:
+        slot.state = ChildState(BUSY, 1.5, 2.5, 3.5, 7, 1, 3, "task-id", "email", "mail")
+        slot.publish()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    got = slot.read()
+    assert (got.state, got.task, got.type, got.queue, got.processed, got.max_retries) == (
+        BUSY, "task-id", "email", "mail", 7, 3)
+    assert got.state_name == "busy" and ChildState(IDLE).state_name == "idle"
+
+
+def test_pipe_messages_survive_partial_reads():
+    r, w = os.pipe()
+    reader, writer = PipeReader(r), PipeWriter(w)
+    writer.send("ready", queues=["a"])
+    os.write(w, b'{"e":"tally","d":')
+    assert [m["e"] for m in reader.read()] == ["ready"]
+    os.write(w, b'{}}\nnot json\n')
+    assert reader.read() == [{"e": "tally", "d": {}}]
+    os.close(w)
+    reader.read()
+    assert reader.eof
+
+
+def test_config_precedence_flags_over_env_over_file_over_defaults(tmp_path):
+    f = tmp_path / "tq.toml"
+    f.write_text('concurrency = 3\ndrain_timeout = 9\nqueues = ["a", "b"]\nlog_level = "debug"\n')
+    env = {"TQ_DRAIN_TIMEOUT": "7", "TQ_LOG_LEVEL": "warning"}
+    c = load({"log_level": "error"}, config_file=str(f), env=env)
+    assert (c.concurrency, c.drain_timeout, c.queues, c.log_level) == (3, 7.0, ["a", "b"], "ERROR")
+    assert c.sources == {"concurrency": f"file {f}", "drain_timeout": "environment",
+                         "queues": f"file {f}", "log_level": "flag"}
+    assert load({}, env={}).drain_timeout == 25.0 and load({}, env={}).workers == os.cpu_count()
+
+
+@pytest.mark.parametrize("flags,env,message", [
+    ({"concurrency": "0"}, {}, "--concurrency: must be a positive integer"),
+    ({}, {"TQ_DRAIN_TIMEOUT": "soon"}, "TQ_DRAIN_TIMEOUT"),
+    ({"queues": "a,{b}"}, {}, "queue"),
+    ({"metrics_bind": "9808x"}, {}, "HOST:PORT"),
+    ({"log_format": "xml"}, {}, "text, json"),
+])
+def test_invalid_settings_say_where_they_came_from(flags, env, message):
+    with pytest.raises(ConfigError, match=message):
+        load(flags, env=env)
+
+
+def test_config_file_errors_are_clear(tmp_path):
+    f = tmp_path / "tq.toml"
+    f.write_text("concurrency = [\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load({}, config_file=str(f), env={})
+    f.write_text("concurrency = 2\nworkers = 3\n")
+    with pytest.raises(ConfigError, match="unknown settings workers"):
+        load({}, config_file=str(f), env={})
+
+
+def test_cli_usage_errors_exit_2_with_a_message():
+    runner = CliRunner()
+    for args, text in ((["start", "-c", "0", "-A", "x"], "must be a positive integer"),
+                       (["start"], "give the handler modules with -A"),
+                       (["start", "--bogus"], "No such option")):
+        result = runner.invoke(master_cli, args, env={"TQ_CONCURRENCY": ""})
+        assert result.exit_code == 2, result.output
+        assert text in result.output
+
+
+def test_help_names_every_setting():
+    out = subprocess.run([str(Path(sys.executable).with_name("tq-master")), "start", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for flag in ("-c, --concurrency", "-A, --app", "--queues", "--config", "--redis-url",
+                 "--max-tasks-per-child", "--max-memory-per-child", "--drain-timeout",
+                 "--prefetch", "--pidfile", "--log-level", "--log-format", "--preload"):
+        assert flag in out
+
+
+def test_pidfile_refuses_a_live_master_and_replaces_a_stale_one(tmp_path):
+    path = tmp_path / "tq.pid"
+    path.write_text(f"{os.getppid()}\n")
+    with pytest.raises(ConfigError, match="names a running process"):
+        Pidfile(str(path)).create()
+    path.write_text("999999999\n")
+    pf = Pidfile(str(path))
+    pf.create()
+    assert path.read_text() == f"{os.getpid()}\n"
+    pf.remove()
+    assert not path.exists()
+
+
+def test_json_logs_carry_ids(capsys):
+    logs.configure("INFO", "json", "master")
+    try:
+        logging.getLogger("tq.master").warning("worker[%d] died", 3,
+                                               extra={"worker": "w-1", "task": "t-9"})
+        line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    finally:
+        logs.configure("WARNING", "text", "tq")
+    assert line["msg"] == "worker[3] died" and line["role"] == "master"
+    assert (line["worker"], line["task"], line["level"]) == ("w-1", "t-9", "WARNING")
+
+
+def test_exit_codes_are_distinct():
+    codes = [exitcodes.OK, exitcodes.FAILURE, exitcodes.USAGE, exitcodes.CHILD_BOOT_ERROR,
+             exitcodes.CHILD_APP_ERROR, exitcodes.MASTER_BOOT_ERROR]
+    assert len(set(codes)) == len(codes)
