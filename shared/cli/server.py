@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..embedded import EmbeddedRedis, display_path
@@ -9,10 +11,9 @@ from . import output as out
 from .common import json_option
 
 
-def _describe(server: EmbeddedRedis) -> dict[str, object]:
-    files = [p for p in server.home.glob("appendonly*")] if server.home.exists() else []
-    stored = sum(f.stat().st_size for p in files
-                 for f in ([p] if p.is_file() else p.iterdir()))
+def _describe(server: EmbeddedRedis) -> dict[str, Any]:
+    files = list(server.home.glob("appendonly*")) if server.home.exists() else []
+    stored = sum(f.stat().st_size for p in files for f in ([p] if p.is_file() else p.iterdir()))
     version = server.version()
     return {"home": str(server.home), "url": server.url, "running": version is not None,
             "version": version, "pid": server.pid(), "aof_bytes": stored,
@@ -28,22 +29,23 @@ def embedded() -> None:
 @json_option
 def status_(as_json: bool) -> None:
     """Whether it runs, where, and how much it stores."""
-    info = _describe(EmbeddedRedis())
+    server = EmbeddedRedis()
+    info = _describe(server)
     if as_json:
         out.echo_json(info)
         return
     click.echo(out.fields({
         "state": "running" if info["running"] else "stopped",
-        "socket": display_path(EmbeddedRedis().socket), "version": info["version"],
-        "pid": info["pid"], "stored": out.size(info["aof_bytes"]),  # type: ignore[arg-type]
-        "log": info["log"]}))
+        "socket": display_path(server.socket), "version": info["version"],
+        "pid": info["pid"], "stored": out.size(info["aof_bytes"]), "log": info["log"]}))
 
 
 @embedded.command()
 def start() -> None:
     """Start it (tq commands and masters also start it when they need it)."""
-    got = EmbeddedRedis().ensure()
-    click.echo(f"redis-server {got.version} at {display_path(EmbeddedRedis().socket)} "
+    server = EmbeddedRedis()
+    got = server.ensure()
+    click.echo(f"redis-server {got.version} at {display_path(server.socket)} "
                f"{'started' if got.started else 'already running'} (pid {got.pid})")
 
 
