@@ -300,6 +300,7 @@ def test_status_text_and_json(client: tq.Client, broker: Broker):
     assert "web-1" in text and "running" in text and "2/2" in text
     busy = next(line for line in text.splitlines() if line.startswith("m1-0"))
     assert "4242" in busy and "44.8 MiB" in busy and "task-123" in busy and "2.5s" in busy
+    assert " 98% " in busy
     assert "lone-worker" in text
 
     doc = run_json("status")

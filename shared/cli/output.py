@@ -64,6 +64,11 @@ def size(n: float | None) -> str | None:
     raise AssertionError("unreachable")
 
 
+def percent(value: float | None) -> str | None:
+    """CPU use in percent of one core: 97%."""
+    return None if value is None else f"{value:.0f}%"
+
+
 def duration(seconds: float | None) -> str | None:
     """A short duration: 850ms, 4.2s, 3m05s, 2h10m, 3d4h."""
     if seconds is None or math.isnan(seconds):

@@ -51,9 +51,9 @@ def render_workers(view: dict[str, Any]) -> str:
     children += [(w.get("master"), w) for w in view["workers"]]
     if children:
         parts.append(out.table(
-            ["CHILD", "MASTER", "PID", "STATE", "RSS", "USS", "CPU%", "TASK", "TYPE", "AGE"],
+            ["CHILD", "MASTER", "PID", "STATE", "RSS", "USS", "CPU", "TASK", "TYPE", "AGE"],
             [[c.get("id"), master, c.get("pid"), c.get("state"), out.size(c.get("rss")),
-              out.size(c.get("uss")), c.get("cpu"), c.get("task"), c.get("type"),
+              out.size(c.get("uss")), out.percent(c.get("cpu")), c.get("task"), c.get("type"),
               out.duration(c.get("task_age"))] for master, c in children]))
     return "\n\n".join(parts)
 
