@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import Flask, Response, abort, jsonify, redirect, render_template, request, url_for
+from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 
 from tq.client import Client
 from tq.errors import RedisUnavailable, TaskNotFound
@@ -125,7 +125,7 @@ def create_app(client: Client, token: str | None = None) -> Flask:
     def history() -> Response:
         resolution = request.args.get("resolution", "s")
         if resolution not in ("s", "m"):
-            abort(400)
+            return _error(400, 'resolution is "s" (per second) or "m" (per minute)')
         span = _int_arg("span", 3600 if resolution == "s" else 86400, 86400)
         return jsonify(board.history.series(span, resolution, since=_int_arg("since")))
 
