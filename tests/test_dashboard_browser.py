@@ -84,6 +84,13 @@ def text(driver, css: str) -> str:
     return driver.find_element(By.CSS_SELECTOR, css).text
 
 
+def toast(driver) -> str:
+    """The last message, even once it has faded out (Selenium's .text is empty then)."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, "toast").get_attribute("textContent")
+
+
 def number(driver, css: str) -> float | None:
     raw = text(driver, css).replace(",", "")
     try:
@@ -166,7 +173,7 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         # When the operator retries it from the page, it runs again (and succeeds this time)
         browser.find_element(By.CSS_SELECTOR, f"{item} button.retry").click()
         wait_for(lambda: client.get(xss_id).state == "succeeded", 10, "the retried task")
-        wait_for(lambda: "Retried 1" in text(browser, "#toast"), 5, "the toast")
+        wait_for(lambda: "Retried 1" in toast(browser), 5, "the toast")
         wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, item), 5, "the row to go")
 
         # And purging a queue asks first: cancel keeps it, confirm empties it
@@ -180,7 +187,7 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         browser.find_element(By.CSS_SELECTOR, f"{bulk} button.purge").click()
         wait_for(lambda: browser.find_element(By.ID, "confirm").is_displayed(), 5, "dialog")
         browser.find_element(By.ID, "confirm-ok").click()
-        wait_for(lambda: "Purged 6" in text(browser, "#toast"), 5, "the purge")
+        wait_for(lambda: "Purged 6" in toast(browser), 5, "the purge")
         sizes = client.queue_sizes()["bulk"]
         assert sizes["ready"] == sizes["scheduled"] == 0
         assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

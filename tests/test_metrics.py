@@ -14,9 +14,10 @@ from tq.supervisor.metrics import Metrics
 from tq.tally import Tally
 
 
-def scrape(metrics: Metrics) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """{sample name: {sorted labels: value}} from one GET /metrics."""
-    host, port = metrics.address
+def scrape(address: tuple[str, int] | None) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """{sample name: {sorted labels: value}} from one GET /metrics at (host, port)."""
+    assert address is not None
+    host, port = address
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as reply:
         text = reply.read().decode()
     out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
@@ -56,7 +57,7 @@ def test_tasks_histograms_children_restarts_and_queue_depth(metrics: Metrics, cl
     client.enqueue("email", {"n": 2})
     client.enqueue("email", {"n": 3}, delay=60)
 
-    got = scrape(metrics)
+    got = scrape(metrics.address)
 
     tasks = got["tq_tasks_total"]
     assert tasks[(("outcome", "succeeded"), ("type", "email"))] == 3
@@ -96,7 +97,7 @@ def test_counters_accumulate_and_children_are_replaced(metrics: Metrics):
         metrics.observe(t)
     metrics.set_children([{"index": 0, "pid": 1, "state": "busy", "rss": 1, "uss": 1, "cpu": 1}])
     metrics.set_children([{"index": 3, "pid": 2, "state": "starting"}])
-    got = scrape(metrics)
+    got = scrape(metrics.address)
     assert got["tq_tasks_total"][(("outcome", "succeeded"), ("type", "noop"))] == 3
     assert got["tq_children"][(("state", "starting"),)] == 1
     assert got["tq_children"][(("state", "busy"),)] == 0
@@ -109,7 +110,7 @@ def test_redis_down_still_serves_process_metrics(redis_url: str):
     m.serve(f"127.0.0.1:{free_port()}")
     try:
         m.child_restarted("exited")
-        got = scrape(m)
+        got = scrape(m.address)
         assert got["tq_redis_up"][()] == 0
         assert "tq_queue_depth" not in got
         assert got["tq_child_restarts_total"][(("reason", "exited"),)] == 1
@@ -122,7 +123,7 @@ def test_close_stops_serving(broker: Broker):
     m = Metrics(broker, "m-closing")
     m.serve(f"127.0.0.1:{free_port()}")
     host, port = m.address
-    scrape(m)
+    scrape(m.address)
     (fd,) = m.fds()
     assert fd > 2
     m.close()
