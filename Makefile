@@ -13,7 +13,7 @@ $(BIN)/tq-master: setup.cfg pyproject.toml
 	@touch $@
 
 run: $(BIN)/tq-master
-	$(BIN)/python -m examples.demo
+	$(BIN)/python -m examples.demo $(ARGS)
 
 test: $(BIN)/tq-master
 	$(BIN)/python -m pytest
