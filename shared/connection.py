@@ -26,6 +26,8 @@ ENV_URL = "TQ_REDIS_URL"
 CONVENTIONAL_URL = "redis://127.0.0.1:6379/0"
 
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Redis unreachable, raw (redis-py) or translated at our boundary: what outage loops catch.
+OUTAGE = (*REDIS_ERRORS, RedisUnavailable)
 
 log = logging.getLogger(__name__)
 _announced: set[str] = set()   # URLs this process has logged (forked children inherit it)

@@ -39,6 +39,7 @@ from .children import Child, RestartPacer, describe_exit, fork_child, reap
 from .memory import own_memory
 from .pidfile import Pidfile
 from .recovery import Reap, Recovery
+from .schedule import Promoter
 from .services import Services
 
 log = logging.getLogger("tq.master")
@@ -79,7 +80,7 @@ class Supervisor:
         self.status = "starting"
         self.tally = Tally()
         self.processed = self.failed = self.restarts = 0
-        self.next_tick = self.next_promote = self.next_expired = 0.0
+        self.next_tick = self.next_expired = 0.0
         self.redis_down = False
         self.own_ids = {self.master_id}
         self.broker = Broker(config.redis_url, config.namespace, retries=0,
@@ -87,6 +88,7 @@ class Supervisor:
         self.recovery = Recovery(self.broker, self.host, self.own_ids)
         self.pidfile = Pidfile(config.pidfile) if config.pidfile else None
         self.services = Services(self.broker, self.master_id)
+        self.promoter = Promoter(self.broker)
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -110,12 +112,17 @@ class Supervisor:
 
     def wait(self) -> None:
         now = time.monotonic()
-        timeout = max(0.0, min(WAIT_MAX, self.next_tick - now, self.next_promote - now))
+        timeout = max(0.0, min(WAIT_MAX, self.next_tick - now, self.promoter.due_in(now)))
         fds = [self.sig_r] + [c.reader.fd for c in self.children.values() if not c.reader.eof]
+        promoter_fd = self.promoter.fileno()
+        if promoter_fd is not None:
+            fds.append(promoter_fd)
         try:
             ready, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
             return
+        if promoter_fd is not None and promoter_fd in ready:
+            self.promoter.on_readable()
         if self.sig_r in ready:
             try:
                 while os.read(self.sig_r, 4096):
@@ -245,7 +252,8 @@ class Supervisor:
         index = next(i for i in range(len(used) + 1) if i not in used)
         self.spawned += 1
         worker_id = f"{self.master_id}-{self.spawned}"
-        close = [self.sig_r, self.sig_w] + [c.reader.fd for c in self.children.values()]
+        close = [self.sig_r, self.sig_w, *self.services.fds()] + [
+            c.reader.fd for c in self.children.values()]
         child = fork_child(index, worker_id, self.generation, self.pid, self.config, close,
                            self.config.preload)
         self.children[child.pid] = child
@@ -310,10 +318,13 @@ class Supervisor:
             logging.WARNING
         log.log(level, "worker[%d] (pid %d) %s%s", c.index, c.pid, how,
                 f" [{note}]" if note else "", extra=extra)
-        if counted:
-            self.tally.add(c.state.type or "?", "failed")   # a death is that task's failure
-        self.recovery.add(Reap(c.worker_id, c.queues or None, running=counted, kind=kind,
-                               reason=reason))
+        report = self.recovery.add(Reap(c.worker_id, c.queues or None, running=counted,
+                                        kind=kind, reason=reason))
+        if counted:   # a death is that task's failed run, retried or dead like any other
+            ttype = c.state.type or "?"
+            self.tally.add(ttype, "failed")
+            if report is not None:
+                self.tally.add(ttype, "dead" if counted in report.dead else "retried")
         c.slot.close()
         if self.draining:
             return
@@ -420,8 +431,8 @@ class Supervisor:
     # -- every second -----------------------------------------------------------------------
     def tick(self) -> None:
         now = time.monotonic()
-        if now >= self.next_promote:
-            self.next_promote = now + self.promote()
+        self.promoter.set_queues(self.serving())
+        self.promoter.run(now)
         if now < self.next_tick:
             return
         self.next_tick = now + TICK
@@ -453,17 +464,10 @@ class Supervisor:
         self.services.status(report.summary(live, self.target, busy, self.processed,
                                             self.failed))
 
-    def promote(self) -> float:
-        """Promote due tasks; seconds until the next is due (at most a second)."""
-        queues = sorted({q for c in self.children.values() for q in c.queues}
-                        | set(self.config.queues or ()))
-        if not queues or self.redis_down:
-            return TICK
-        try:
-            _, due = self.broker.promote_due(queues)
-        except OUTAGE:
-            return TICK
-        return TICK if due is None else min(TICK, max(due, 0.001))
+    def serving(self) -> list[str]:
+        """The queues this master's children consume."""
+        return sorted({q for c in self.children.values() for q in c.queues}
+                      | set(self.config.queues or ()))
 
     def measure(self) -> None:
         limit = self.config.max_memory_per_child
@@ -489,7 +493,7 @@ class Supervisor:
         infos = self.child_infos()
         info = report.master_info(
             self.master_id, self.host, self.pid, self.started, self.config.app or [],
-            self.config.queues or sorted({q for c in self.children.values() for q in c.queues}),
+            self.serving(),
             self.target, self.status, infos, self.processed, self.failed, self.restarts)
         self.broker.heartbeat(self.master_id, info, {i["id"]: i for i in infos if i["queues"]})
 
@@ -514,6 +518,7 @@ class Supervisor:
         except OUTAGE:
             pass
         self.services.close()
+        self.promoter.close()
         if self.pidfile:
             self.pidfile.remove()
         if self.boot_error:

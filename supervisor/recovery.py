@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from tq.broker import Broker
+from tq.broker import Broker, RequeueReport
 from tq.connection import OUTAGE
 
 log = logging.getLogger("tq.master")
@@ -52,12 +52,15 @@ class Recovery:
         self.pending: list[Reap] = []
         self._warned = False
 
-    def add(self, reap: Reap) -> None:
+    def add(self, reap: Reap) -> RequeueReport | None:
+        """Requeue a dead worker's tasks now; None if Redis refused (retried later)."""
         self.pending.append(reap)
-        self.flush()
+        done = self.flush()
+        return done[-1] if done and not self.pending else None
 
-    def flush(self) -> None:
+    def flush(self) -> list[RequeueReport]:
         """Requeue what is pending; what Redis refuses now stays for the next call."""
+        reports: list[RequeueReport] = []
         while self.pending:
             r = self.pending[0]
             try:
@@ -70,13 +73,15 @@ class Recovery:
                     log.warning("cannot requeue tasks of %s yet (Redis: %s); will retry",
                                 r.worker_id, exc)
                     self._warned = True
-                return
+                return reports
             self._warned = False
             self.pending.pop(0)
+            reports.append(report)
             if report.requeued or report.dead:
                 log.info("requeued %d task(s) of %s%s", report.requeued, r.worker_id,
                          f", {len(report.dead)} now dead" if report.dead else "",
                          extra={"worker": r.worker_id})
+        return reports
 
     def at_startup(self, heartbeat_ttl: float) -> None:
         """Recover workers of this host that are gone, orphaned lists, and expired hosts."""

@@ -76,6 +76,10 @@ class Services:
         if self.metrics:
             self.metrics.child_restarted(reason)
 
+    def fds(self) -> list[int]:
+        """Descriptors a forked child must close (the metrics listener would stay bound)."""
+        return self.metrics.fds() if self.metrics else []
+
     def close(self) -> None:
         if self.metrics:
             self.metrics.close()
