@@ -74,7 +74,7 @@ class Broker:
             self.url, socket_timeout=socket_timeout, retries=retries, client_name=client_name)
         self.link = Link(self.conn, retries)
         self._blocks: dict[str, list[bytes]] = {}
-        self._known_queues: set[str] = set()
+        self._known_queues: dict[str, int] = {}   # queue -> link.connects when registered
 
     def close(self) -> None:
         self.link.close()
@@ -85,12 +85,12 @@ class Broker:
         return self.keys.queue(queue)
 
     def block(self, queue: str) -> list[bytes]:
-        """The 22 keys of a queue, in the order _lib.lua's qkeys() reads them."""
+        """The 23 keys of a queue, in the order _lib.lua's qkeys() reads them."""
         b = self._blocks.get(queue)
         if b is None:
             q = self.keys.queue(queue)
             names = [*q.ready, q.tasks, q.sched, q.run, q.fails, q.errors, q.dead, q.wake,
-                     q.seq, q.stats, q.policy, q.waiters, q.events]
+                     q.seq, q.stats, q.policy, q.waiters, q.events, q.soon]
             b = self._blocks[queue] = [n.encode() for n in names]
         return b
 
@@ -108,11 +108,15 @@ class Broker:
             SCRIPTS.load_all(self.conn)
 
     def register_queues(self, queues: Iterable[str]) -> None:
-        new = [q for q in queues if q not in self._known_queues]
+        """Add queues to the set of known queues (once per connection: a restarted Redis
+        without persistence has forgotten them)."""
+        connects = self.link.connects
+        new = [q for q in queues if self._known_queues.get(q) != connects]
         if new:
             with translated(self.url):
-                self.conn.sadd(self.keys.queues, *new)
-            self._known_queues.update(new)
+                self.link.call("SADD", self.keys.queues, *new)
+            for q in new:
+                self._known_queues[q] = self.link.connects
 
     def known_queues(self) -> list[str]:
         with translated(self.url):
@@ -162,11 +166,21 @@ class Broker:
                            None if due < 0 else due / 1000)
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
-        """Block until a queue may have work (a wake token) or `timeout` seconds pass."""
+        """Block until a queue may have work (a wake token), for at most `timeout` seconds."""
         if timeout <= 0:
             return False
         keys = [self.qkeys(q).wake for q in queues]
+        timeout = self.block_limit(timeout)
         return self.link.call("BLPOP", *keys, round(max(timeout, 0.001), 3)) is not None
+
+    def block_limit(self, seconds: float) -> float:
+        """`seconds`, shortened to stay inside the socket timeout; callers block in slices."""
+        # A block longer than the socket timeout would read as a dead connection; Redis ends
+        # a block up to 1/hz (100 ms) late, so keep a margin.
+        limit = self.conn.connection_pool.connection_kwargs.get("socket_timeout")
+        if not limit:
+            return seconds
+        return min(seconds, limit - 1.0 if limit > 2 else limit / 2)
 
     def fetch(self, worker_id: str, queues: Sequence[str], max_tasks: int = 1,
               block_seconds: float = 0.0) -> list[Task]:

@@ -195,7 +195,7 @@ class Client:
         tasks: [id, body, priority, delay_ms, eta_ms, uniq_ttl_ms, type] each.
         """
         q = self.broker.qkeys(queue)
-        keys: list[Any] = [q.tasks, q.sched, q.wake, q.stats]
+        keys: list[Any] = [q.tasks, q.sched, q.wake, q.stats, q.soon]
         index: dict[int, int] = {}
         args: list[Any] = [len(tasks)]
         for t in tasks:
@@ -209,6 +209,7 @@ class Client:
         with translated(self.url):
             broker.register_queues([queue])
             got = [g.decode() for g in SCRIPTS.enqueue(broker.link, keys, args)]
+            broker.register_queues([queue])   # again if that call had to reconnect
         collided = [i for i, g in enumerate(got) if not g]
         if collided:   # the id was taken (54 random bits per millisecond): fresh ids, once more
             if depth >= 3:
@@ -261,14 +262,18 @@ class Client:
 
         Raises TaskFailed if it ends in the dead-letter queue, WaitTimeout after `timeout`
         seconds (None: no limit), TaskNotFound for an unknown id. Blocks on Redis (a stream
-        read), not in a polling loop.
+        read), not in a polling loop. A task that succeeds with result_ttl 0 while waited for
+        gives None; one that had already finished that way is unknown (TaskNotFound).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         conn = self.broker.conn
+        succeeded = False   # an event said so: with result_ttl 0 nothing else is left of it
         with translated(self.url):
             while True:
                 found = self._inspect(task_id, queue, watch=True)
                 if found is None:
+                    if succeeded:
+                        return None
                     raise TaskNotFound(task_id)
                 q, reply = found
                 info = _info(task_id, q, reply)
@@ -283,13 +288,15 @@ class Client:
                     remaining = WAIT_SLICE if deadline is None else deadline - time.monotonic()
                     if remaining <= 0:
                         raise WaitTimeout(task_id, timeout or 0.0, info.state)
-                    block = int(min(remaining, WAIT_SLICE) * 1000) or 1
+                    block = int(self.broker.block_limit(min(remaining, WAIT_SLICE)) * 1000) or 1
                     got = conn.xread({events: last}, count=100, block=block)
                     if not got:
                         break   # a slice passed: look at the task again
                     entries = got[0][1]
                     last = entries[-1][0].decode()
-                    if any(fields.get(b"id") == task_id.encode() for _, fields in entries):
+                    mine = [f for _, f in entries if f.get(b"id") == task_id.encode()]
+                    if mine:
+                        succeeded = mine[-1].get(b"s") == b"succeeded"
                         break
 
     # -- queues and counters ------------------------------------------------------------
@@ -369,12 +376,14 @@ class Client:
                 grand = sum(totals.values())
                 for q in queues:
                     left = totals[q]   # bounded: tasks failing again meanwhile are not re-read
+                    kept = 0           # unrunnable dead letters stay first in line: skip them
                     while left > 0:
-                        n = int(SCRIPTS.dead(self.broker.link, self.broker.block(q),
-                                             [q, op, min(ADMIN_CHUNK, left)]))
-                        if n == 0:
+                        n, k = SCRIPTS.dead(self.broker.link, self.broker.block(q),
+                                            [q, op, min(ADMIN_CHUNK, left), kept])
+                        if n + k == 0:
                             break
-                        left -= n
+                        left -= n + k
+                        kept += k
                         done += n
                         if progress:
                             progress(done, grand)
@@ -397,7 +406,7 @@ class Client:
                 for start in range(0, len(tids), ADMIN_CHUNK):
                     part = tids[start:start + ADMIN_CHUNK]
                     done += int(SCRIPTS.dead(self.broker.link, self.broker.block(q),
-                                             [q, op, 0, *part]))
+                                             [q, op, 0, 0, *part])[0])
                     if progress:
                         progress(done, len(wanted))
         return done

@@ -156,6 +156,7 @@ class Link:
     def __init__(self, client: redis.Redis, retries: int = 0) -> None:
         self.pool = client.connection_pool
         self.retries = retries
+        self.connects = 0   # connections made: a change means Redis may have lost its state
         self._local = threading.local()
 
     def _connection(self) -> redis.connection.AbstractConnection:
@@ -164,6 +165,7 @@ class Link:
         if conn is None or local.pid != os.getpid():
             conn = local.conn = self.pool.make_connection()
             local.pid = os.getpid()
+            self.connects += 1
         return conn
 
     def call(self, *args: object) -> object:
@@ -174,6 +176,7 @@ class Link:
                 return conn.read_response()
             except REDIS_ERRORS:
                 conn.disconnect()
+                self._local.conn = None   # the next call counts a new connection
                 if attempt >= self.retries:
                     raise
                 time.sleep(min(0.05 * 2 ** attempt, 1.0))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import time
 
 _URLSAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -17,6 +18,7 @@ _TO_SORTED = bytes.maketrans(_URLSAFE, _SORTED)
 _FROM_SORTED = bytes.maketrans(_SORTED, _URLSAFE)
 
 ID_LENGTH = 17
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{17}")   # b64decode would skip other characters silently
 
 
 def new_id(now_ms: int | None = None) -> str:
@@ -29,10 +31,7 @@ def new_id(now_ms: int | None = None) -> str:
 
 def created_ms(task_id: str) -> int | None:
     """The creation time encoded in an id made by new_id(), or None for other ids."""
-    if len(task_id) != ID_LENGTH:
+    if len(task_id) != ID_LENGTH or not _ID_RE.fullmatch(task_id):
         return None
-    try:
-        raw = base64.urlsafe_b64decode(task_id[:8].encode("ascii").translate(_FROM_SORTED))
-    except (ValueError, UnicodeEncodeError):
-        return None
+    raw = base64.urlsafe_b64decode(task_id[:8].encode("ascii").translate(_FROM_SORTED))
     return int.from_bytes(raw, "big")

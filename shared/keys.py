@@ -21,6 +21,7 @@ queue's keys, all passed in KEYS) stays inside one Redis Cluster slot. Registry 
 | ns:{Q}:res:ID                | string | result record (JSON), expires after the result TTL     |
 | ns:{Q}:uniq:DIGEST           | string | id of the task holding a unique_for lock                |
 | ns:{Q}:wake                  | list   | wake-up token for workers blocked on an empty queue     |
+| ns:{Q}:soon                  | list   | token for the master: the earliest scheduled task moved |
 | ns:{Q}:seq                   | string | claim counter (fencing tokens)                          |
 | ns:{Q}:stats                 | hash   | "type:event" -> count                                   |
 | ns:{Q}:policy                | hash   | type -> handler policy (JSON), published by workers     |
@@ -126,6 +127,10 @@ class QueueKeys:
     @cached_property
     def wake(self) -> str:
         return self.prefix + "wake"
+
+    @cached_property
+    def soon(self) -> str:
+        return self.prefix + "soon"
 
     @cached_property
     def seq(self) -> str:

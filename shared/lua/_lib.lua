@@ -9,7 +9,7 @@ local rcall = redis.call
 -- Redis < 5 replicated scripts verbatim, which forbids writes after TIME; 5+ replicates effects.
 pcall(redis.replicate_commands)
 
-local QBLOCK = 22
+local QBLOCK = 23
 -- LMPOP (Redis 7) pops from the first non-empty of many lists in one call; 6.2 loops LPOP.
 local HAS_LMPOP = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
 
@@ -28,6 +28,7 @@ local function qkeys(base)
   q.policy  = KEYS[base + 19]
   q.waiters = KEYS[base + 20]
   q.events  = KEYS[base + 21]
+  q.soon    = KEYS[base + 22]
   return q
 end
 
@@ -64,6 +65,13 @@ end
 
 local function wake(q)
   if rcall('LLEN', q.wake) == 0 then rcall('RPUSH', q.wake, '1') end
+end
+
+-- The earliest scheduled task changed: wake blocked workers (they sleep until the earliest
+-- due time they know of) and the master (it promotes on time, see supervisor/schedule.py).
+local function schedule_moved(wake_key, soon_key)
+  if rcall('LLEN', wake_key) == 0 then rcall('RPUSH', wake_key, '1') end
+  if rcall('LLEN', soon_key) == 0 then rcall('RPUSH', soon_key, '1') end
 end
 
 local function notify(q, id, state)

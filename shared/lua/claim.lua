@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ claim: settle finished tasks, then claim the next ones, for one worker, in one round trip.
 
-  KEYS: nq queue blocks (22 each), then the worker's processing list of each queue (nq),
+  KEYS: nq queue blocks (23 each), then the worker's processing list of each queue (nq),
         then one result key per ack
   ARGV: worker, nq, max_tasks, promote_limit, result_ttl_ms, n_acks, n_stats,
         nq x queue name,
@@ -27,6 +27,7 @@ local promote_limit = tonumber(ARGV[4])
 local result_ttl = tonumber(ARGV[5])
 local n_acks = tonumber(ARGV[6])
 local n_stats = tonumber(ARGV[7])
+local MAX_BURY = 1000
 local names, Q, P = {}, {}, {}
 for i = 1, nq do
   names[i] = ARGV[7 + i]
@@ -145,50 +146,58 @@ end
 local now = now_ms()
 local claimed = {}
 local n = 0
+local buried = 0      -- malformed entries moved to the dead letters by this call
+local left = false    -- a ready list this call did not drain (another worker may take it)
 for qi = 1, nq do
   local q = Q[qi]
   promote(q, names[qi], now, promote_limit)
-  if n < max_tasks then
+  -- Malformed entries do not count against max_tasks: pop on until enough good tasks (or
+  -- the queue is empty), but bury at most MAX_BURY per call so one call stays short.
+  while n < max_tasks and buried < MAX_BURY do
     local ids = pop(q, max_tasks - n)
-    if #ids > 0 then
-      local bodies = rcall('HMGET', q.tasks, unpack(ids))
-      local good, runs = {}, {}
-      local base = rcall('INCR', q.seq)
-      for i, id in ipairs(ids) do
-        local body = bodies[i]
-        local ttype = body and header(body, names[qi])
-        if ttype then
-          local token = base .. '.' .. i
-          good[#good + 1] = id
-          runs[#runs + 1] = id
-          runs[#runs + 1] = worker .. '|' .. token .. '|' .. now
-          claimed[#claimed + 1] = qi
-          claimed[#claimed + 1] = id
-          claimed[#claimed + 1] = token
-          claimed[#claimed + 1] = body
-          claimed[#claimed + 1] = false   -- failures, filled in below
-          tally(qi, ttype, 'started')
-        else
-          bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
-        end
+    if #ids == 0 then break end
+    local bodies = rcall('HMGET', q.tasks, unpack(ids))
+    local good, runs = {}, {}
+    local base = rcall('INCR', q.seq)
+    for i, id in ipairs(ids) do
+      local body = bodies[i]
+      local ttype = body and header(body, names[qi])
+      if ttype then
+        local token = base .. '.' .. i
+        good[#good + 1] = id
+        runs[#runs + 1] = id
+        runs[#runs + 1] = worker .. '|' .. token .. '|' .. now
+        claimed[#claimed + 1] = qi
+        claimed[#claimed + 1] = id
+        claimed[#claimed + 1] = token
+        claimed[#claimed + 1] = body
+        claimed[#claimed + 1] = false   -- failures, filled in below
+        tally(qi, ttype, 'started')
+      else
+        bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
+        buried = buried + 1
       end
-      if #good > 0 then
-        rcall('RPUSH', P[qi], unpack(good))
-        rcall('HSET', q.run, unpack(runs))
-        local fails = rcall('HMGET', q.fails, unpack(good))
-        local first = #claimed - 5 * #good
-        for i = 1, #good do claimed[first + 5 * i] = fails[i] or '0' end
-        n = n + #good
-      end
+    end
+    if #good > 0 then
+      rcall('RPUSH', P[qi], unpack(good))
+      rcall('HSET', q.run, unpack(runs))
+      local fails = rcall('HMGET', q.fails, unpack(good))
+      local first = #claimed - 5 * #good
+      for i = 1, #good do claimed[first + 5 * i] = fails[i] or '0' end
+      n = n + #good
     end
   end
   -- A worker may have been woken by this queue's token while claiming from an earlier
   -- queue, or took only part of what is ready: leave a token so another worker wakes.
-  if n >= max_tasks and rcall('EXISTS', unpack(q.ready)) > 0 then wake(q) end
+  if (n >= max_tasks or buried >= MAX_BURY) and rcall('EXISTS', unpack(q.ready)) > 0 then
+    wake(q)
+    left = true
+  end
 end
 
 flush()
-if n > 0 then return {claimed, stale, -1} end
+-- Work left behind (a burial cap reached): the caller claims again at once (next_due 0).
+if n > 0 or left then return {claimed, stale, (n == 0 and left) and 0 or -1} end
 -- Nothing to claim anywhere: tokens left in the wake lists are stale, and the caller will
 -- block on them until the earliest scheduled task is due.
 local due = -1

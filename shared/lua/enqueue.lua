@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ enqueue: store bodies and make tasks ready or scheduled, for one queue.
 
-  KEYS: tasks, sched, wake, stats, then the ready lists the batch uses, then one
+  KEYS: tasks, sched, wake, stats, soon, then the ready lists the batch uses, then one
         unique-lock key per task that has uniq_ttl_ms, in order
   ARGV: n, then n x (id, body, ready key index, delay_ms, eta_ms, uniq_ttl_ms, type)
         (ready key index: position in KEYS; delay_ms / eta_ms / uniq_ttl_ms are '' when
@@ -12,7 +12,7 @@
   This is the producer's hot path, so it only reads the clock and the schedule when a task
   of the batch is delayed.
 ]]
-local tasks, sched, wake_key, stats = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local tasks, sched, wake_key, stats, soon = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local n = tonumber(ARGV[1])
 local now, earliest = nil, nil
 local out = {}
@@ -20,7 +20,7 @@ local counts = {}
 local pushed, woke_schedule = false, false
 -- task i's fields start at ARGV[2 + (i - 1) * 7]
 local delayed = false
-local lock = 4   -- unique-lock keys follow the last ready key
+local lock = 5   -- unique-lock keys follow the last ready key
 for i = 0, n - 1 do
   local a = 2 + i * 7
   if ARGV[a + 3] ~= '' or ARGV[a + 4] ~= '' then delayed = true end
@@ -69,6 +69,9 @@ for i = 0, n - 1 do
 end
 
 for ttype, c in pairs(counts) do rcall('HINCRBY', stats, ttype .. ':enqueued', c) end
--- A blocked worker sleeps until the earliest due time it knows of: tell it about an earlier one.
-if (pushed or woke_schedule) and rcall('LLEN', wake_key) == 0 then rcall('RPUSH', wake_key, '1') end
+if woke_schedule then
+  schedule_moved(wake_key, soon)
+elseif pushed and rcall('LLEN', wake_key) == 0 then
+  rcall('RPUSH', wake_key, '1')
+end
 return out

@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ fail: record a failed attempt of a claimed task, then schedule its retry or bury it.
 
-  KEYS: queue block (22), the worker's processing list of this queue
+  KEYS: queue block (23), the worker's processing list of this queue
   ARGV: queue, worker, id, token, kind, message, traceback, retry ('1'/'0'), delay_ms,
         default_max_retries
   Returns: {outcome, failures, due_ms}: outcome 'retry' (due_ms: when), 'dead' or 'stale'
@@ -34,7 +34,7 @@ if retry and body and failures <= max_retries(q, ttype, m, default) then
   local due = now + delay
   local first = rcall('ZRANGE', q.sched, 0, 0, 'WITHSCORES')
   rcall('ZADD', q.sched, due, id)
-  if not first[2] or due < tonumber(first[2]) then wake(q) end
+  if not first[2] or due < tonumber(first[2]) then schedule_moved(q.wake, q.soon) end
   count(q, ttype, 'retried')
   return {'retry', failures, due}
 end

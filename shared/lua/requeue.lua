@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ requeue: give back everything a worker holds in one queue, to the front of its ready list.
 
-  KEYS: queue block (22), the worker's processing list of this queue
+  KEYS: queue block (23), the worker's processing list of this queue
   ARGV: queue, mode, running_id, kind, message, default_max_retries
     mode 'none': nothing is counted (prefetched tasks, a graceful drain, a lost connection)
     mode 'head': the first claimed task was running: it counts a failed attempt (a worker
