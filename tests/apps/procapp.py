@@ -70,3 +70,8 @@ def segv(payload, ctx):
 @tq.handler("pid")
 def pid(payload, ctx):
     return os.getpid()
+
+
+@tq.handler("stamp")
+def stamp(payload, ctx):
+    return time.time()
