@@ -55,7 +55,8 @@ def resolve_url(url: str | None = None, *, config_file: str | None = None) -> st
 
     The config file is config_file, else TQ_CONFIG, else ./tq.toml (tq.config.config_path).
     """
-    origin = "given"
+    # Callers pass on a URL from --redis-url, TQ_REDIS_URL or a config file alike.
+    origin = ENV_URL if url and url == os.environ.get(ENV_URL) else "configured"
     if not url and os.environ.get(ENV_URL):
         url, origin = os.environ[ENV_URL], ENV_URL
     if not url:

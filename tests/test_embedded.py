@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -170,3 +171,30 @@ def test_a_state_folder_too_deep_for_a_socket_is_refused(tmp_path: Path):
 
 def test_stop_when_not_running_says_so(home: Path):
     assert EmbeddedRedis().stop() is False
+
+
+def test_a_master_starts_it_and_it_outlives_the_master(home: Path, tmp_path: Path):
+    from master_proc import APPS, TQ_MASTER, eventually
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TQ_REDIS_URL", "NOTIFY_SOCKET")}
+    log_path = tmp_path / "master.log"
+    with open(log_path, "wb") as log:
+        master = subprocess.Popen([TQ_MASTER, "start", "-c", "1", "-A", "procapp"], cwd=APPS,
+                                  env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        eventually(lambda: "children are ready" in log_path.read_text() or master.poll(),
+                   30, what="the master's children")
+        text = log_path.read_text()
+        assert "using embedded redis-server" in text and "(started)" in text, text[-3000:]
+        with tq.Client() as client:   # the same server, found through TQ_HOME
+            task_id = client.enqueue("noop", {})
+            assert client.wait(task_id, timeout=20) is None
+            assert client.get(task_id).state == "succeeded"
+        master.send_signal(signal.SIGTERM)
+        assert master.wait(30) == 0
+    finally:
+        if master.poll() is None:
+            os.killpg(master.pid, signal.SIGKILL)
+            master.wait()
+    assert EmbeddedRedis().running()   # left running for producers and the next master
