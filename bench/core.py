@@ -2,7 +2,8 @@
 
 Each figure is printed next to a plain redis-py baseline doing the least Redis work the same
 job needs (RPUSH / LPOP of the same bytes), run in the same process against the same server,
-so the ratio compares across noisy machines.
+so the ratio compares across noisy machines. Every case runs over TCP loopback and over a
+unix socket (what the embedded default Redis uses).
 
     python bench/core.py [--n 20000] [--memory-n 100000]
 """
@@ -15,17 +16,23 @@ import tempfile
 import time
 from pathlib import Path
 
-import tq
+import redis
 from _common import RedisServer, print_table, rate, redis_cpu
+
+import tq
 from tq.broker import Ack, Broker, result_record
 
 PAYLOAD = {"to": "user123@example.com", "subject": "Welcome"}
 PAYLOAD_JSON = json.dumps(PAYLOAD, separators=(",", ":"))
 
 
-def bench_enqueue(srv: RedisServer, n: int) -> list[list[object]]:
+def script_usec(raw: redis.Redis) -> float:
+    """Total server time spent in EVALSHA so far (INFO commandstats), in microseconds."""
+    return float(raw.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0))
+
+
+def bench_enqueue(url: str, raw: redis.Redis, n: int) -> list[list[object]]:
     rows = []
-    raw = srv.client()
     raw.flushall()
     t = time.perf_counter()
     for _ in range(n):
@@ -33,7 +40,7 @@ def bench_enqueue(srv: RedisServer, n: int) -> list[list[object]]:
     base = rate(n, time.perf_counter() - t)
 
     raw.flushall()
-    client = tq.Client(srv.url)
+    client = tq.Client(url)
     client.enqueue("email", PAYLOAD)   # warm: scripts loaded, queue registered
     cpu0 = redis_cpu(raw)
     t = time.perf_counter()
@@ -65,8 +72,20 @@ def bench_enqueue(srv: RedisServer, n: int) -> list[list[object]]:
     return rows
 
 
-def bench_fetch_ack(srv: RedisServer, n: int, batch: int) -> list[object]:
-    raw = srv.client()
+def drain(broker: Broker, worker: str, batch: int) -> int:
+    """Claim and ack everything in 'email', acks riding on the next claim; returns how many."""
+    acks: list[Ack] = []
+    done = 0
+    while True:
+        got = broker.claim(worker, ["email"], batch, acks=acks)
+        done += len(acks)
+        if not got.tasks:
+            return done
+        now = time.time()
+        acks = [Ack(task, result_record(task, "null", worker, now, now)) for task in got.tasks]
+
+
+def bench_fetch_ack(url: str, raw: redis.Redis, n: int, batch: int) -> list[object]:
     raw.flushall()
     raw.rpush("baseline", *([PAYLOAD_JSON] * n))
     t = time.perf_counter()
@@ -75,31 +94,49 @@ def bench_fetch_ack(srv: RedisServer, n: int, batch: int) -> list[object]:
     base = rate(n, time.perf_counter() - t)
 
     raw.flushall()
-    client = tq.Client(srv.url)
+    client = tq.Client(url)
     client.enqueue_many([("email", PAYLOAD)] * n)
-    broker = Broker(srv.url)
-    worker = "bench-worker"
-    broker.register_worker(worker, {"queues": ["email"]})
+    broker = Broker(url)
+    broker.register_worker("bench-worker", {"queues": ["email"]})
     cpu0 = redis_cpu(raw)
     t = time.perf_counter()
-    acks: list[Ack] = []
-    done = 0
-    while True:
-        got = broker.claim(worker, ["email"], batch, acks=acks)
-        done += len(acks)
-        if not got.tasks:
-            break
-        now = time.time()
-        acks = [Ack(task, result_record(task, "null", worker, now, now)) for task in got.tasks]
+    done = drain(broker, "bench-worker", batch)
     tq_rate = rate(done, time.perf_counter() - t)
     cpu = (redis_cpu(raw) - cpu0) / max(done, 1) * 1e6
     assert done == n, (done, n)
     client.close()
+    broker.close()
     return [f"fetch+ack, batches of {batch}", tq_rate, base, tq_rate / base, cpu]
 
 
-def bench_memory(srv: RedisServer, n: int) -> list[list[object]]:
-    raw = srv.client()
+def bench_cpu(url: str, raw: redis.Redis, n: int) -> list[list[object]]:
+    """Redis CPU per task over its whole life: enqueue one at a time, fetch+ack in 16s."""
+    raw.flushall()
+    cpu0 = redis_cpu(raw)
+    for _ in range(n):
+        raw.rpush("baseline", PAYLOAD_JSON)
+    while raw.lpop("baseline", 16):
+        pass
+    base = (redis_cpu(raw) - cpu0) / n * 1e6
+
+    raw.flushall()
+    client = tq.Client(url)
+    broker = Broker(url)
+    client.enqueue("email", PAYLOAD)
+    drain(broker, "bench-worker", 1)
+    cpu0, lua0 = redis_cpu(raw), script_usec(raw)
+    for _ in range(n):
+        client.enqueue("email", PAYLOAD)
+    assert drain(broker, "bench-worker", 16) == n
+    cpu = (redis_cpu(raw) - cpu0) / n * 1e6
+    lua = (script_usec(raw) - lua0) / n
+    client.close()
+    broker.close()
+    return [["Redis CPU us/task, enqueue+fetch+ack (all)", cpu, base, cpu / base, ""],
+            ["  of which in the Lua scripts (commandstats)", lua, "", "", ""]]
+
+
+def bench_memory(raw: redis.Redis, url: str, n: int) -> list[object]:
     raw.flushall()
     before = raw.info("memory")["used_memory"]
     pipe = raw.pipeline(transaction=False)
@@ -111,14 +148,21 @@ def bench_memory(srv: RedisServer, n: int) -> list[list[object]]:
     base = (raw.info("memory")["used_memory"] - before) / n
 
     raw.flushall()
-    client = tq.Client(srv.url)
+    client = tq.Client(url)
     client.enqueue("email", PAYLOAD)
     client.broker.conn.delete(*client.broker.block("email")[:-1])
     before = raw.info("memory")["used_memory"]
     client.enqueue_many([("email", PAYLOAD)] * n)
     per_task = (raw.info("memory")["used_memory"] - before) / n
     client.close()
-    return [["Redis memory per queued task (bytes)", per_task, base, per_task / base, ""]]
+    return ["Redis memory per queued task (bytes)", per_task, base, per_task / base, ""]
+
+
+def suite(url: str, raw: redis.Redis, n: int) -> list[list[object]]:
+    rows = bench_enqueue(url, raw, n)
+    rows += [bench_fetch_ack(url, raw, n, b) for b in (1, 16, 64)]
+    rows += bench_cpu(url, raw, n)
+    return rows
 
 
 def main() -> None:
@@ -126,15 +170,19 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--memory-n", type=int, default=100_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as d, RedisServer(Path(d)) as srv:
-        rows = bench_enqueue(srv, args.n)
-        rows.append(bench_fetch_ack(srv, args.n, 1))
-        rows.append(bench_fetch_ack(srv, args.n, 16))
-        rows.append(bench_fetch_ack(srv, args.n, 64))
-        rows += bench_memory(srv, args.memory_n)
-        print_table(f"tq queue core (redis-server {srv.version()}, TCP loopback)",
-                    ["case", "tq", "redis-py baseline", "tq / baseline", "Redis CPU us/task"],
-                    rows)
+    header = ["case", "tq", "redis-py baseline", "tq / baseline", "Redis CPU us/task"]
+    with tempfile.TemporaryDirectory() as d:
+        sock = Path(d) / "redis.sock"
+        extra = ["--unixsocket", str(sock), "--unixsocketperm", "700"]
+        with RedisServer(Path(d), extra=extra) as srv:
+            tcp = srv.client()
+            unix = redis.Redis(unix_socket_path=str(sock), protocol=2)
+            rows = suite(srv.url, tcp, args.n)
+            rows.append(bench_memory(tcp, srv.url, args.memory_n))
+            print_table(f"tq queue core (redis-server {srv.version()}, TCP loopback)",
+                        header, rows)
+            print_table(f"tq queue core (redis-server {srv.version()}, unix socket)",
+                        header, suite(f"unix://{sock}?db=0", unix, args.n))
 
 
 if __name__ == "__main__":

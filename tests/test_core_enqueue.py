@@ -328,3 +328,17 @@ def test_an_earlier_due_time_leaves_a_token_for_the_master(any_client, any_broke
     task, = any_broker.claim("w", ["t"]).tasks
     any_broker.fail("w", task, "x", delay=1)            # a retry due before everything else
     assert any_rconn.llen(soon) == 1
+
+
+def test_a_repeated_enqueue_call_does_not_make_a_second_task(any_client, any_rconn):
+    # As when a connection drops after Redis ran the script and the client sends it again
+    q, args, _ = any_client._prepare("t", {"a": 1}, None, 0, None, None, None, None, None, None)
+    first = any_client._send(q, [list(args)], [])
+    again = any_client._send(q, [list(args)], [])
+    assert first == again == [args[0]]
+    assert any_rconn.llen(K.queue("t").ready_at(0)) == 1
+    # while a different body under a taken id is a collision: it gets a fresh id
+    other = list(args)
+    other[1] = '{"p":{"a":2}}'
+    fresh, = any_client._send(q, [other], [])
+    assert fresh != args[0] and any_client.get(fresh).payload == {"a": 2}

@@ -10,7 +10,7 @@ local rcall = redis.call
 pcall(redis.replicate_commands)
 
 local QBLOCK = 23
--- LMPOP (Redis 7) pops from the first non-empty of many lists in one call; 6.2 loops LPOP.
+-- LMPOP (Redis 7) pops from the first non-empty of many lists in one call; 6.2 LPOPs each.
 local HAS_LMPOP = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
 
 local function qkeys(base)

@@ -132,12 +132,11 @@ local function pop(q, want)
     end
   else
     for lvl = 1, 10 do
-      while #ids < want do
-        local id = rcall('LPOP', q.ready[lvl])
-        if not id then break end
-        ids[#ids + 1] = id
+      local got = rcall('LPOP', q.ready[lvl], want - #ids)   -- LPOP with a count: 6.2+
+      if got then
+        for _, id in ipairs(got) do ids[#ids + 1] = id end
+        if #ids >= want then break end
       end
-      if #ids >= want then break end
     end
   end
   return ids

@@ -7,7 +7,8 @@
         (ready key index: position in KEYS; delay_ms / eta_ms / uniq_ttl_ms are '' when
         unused; eta_ms is absolute Unix ms)
   Returns: n ids, in order: the new id, the id holding the unique lock (a duplicate), or ''
-           when the id was already taken (the caller retries that task with a fresh id).
+           when the id was already taken by another task (the caller retries that task
+           with a fresh id). A repeated call (same id and body) returns the id again.
   Due-ness uses Redis' clock: delay_ms counts from Redis TIME, not from the producer's clock.
   This is the producer's hot path, so it only reads the clock and the schedule when a task
   of the batch is delayed.
@@ -48,7 +49,9 @@ for i = 0, n - 1 do
   if holder then
     out[#out + 1] = holder
   elseif rcall('HSETNX', tasks, id, body) == 0 then
-    out[#out + 1] = ''
+    -- The same id and body: this call is a repeat of one whose reply was lost (the client
+    -- retries after a connection error), so the task is already here. Else a collision.
+    out[#out + 1] = rcall('HGET', tasks, id) == body and id or ''
   else
     if lock_key then rcall('SET', lock_key, id, 'PX', uniq_ttl) end
     local due = nil
