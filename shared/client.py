@@ -413,7 +413,10 @@ class Client:
 
     def retry_dead(self, ids: Iterable[str] | str = "all", queue: str | None = None,
                    progress: Progress | None = None) -> int:
-        """Put dead tasks back on their queues with attempts reset; returns how many."""
+        """Put dead tasks back on their queues with attempts reset; returns how many.
+
+        Malformed dead letters (nothing tq could run) stay dead: delete them instead.
+        """
         return self._dead_op("retry", ids, queue, progress)
 
     def delete_dead(self, ids: Iterable[str] | str = "all", queue: str | None = None,
