@@ -25,4 +25,5 @@ lint: $(BIN)/tq-master
 	$(BIN)/ruff check .
 
 clean:
+	-[ -x $(BIN)/tq ] && $(BIN)/tq -q embedded stop   # do not orphan the embedded redis-server
 	rm -rf $(VENV) .tq build *.egg-info

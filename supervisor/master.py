@@ -499,6 +499,8 @@ class Supervisor:
 
     # -- the end ----------------------------------------------------------------------------
     def shutdown(self) -> int:
+        self.next_tick = 0.0
+        self.tick()   # the children's last tallies came with their exit: count them
         if self.boot_error:
             for c in self.children.values():
                 self.kill(c, "boot")

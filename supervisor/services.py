@@ -59,7 +59,7 @@ class Services:
             now = time.monotonic()
             if now >= self._next_watchdog:
                 n.watchdog()
-                self._next_watchdog = now + n.watchdog_interval / 2
+                self._next_watchdog = now + n.watchdog_interval   # already half the limit
 
     # statistics
     def observe(self, done: Tally, children: list[dict[str, Any]]) -> None:

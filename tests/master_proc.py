@@ -35,9 +35,8 @@ class MasterProcess:
                  env: dict[str, str] | None = None) -> None:
         self.log_path = log
         self.args = ["start", *args]
-        full_env = {**os.environ, "TQ_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1",
-                    **(env or {})}
-        full_env.pop("NOTIFY_SOCKET", None)
+        full_env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        full_env.update({"TQ_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", **(env or {})})
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop(), after the process
         self.proc = subprocess.Popen([TQ_MASTER, *self.args], cwd=cwd, env=full_env,
                                      stdout=self._log, stderr=subprocess.STDOUT,
