@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,22 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from redis_server import RedisServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tq_home(tmp_path_factory: pytest.TempPathFactory):
+    """No test may start an embedded Redis in the working directory's .tq by accident."""
+    home = tmp_path_factory.mktemp("tq-home")
+    old = os.environ.get("TQ_HOME")
+    os.environ["TQ_HOME"] = str(home)
+    yield home
+    from tq.embedded import EmbeddedRedis
+
+    EmbeddedRedis(home).stop()
+    if old is None:
+        os.environ.pop("TQ_HOME", None)
+    else:
+        os.environ["TQ_HOME"] = old
 
 
 @pytest.fixture(scope="session")
