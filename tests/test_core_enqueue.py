@@ -342,3 +342,22 @@ def test_a_repeated_enqueue_call_does_not_make_a_second_task(any_client, any_rco
     other[1] = '{"p":{"a":2}}'
     fresh, = any_client._send(q, [other], [])
     assert fresh != args[0] and any_client.get(fresh).payload == {"a": 2}
+
+
+def test_enqueue_many_keeps_the_order_of_ids_across_queues_and_chunks(any_client, any_rconn):
+    specs = [{"type": "t", "queue": ("a", "b")[i % 2], "payload": {"i": i}} for i in range(2500)]
+    ids = any_client.enqueue_many(iter(specs))        # any iterable, consumed once
+    assert len(set(ids)) == 2500
+    for i in (0, 1, 999, 1000, 1001, 2499):
+        info = any_client.get(ids[i])
+        assert (info.queue, info.payload) == (("a", "b")[i % 2], {"i": i})
+    assert any_rconn.llen(K.queue("a").ready_at(0)) == 1250
+
+
+def test_unicode_names_and_payloads(any_client, any_broker):
+    tid = any_client.enqueue("Ünïcode", {"текст": "日本語", "emoji": "🙂"}, queue="очередь")
+    task, = any_broker.claim("w", ["очередь"]).tasks
+    assert (task.type, task.payload) == ("Ünïcode", {"текст": "日本語", "emoji": "🙂"})
+    assert any_broker.ack("w", task, {"ok": "✓"})
+    assert any_client.wait(tid, timeout=1) == {"ok": "✓"}
+    assert any_client.stats()["by_type"]["Ünïcode"]["succeeded"] == 1

@@ -129,7 +129,7 @@ def test_a_delayed_task_wakes_a_blocked_fetch_when_due(any_redis_url, any_client
     tid = any_client.enqueue("t", {}, delay=0.15)
     f.join(5)
     assert [x.id for x in f.tasks] == [tid]
-    assert 0.14 <= f.done_at - t < 0.3
+    assert 0.14 <= f.done_at - t < 0.5   # Redis ends a block up to 100 ms late (hz 10)
 
 
 def test_every_blocked_worker_is_woken_by_the_token_chain(any_redis_url, any_client, any_rconn):
