@@ -145,9 +145,6 @@ def test_get_unknown_id_exits_1(client: tq.Client):
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1] == \
         "Error: no task with id 'no-such-task' (never enqueued, or its result expired)"
-    # Ids begin with "-": one made of option letters is still an id, not -h/-y/-p.
-    dashed = run("get", "-hyphyphyphyphyph", "--json")
-    assert dashed.exit_code == 1 and "no task with id '-hyphyphyphyphyph'" in dashed.output
 
 
 def test_wait_returns_the_result(client: tq.Client, broker: Broker):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,25 +18,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="print JSON (for scripts) instead of text")
 yes_option = click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
-
-
-# Task ids made today begin with "-" (the time prefix's first digit is the alphabet's first).
-_ID_SHAPE = re.compile(r"-[A-Za-z0-9_-]{16}")
-
-
-class TaskIdCommand(click.Command):
-    """A command whose arguments are task ids: one that starts with '-' is an id, not an option."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        names = {n for p in self.get_params(ctx) for n in (*p.opts, *p.secondary_opts)}
-        head, sep, tail = (args[:args.index("--")], ["--"], args[args.index("--") + 1:]) \
-            if "--" in args else (args, [], [])
-        ids = [a for a in head if _ID_SHAPE.fullmatch(a) and a not in names]
-        if ids:
-            args = [a for a in head if a not in ids] + ["--", *ids, *tail]
-        else:
-            args = [*head, *sep, *tail]
-        return super().parse_args(ctx, args)
 
 
 def open_client(ctx: click.Context) -> Client:

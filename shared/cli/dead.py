@@ -9,7 +9,7 @@ import click
 from ..client import Client
 from ..errors import TaskNotFound
 from . import output as out
-from .common import TaskIdCommand, confirm, json_option, open_client, progress, yes_option
+from .common import confirm, json_option, open_client, progress, yes_option
 from .tasks import render_task
 
 queue_option = click.option("--queue", default=None, help="only this queue")
@@ -44,7 +44,7 @@ def list_(ctx: click.Context, limit: int, offset: int, queue: str | None,
           out.clip(i.error)] for i in infos]))
 
 
-@dead.command(cls=TaskIdCommand)
+@dead.command()
 @click.argument("task_id", metavar="ID")
 @json_option
 @click.pass_context
@@ -110,7 +110,7 @@ def _action_command(verb: str, help_text: str) -> click.Command:
         _dead_action(ctx, verb, ids, all_, queue, yes, as_json)
 
     command.__doc__ = help_text
-    return dead.command(verb, cls=TaskIdCommand)(command)
+    return dead.command(verb)(command)
 
 
 _action_command("retry", "Put dead tasks back on their queues, attempts reset.")

@@ -12,7 +12,7 @@ from ..client import ENQUEUE_CHUNK
 from ..errors import PayloadError, TaskFailed, WaitTimeout
 from ..task import TaskInfo
 from . import output as out
-from .common import TaskIdCommand, json_option, open_client, progress
+from .common import json_option, open_client, progress
 
 
 def _payload(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -131,7 +131,7 @@ def render_task(info: TaskInfo) -> str:
     return text
 
 
-@click.command(cls=TaskIdCommand)
+@click.command()
 @click.argument("task_id", metavar="ID")
 @click.option("--queue", default=None, help="look only in this queue (faster)")
 @json_option
@@ -145,7 +145,7 @@ def get(ctx: click.Context, task_id: str, queue: str | None, as_json: bool) -> N
         click.echo(render_task(info))
 
 
-@click.command(cls=TaskIdCommand)
+@click.command()
 @click.argument("task_id", metavar="ID")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="give up after this long (exit 1); default: wait for ever")
