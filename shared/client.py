@@ -225,26 +225,32 @@ class Client:
         return got
 
     # -- follow a task ------------------------------------------------------------------
-    def _inspect(self, task_id: str, queue: str | None, watch: bool = False
-                 ) -> tuple[str, list[Any]] | None:
-        queues = [queue] if queue else self.broker.known_queues()
-        if not queues:
-            return None
+    def _inspect_many(self, pairs: list[tuple[str, str]], watch: bool = False) -> list[Any]:
+        """inspect.lua for each (task id, queue), in one pipeline."""
         for attempt in (1, 2):
             pipe = self.broker.conn.pipeline(transaction=False)
-            for q in queues:
+            for task_id, q in pairs:
                 SCRIPTS.inspect.queue(pipe, [*self.broker.block(q),
                                              self.broker.qkeys(q).result(task_id)],
                                       [task_id, "1" if watch else "0"])
             replies = pipe.execute(raise_on_error=False)
             if attempt == 1 and any(isinstance(r, redis.exceptions.NoScriptError)
                                     for r in replies):
-                self.broker.load_scripts()
+                self.broker.load_scripts()   # Redis restarted: its script cache is empty
                 continue
             break
-        for q, reply in zip(queues, replies, strict=True):
+        for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+        return replies
+
+    def _inspect(self, task_id: str, queue: str | None, watch: bool = False
+                 ) -> tuple[str, list[Any]] | None:
+        queues = [queue] if queue else self.broker.known_queues()
+        if not queues:
+            return None
+        replies = self._inspect_many([(task_id, q) for q in queues], watch)
+        for q, reply in zip(queues, replies, strict=True):
             if reply[0] is not None or reply[6] is not None:
                 return q, reply
         return None
@@ -362,8 +368,10 @@ class Client:
                                                                     strict=True)
                      for tid, score in entries]
             found.sort(key=lambda e: (-e[0], e[2]))
-            page = found[offset:offset + limit]
-            return [self.get(tid, q) for _, q, tid in page]
+            page = [(tid, q) for _, q, tid in found[offset:offset + limit]]
+            replies = self._inspect_many(page)
+        return [_info(tid, q, reply) for (tid, q), reply in zip(page, replies, strict=True)
+                if reply[0] is not None]   # one deleted meanwhile is left out
 
     def _dead_op(self, op: str, ids: Iterable[str] | str, queue: str | None,
                  progress: Progress | None) -> int:

@@ -177,7 +177,8 @@ class Config:
         return self.concurrency or os.cpu_count() or 1
 
 
-def _read_file(path: Path) -> dict[str, Any]:
+def read_file(path: Path) -> dict[str, Any]:
+    """The tq settings in a TOML file (top level or [tq]); ConfigError if it is unusable."""
     try:
         data = tomllib.loads(path.read_text("utf-8"))
     except OSError as exc:
@@ -210,7 +211,7 @@ def load(flags: Mapping[str, Any] | None = None, *, config_file: str | None = No
     path = config_path(config_file, env)
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if path is not None:
-        layers.append((f"file {path}", _read_file(path)))
+        layers.append((f"file {path}", read_file(path)))
     layers.append(("environment", {s.name: env[s.env] for s in SETTINGS
                                    if env.get(s.env) not in (None, "")}))
     layers.append(("flag", {k: v for k, v in (flags or {}).items()

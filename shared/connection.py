@@ -19,11 +19,10 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import embedded
-from .config import BY_NAME, _read_file, config_path
+from .config import BY_NAME, config_path, read_file
 from .errors import EvictionPolicyError, RedisUnavailable
 
 ENV_URL = "TQ_REDIS_URL"
-CONVENTIONAL_URL = "redis://127.0.0.1:6379/0"
 
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # Redis unreachable, raw (redis-py) or translated at our boundary: what outage loops catch.
@@ -61,7 +60,7 @@ def resolve_url(url: str | None = None, *, config_file: str | None = None) -> st
         url, origin = os.environ[ENV_URL], ENV_URL
     if not url:
         path = config_path(config_file, os.environ)
-        value = _read_file(path).get("redis_url") if path is not None else None
+        value = read_file(path).get("redis_url") if path is not None else None
         if value:
             url, origin = BY_NAME["redis_url"].parse(value), f"config file {path}"
     if not url:

@@ -443,6 +443,7 @@ class Supervisor:
         self.failed += failed
         self.services.observe(done, self.child_infos())
         try:
+            self.broker.register_queues(self.serving())   # cached; again after a reconnect
             self.heartbeat()
             self.recovery.flush()
             if now >= self.next_expired:
