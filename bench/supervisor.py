@@ -188,7 +188,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller runs")
     args = parser.parse_args()
     n = 5000 if args.quick else 20_000
-    n_cpu = 40 if args.quick else 150
+    n_cpu = 60 if args.quick else 300
     with tempfile.TemporaryDirectory() as d, RedisServer(Path(d)) as srv:
         rows = []
         noop = throughput(srv, "noop", n, 2, {})

@@ -139,6 +139,34 @@ class Broker:
 
         Raises redis-py's connection errors untranslated: the worker loop handles them.
         """
+        keys, args = self._claim_request(worker_id, queues, max_tasks, acks, stats, result_ttl)
+        return self._claim_result(SCRIPTS.claim(self.link, keys, args), queues)
+
+    def wait_and_claim(self, worker_id: str, queues: Sequence[str], timeout: float,
+                       max_tasks: int = 1, result_ttl: float = DEFAULT_RESULT_TTL
+                       ) -> ClaimResult:
+        """Block until a queue may have work (or `timeout`), then claim, in one round trip.
+
+        The claim is pipelined behind the blocking read: Redis holds a blocked client's next
+        command until the read returns, so the claim runs the moment a wake-up token arrives,
+        before this process is even scheduled. A caller interrupted while waiting must assume
+        the claim ran (release its lists), as after any lost reply.
+        """
+        wake = [self.qkeys(q).wake for q in queues]
+        block = round(max(self.block_limit(timeout), 0.001), 3)
+        keys, args = self._claim_request(worker_id, queues, max_tasks, (), None, result_ttl)
+        script = SCRIPTS.claim
+        _, reply = self.link.call_pipelined(("BLPOP", *wake, block),
+                                            ("EVALSHA", script.sha, len(keys), *keys, *args))
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            reply = script(self.link, keys, args)   # loads it (Redis restarted) and claims
+        elif isinstance(reply, Exception):
+            raise reply
+        return self._claim_result(reply, queues)
+
+    def _claim_request(self, worker_id: str, queues: Sequence[str], max_tasks: int,
+                       acks: Sequence[Ack], stats: dict[tuple[str, str], int] | None,
+                       result_ttl: float) -> tuple[list[Any], list[Any]]:
         index = {q: i for i, q in enumerate(queues, 1)}
         keys: list[Any] = []
         for q in queues:
@@ -156,7 +184,11 @@ class Broker:
         if stats:
             for (q, fieldname), n in stats.items():
                 args.extend((index[q], fieldname, n))
-        claimed, stale, due = SCRIPTS.claim(self.link, keys, args)
+        return keys, args
+
+    @staticmethod
+    def _claim_result(reply: Any, queues: Sequence[str]) -> ClaimResult:
+        claimed, stale, due = reply
         tasks = []
         for i in range(0, len(claimed), 5):
             qi, tid, token, body, fails = claimed[i:i + 5]

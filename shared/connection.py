@@ -182,6 +182,27 @@ class Link:
                 time.sleep(min(0.05 * 2 ** attempt, 1.0))
         raise AssertionError("unreachable")
 
+    def call_pipelined(self, *commands: tuple[object, ...]) -> list[object]:
+        """Send commands in one write, read every reply; error replies are returned, not raised.
+
+        No retries: a reply lost after the server ran a command cannot be told from one it never
+        ran, so the caller recovers (as for call() with retries=0).
+        """
+        conn = self._connection()
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+            replies: list[object] = []
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except redis.exceptions.ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except REDIS_ERRORS:
+            conn.disconnect()
+            self._local.conn = None
+            raise
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

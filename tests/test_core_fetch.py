@@ -113,6 +113,31 @@ def test_a_blocked_fetch_wakes_within_milliseconds_of_an_enqueue(any_redis_url, 
     assert f.done_at - t < 0.05
 
 
+def test_wait_and_claim_claims_as_the_token_arrives(any_redis_url, any_client, any_rconn):
+    # The claim is pipelined behind the blocking read: one round trip from wake-up to task.
+    b = Broker(any_redis_url)
+    got: list = []
+    th = threading.Thread(target=lambda: got.append(b.wait_and_claim("w1", ["email"], 5)))
+    th.start()
+    eventually(lambda: blocked(any_rconn) == 1)
+    t = time.monotonic()
+    tid = any_client.enqueue("email", {"n": 1})
+    th.join(5)
+    assert time.monotonic() - t < 0.05
+    assert [x.id for x in got[0].tasks] == [tid]
+    assert any_client.get(tid).state == "running"
+    b.close()
+
+
+def test_wait_and_claim_times_out_empty_and_survives_an_empty_script_cache(any_broker,
+                                                                            any_rconn):
+    t = time.monotonic()
+    assert any_broker.wait_and_claim("w1", ["empty"], 0.2).tasks == []
+    assert 0.15 <= time.monotonic() - t < 1.0
+    any_rconn.script_flush()   # as after a Redis restart: the queued EVALSHA gets NOSCRIPT
+    assert any_broker.wait_and_claim("w1", ["empty"], 0.05).tasks == []
+
+
 def test_a_block_longer_than_the_socket_timeout_is_fine(any_redis_url):
     b = Broker(any_redis_url, socket_timeout=0.5)
     t = time.monotonic()

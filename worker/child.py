@@ -124,6 +124,7 @@ class Child:
         self.pipe = PipeWriter(spec.pipe_fd)
         self.stopping = False
         self.blocking = False
+        self.unsure = False      # a claim's reply may have been lost: lists hold unknown tasks
         self.exit_reason = "stopped"
         self.queues: list[str] = []
         self.pending: deque[Task] = deque()
@@ -235,23 +236,32 @@ class Child:
             self._recover(exc)
             return False
         self._settled(got)
-        if got.tasks:
-            self.pending.extend(got.tasks)
-            return True
+        if not got.tasks and not self.stopping:
+            got = self._wait_and_claim(got.next_due)
+        self.pending.extend(got.tasks)
+        return bool(got.tasks)
+
+    def _wait_and_claim(self, next_due: float | None) -> ClaimResult:
+        """Idle: block on the queues' wake-up lists with the next claim queued behind."""
         self._send_tally(force=True)
-        timeout = IDLE_BLOCK if got.next_due is None else min(IDLE_BLOCK, got.next_due)
+        timeout = IDLE_BLOCK if next_due is None else min(IDLE_BLOCK, next_due)
+        nothing = ClaimResult([])
         self.blocking = True
         try:
-            if not self.stopping:
-                self.broker.wait_for_work(self.queues, timeout)
+            return self.broker.wait_and_claim(self.wid, self.queues, timeout,
+                                              self.prefetch.size(), self.config.result_ttl)
         except _Interrupt:
-            self.broker.link.close()   # interrupted mid-read: this connection is unusable
+            # Told to stop mid-read: the connection is unusable, and the queued claim may have
+            # run. finish() hands back whatever this worker's lists hold.
+            self.broker.link.close()
+            self.unsure = True
+            return nothing
         except OUTAGE as exc:
             self.blocking = False
             self._recover(exc)
+            return nothing
         finally:
             self.blocking = False
-        return False
 
     def _settled(self, got: ClaimResult) -> None:
         for tid in got.stale:
@@ -350,9 +360,11 @@ class Child:
         if self.acks:
             self.redis(lambda: self._settled(self.broker.claim(
                 self.wid, self.queues, 0, acks=self.acks, result_ttl=self.config.result_ttl)))
-        if self.pending:
+        if self.pending or self.unsure:
             n = self.redis(lambda: self.broker.release(self.wid, self.queues))
-            log.info("handed back %d prefetched task(s)", n, extra=self.extra)
+            if n:
+                log.info("handed back %d claimed task(s) it had not started", n,
+                         extra=self.extra)
             self.pending.clear()
         self.redis(lambda: self.broker.unregister_worker(self.wid))
         self._send_tally(force=True)
