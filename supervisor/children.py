@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from tq import exitcodes
-from tq.channel import ChildState, PipeReader, Slot
+from tq.channel import BUSY, ChildState, PipeReader, Slot
 from tq.config import Config
 
 log = logging.getLogger("tq.master")
@@ -70,6 +70,41 @@ def describe_exit(status: int) -> tuple[bool, str]:
         return True, "exited"
     what = exitcodes.DESCRIPTIONS.get(code)
     return False, f"exited with code {code}" + (f" ({what})" if what else "")
+
+
+@dataclass
+class Death:
+    """What a child's exit means: for its task, the logs and the restart pacing."""
+
+    clean: bool             # exited 0 (a graceful stop)
+    how: str                # "killed by signal 9 (SIGKILL) - out of memory?"
+    counted: str | None     # the task that failed with it (counts an attempt), if any
+    kind: str               # error kind recorded for that task: died | timeout
+    reason: str             # error message recorded for that task
+    note: str               # why it ended, for the log: drain, memory, timeout, crashed...
+    cause: str              # restart reason for metrics; "exited"/"signal" mean a crash
+    crashed: bool           # counts toward the crash-loop backoff
+
+
+def account(c: Child, status: int) -> Death:
+    """Decide what a child's exit means. Killed for its task's time limit or crashed while
+    busy: the running task failed (an attempt counts). Killed by us for a drain or a quit:
+    nothing counts, the task did nothing wrong."""
+    clean, how = describe_exit(status)
+    st = c.state
+    running = st.task if st.state == BUSY and st.task else None
+    counted, kind, reason = None, "died", f"worker died: {how}"
+    if c.kill_reason == "timeout":
+        counted, kind = running, "timeout"
+        reason = f"hard time limit exceeded: worker killed after {time.time() - st.started:.1f}s"
+    elif c.kill_reason in (None, "heartbeat", "boot") and not clean:
+        counted = running
+    note = c.kill_reason or c.stop_reason or c.exited or ("" if clean else "crashed")
+    cause = c.kill_reason or c.stop_reason or ("max_tasks" if c.exited == "max_tasks" else "")
+    crashed = not cause and not clean
+    if crashed:
+        cause = "exited" if os.WIFEXITED(status) else "signal"
+    return Death(clean, how, counted, kind, reason, note, cause or "exited", crashed)
 
 
 class RestartPacer:

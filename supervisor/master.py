@@ -5,8 +5,9 @@
         │ signals: TERM/INT drain, second INT or QUIT stop now, HUP reload, TTIN/TTOU scale
         └ Redis: heartbeats, requeue of dead workers' lists, promotion of due tasks
 
-The main loop waits on the signal self-pipe and every child pipe at once (≤ 100 ms, the
-granularity of time limits), then handles what happened, in this order, every pass.
+The main loop waits on the signal self-pipe, every child pipe and the promotion connection at
+once (≤ 100 ms, the granularity of time limits), then handles what happened, in this order,
+every pass.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tq.tally import Tally
 from tq.worker.child import import_app
 
 from . import report
-from .children import Child, RestartPacer, describe_exit, fork_child, reap
+from .children import Child, RestartPacer, account, fork_child, reap
 from .memory import own_memory
 from .pidfile import Pidfile
 from .recovery import Reap, Recovery
@@ -145,6 +146,8 @@ class Supervisor:
                 log.critical("%s", error)
                 return exitcodes.MASTER_BOOT_ERROR
             gc.freeze()   # keep the imported objects' pages shared with the children
+            log.info("handlers preloaded in the master: forks are cheaper, but SIGHUP reloads "
+                     "the configuration only; new handler code needs a restart")
         self.init_signals()
         self.heartbeat()
         self.recovery.at_startup(cfg.heartbeat_ttl)
@@ -300,44 +303,30 @@ class Supervisor:
             self.on_message(c, msg)
         c.reader.close()
         c.state = c.slot.read()
+        c.slot.close()
         self.own_ids.discard(c.worker_id)
-        clean, how = describe_exit(status)
-        running = c.state.task if c.state.state == BUSY and c.state.task else None
-        counted, kind, reason = None, "died", f"worker died: {how}"
-        if c.kill_reason == "timeout":
-            counted, kind = running, "timeout"
-            reason = f"hard time limit exceeded: worker killed after " \
-                     f"{time.time() - c.state.started:.1f}s"
-        elif c.kill_reason in (None, "heartbeat", "boot") and not clean:
-            counted = running
-        note = c.kill_reason or c.stop_reason or c.exited or ("crashed" if not clean else "")
-        extra = {"worker": c.worker_id}
-        if running:
-            extra["task"] = running
-        level = logging.INFO if clean or c.kill_reason in ("quit", "drain_timeout") else \
-            logging.WARNING
-        log.log(level, "worker[%d] (pid %d) %s%s", c.index, c.pid, how,
-                f" [{note}]" if note else "", extra=extra)
-        report = self.recovery.add(Reap(c.worker_id, c.queues or None, running=counted,
-                                        kind=kind, reason=reason))
-        if counted:   # a death is that task's failed run, retried or dead like any other
+        d = account(c, status)
+        extra = {"worker": c.worker_id, **({"task": c.state.task} if c.state.task else {})}
+        quiet = d.clean or c.kill_reason in ("quit", "drain_timeout")
+        log.log(logging.INFO if quiet else logging.WARNING, "worker[%d] (pid %d) %s%s", c.index,
+                c.pid, d.how, f" [{d.note}]" if d.note else "", extra=extra)
+        report = self.recovery.add(Reap(c.worker_id, c.queues or None, running=d.counted,
+                                        kind=d.kind, reason=d.reason))
+        if d.counted:   # a death is that task's failed run, retried or dead like any other
             ttype = c.state.type or "?"
             self.tally.add(ttype, "failed")
             if report is not None:
-                self.tally.add(ttype, "dead" if counted in report.dead else "retried")
-        c.slot.close()
+                self.tally.add(ttype, "dead" if d.counted in report.dead else "retried")
         if self.draining:
             return
-        cause = c.kill_reason or c.stop_reason or ("max_tasks" if c.exited == "max_tasks" else "")
-        if not cause:
-            cause = "exited" if os.WIFEXITED(status) else "signal"
+        if d.crashed:
             delay = self.pacer.crashed()
             if delay:
                 log.warning("children keep crashing: next start in %.1fs", delay)
         self.restarts += 1
-        self.services.child_restarted(cause)
+        self.services.child_restarted(d.cause)
         if not c.ready:
-            self.on_boot_failure(c, how)
+            self.on_boot_failure(c, d.how)
 
     def on_boot_failure(self, c: Child, how: str) -> None:
         why = c.error or how

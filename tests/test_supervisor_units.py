@@ -19,7 +19,7 @@ from tq.channel import BUSY, IDLE, ChildState, PipeReader, PipeWriter, Slot
 from tq.config import load
 from tq.errors import ConfigError
 from tq.supervisor import children
-from tq.supervisor.children import RestartPacer, describe_exit
+from tq.supervisor.children import Child, RestartPacer, account, describe_exit
 from tq.supervisor.cli import main as master_cli
 from tq.supervisor.pidfile import Pidfile
 from tq.worker.prefetch import MAX_BATCH, Prefetch
@@ -44,6 +44,40 @@ def test_exit_statuses_are_explained():
     clean, why = describe_exit(_status(sig=signal.SIGKILL))
     assert not clean and why == "killed by signal 9 (SIGKILL) - out of memory?"
     assert "segmentation fault" in describe_exit(_status(sig=signal.SIGSEGV))[1]
+
+
+def _child(state: int = BUSY, task: str = "t1", **marks: str) -> Child:
+    c = Child(0, 123, "w", 1, Slot(), PipeReader(os.pipe()[0]))
+    c.state = ChildState(state, task=task if state == BUSY else "", type="email")
+    for k, v in marks.items():
+        setattr(c, k, v)
+    return c
+
+
+def test_a_crash_while_busy_fails_the_running_task_and_counts_toward_backoff():
+    d = account(_child(), _status(sig=signal.SIGSEGV))
+    assert (d.counted, d.kind, d.crashed, d.cause) == ("t1", "died", True, "signal")
+    assert d.reason.startswith("worker died: killed by signal 11 (SIGSEGV)")
+
+
+def test_a_hard_timeout_fails_the_task_as_a_timeout_but_is_no_crash():
+    d = account(_child(kill_reason="timeout"), _status(sig=signal.SIGKILL))
+    assert (d.counted, d.kind, d.crashed, d.cause) == ("t1", "timeout", False, "timeout")
+    assert d.reason.startswith("hard time limit exceeded")
+
+
+@pytest.mark.parametrize("marks", [{"kill_reason": "drain_timeout"}, {"kill_reason": "quit"}])
+def test_killing_for_a_drain_or_a_quit_charges_the_task_nothing(marks):
+    d = account(_child(**marks), _status(sig=signal.SIGKILL))
+    assert d.counted is None and not d.crashed
+
+
+def test_graceful_exits_count_nothing_and_say_why():
+    assert account(_child(IDLE, stop_reason="memory"), _status(0)).note == "memory"
+    d = account(_child(IDLE, exited="max_tasks"), _status(0))
+    assert (d.counted, d.crashed, d.cause, d.note) == (None, False, "max_tasks", "max_tasks")
+    idle_crash = account(_child(IDLE), _status(3))
+    assert idle_crash.crashed and idle_crash.counted is None and idle_crash.cause == "exited"
 
 
 def test_restart_pacing_backs_off_then_resets(monkeypatch):
