@@ -31,6 +31,16 @@ def script_usec(raw: redis.Redis) -> float:
     return float(raw.info("commandstats").get("cmdstat_evalsha", {}).get("usec", 0))
 
 
+def rpush_pipelined(raw: redis.Redis, n: int) -> None:
+    """The baseline bulk load: RPUSH of the payload, 1,000 commands per pipeline."""
+    pipe = raw.pipeline(transaction=False)
+    for i in range(n):
+        pipe.rpush("baseline", PAYLOAD_JSON)
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
 def bench_enqueue(url: str, raw: redis.Redis, n: int) -> list[list[object]]:
     rows = []
     raw.flushall()
@@ -52,12 +62,7 @@ def bench_enqueue(url: str, raw: redis.Redis, n: int) -> list[list[object]]:
 
     raw.flushall()
     t = time.perf_counter()
-    pipe = raw.pipeline(transaction=False)
-    for i in range(n):
-        pipe.rpush("baseline", PAYLOAD_JSON)
-        if i % 1000 == 999:
-            pipe.execute()
-    pipe.execute()
+    rpush_pipelined(raw, n)
     base = rate(n, time.perf_counter() - t)
 
     raw.flushall()
@@ -139,12 +144,7 @@ def bench_cpu(url: str, raw: redis.Redis, n: int) -> list[list[object]]:
 def bench_memory(raw: redis.Redis, url: str, n: int) -> list[object]:
     raw.flushall()
     before = raw.info("memory")["used_memory"]
-    pipe = raw.pipeline(transaction=False)
-    for i in range(n):
-        pipe.rpush("baseline", PAYLOAD_JSON)
-        if i % 1000 == 999:
-            pipe.execute()
-    pipe.execute()
+    rpush_pipelined(raw, n)
     base = (raw.info("memory")["used_memory"] - before) / n
 
     raw.flushall()

@@ -341,17 +341,16 @@ class Broker:
         self.heartbeat("", {}, {worker_id: info})
 
     def unregister_worker(self, worker_id: str) -> None:
-        with translated(self.url):
-            pipe = self.conn.pipeline(transaction=True)
-            pipe.zrem(self.keys.workers, worker_id)
-            pipe.delete(self.keys.worker(worker_id))
-            pipe.execute()
+        self._unregister(self.keys.workers, self.keys.worker(worker_id), worker_id)
 
     def unregister_master(self, master_id: str) -> None:
+        self._unregister(self.keys.masters, self.keys.master(master_id), master_id)
+
+    def _unregister(self, zset: str, info: str, member: str) -> None:
         with translated(self.url):
-            pipe = self.conn.pipeline(transaction=True)
-            pipe.zrem(self.keys.masters, master_id)
-            pipe.delete(self.keys.master(master_id))
+            pipe = self.conn.pipeline(transaction=True)   # MULTI: both go, or neither
+            pipe.zrem(zset, member)
+            pipe.delete(info)
             pipe.execute()
 
     def expired(self, ttl: float) -> tuple[int, list[str], list[str]]:

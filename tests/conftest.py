@@ -37,15 +37,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
-@pytest.fixture
-def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The private server's URL, emptied for this test and exported as TQ_REDIS_URL."""
-    conn = redis_server.client()
+def _emptied(server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Empty a server this run started, export its URL as TQ_REDIS_URL, return it."""
+    conn = server.client()
     conn.flushall()
     conn.config_set("maxmemory-policy", "noeviction")
     conn.close()
-    monkeypatch.setenv("TQ_REDIS_URL", redis_server.url)
-    return redis_server.url
+    monkeypatch.setenv("TQ_REDIS_URL", server.url)
+    return server.url
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The private server's URL, emptied for this test and exported as TQ_REDIS_URL."""
+    return _emptied(redis_server, monkeypatch)
 
 
 @pytest.fixture
@@ -111,12 +116,7 @@ def any_redis_server(request: pytest.FixtureRequest) -> RedisServer:
 @pytest.fixture
 def any_redis_url(any_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
     """Like redis_url, on either server (see any_redis_server)."""
-    conn = any_redis_server.client()
-    conn.flushall()
-    conn.config_set("maxmemory-policy", "noeviction")
-    conn.close()
-    monkeypatch.setenv("TQ_REDIS_URL", any_redis_server.url)
-    return any_redis_server.url
+    return _emptied(any_redis_server, monkeypatch)
 
 
 @pytest.fixture
@@ -159,3 +159,18 @@ def masters(redis_url: str, tmp_path: Path):
     yield start
     for m in started:
         m.stop()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An empty state folder as TQ_HOME, no Redis URL configured; its server stopped after."""
+    from tq import connection
+    from tq.embedded import EmbeddedRedis
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TQ_REDIS_URL", raising=False)
+    monkeypatch.delenv("TQ_CONFIG", raising=False)
+    monkeypatch.setenv("TQ_HOME", str(tmp_path / ".tq"))
+    monkeypatch.setattr(connection, "_announced", set())
+    yield tmp_path / ".tq"
+    EmbeddedRedis(tmp_path / ".tq").stop()

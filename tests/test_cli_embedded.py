@@ -5,23 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
-from tq import connection
 from tq.cli import cli
-from tq.embedded import EmbeddedRedis
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TQ_REDIS_URL", raising=False)
-    monkeypatch.delenv("TQ_CONFIG", raising=False)
-    monkeypatch.setenv("TQ_HOME", str(tmp_path / ".tq"))
-    monkeypatch.setattr(connection, "_announced", set())
-    yield tmp_path / ".tq"
-    EmbeddedRedis(tmp_path / ".tq").stop()
 
 
 def run(*args: str):

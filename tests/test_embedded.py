@@ -20,18 +20,6 @@ from tq import connection
 from tq.embedded import EmbeddedRedis
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """An empty state folder as TQ_HOME, no Redis URL configured; its server stopped after."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TQ_REDIS_URL", raising=False)
-    monkeypatch.delenv("TQ_CONFIG", raising=False)
-    monkeypatch.setenv("TQ_HOME", str(tmp_path / ".tq"))
-    monkeypatch.setattr(connection, "_announced", set())
-    yield tmp_path / ".tq"
-    EmbeddedRedis(tmp_path / ".tq").stop()
-
-
 def _script(code: str) -> list[str]:
     return [sys.executable, "-c", "import logging, sys\n"
             "logging.basicConfig(level=logging.INFO, stream=sys.stderr)\n" + code]
