@@ -135,15 +135,31 @@ class EmbeddedRedis:
             conn.close()
 
     def pid(self) -> int | None:
-        """The pid in the pidfile when that process is a live redis-server."""
+        """The pid in the pidfile when that process is a live redis-server of this folder.
+
+        After a reboot the pidfile's number may belong to any process, another redis-server
+        included (the system's, another folder's embedded one): that pidfile is stale too.
+        """
         try:
             pid = int(self.pidfile.read_text().strip())
             proc = psutil.Process(pid)
             if proc.status() == psutil.STATUS_ZOMBIE or "redis" not in proc.name():
                 return None
-            return pid
+            return pid if self._ours(proc) else None
         except (OSError, ValueError, psutil.Error):
             return None
+
+    def _ours(self, proc: psutil.Process) -> bool:
+        """Whether `proc` is this folder's server: it runs in the folder (the config's `dir`),
+        or its command line names our config (before the server retitles itself) or our socket
+        (the title it sets: "redis-server unixsocket:/.../redis.sock")."""
+        with contextlib.suppress(psutil.AccessDenied, OSError):
+            if os.path.samefile(proc.cwd(), self.home):
+                return True
+        with contextlib.suppress(psutil.AccessDenied):
+            names = {str(self.conffile), str(self.socket), f"unixsocket:{self.socket}"}
+            return not names.isdisjoint(proc.cmdline())
+        return False
 
     def running(self) -> bool:
         return self.version() is not None

@@ -186,3 +186,33 @@ def test_a_master_starts_it_and_it_outlives_the_master(home: Path, tmp_path: Pat
             os.killpg(master.pid, signal.SIGKILL)
             master.wait()
     assert EmbeddedRedis().running()   # left running for producers and the next master
+
+
+def test_a_pidfile_naming_another_redis_server_is_stale(home: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    """After a reboot the pidfile's number can be another redis-server's (the system's, another
+    folder's embedded one): not ours, so ensure() starts ours and stop() leaves it alone."""
+    from redis_server import RedisServer
+
+    from tq import embedded
+
+    monkeypatch.setattr(embedded, "START_TIMEOUT", 5.0)   # the old bug waited all of it
+    with RedisServer(tmp_path / "foreign") as foreign:
+        foreign_pid = foreign.proc.pid
+        home.mkdir(mode=0o700)
+        (home / "redis.pid").write_text(f"{foreign_pid}\n")
+        server = EmbeddedRedis()
+        assert server.pid() is None
+
+        assert server.stop(timeout=5) is False      # nothing of ours is running
+        status = server.ensure()
+        assert status.started and status.pid not in (None, foreign_pid)
+        assert psutil.Process(status.pid).cwd() == str(home)
+        assert server.pid() == status.pid
+        with tq.Client() as client:
+            assert client.url == server.url
+            client.broker.ping()
+
+        assert server.stop(timeout=5) is True
+        assert not server.running()
+        assert foreign.proc.poll() is None and foreign.client().ping()
