@@ -115,14 +115,46 @@ def test_enqueue_file_with_invalid_json_writes_nothing(client: tq.Client, tmp_pa
     assert result.exit_code == 1 and 'no "type"' in result.output
 
 
-def test_enqueue_file_names_the_bad_line(client: tq.Client, tmp_path: Path):
+@pytest.mark.parametrize("bad, message", [
+    ({"priority": 42}, "priority must be an integer from 0 to 9, not 42"),
+    ({"payload": [1]}, "payload must be a JSON object"),
+    ({"queue": "bad queue"}, "queue"),
+    ({"delay": -1}, "delay must not be negative"),
+    ({"colour": "red"}, "unknown options ['colour']"),
+])
+def test_enqueue_file_with_a_bad_line_after_the_first_chunk_writes_nothing(
+        client: tq.Client, tmp_path: Path, bad: dict[str, object], message: str):
+    """Every line is checked before any is sent: else the lines before the bad one would be
+    enqueued, and a rerun of the fixed file would enqueue them twice."""
     path = tmp_path / "tasks.jsonl"
     specs = [{"type": "email", "payload": {"n": i}} for i in range(1500)]
-    specs[1200]["priority"] = 42
+    good = specs[1200]
+    specs[1200] = {**good, **bad}
     path.write_text("".join(json.dumps(s) + "\n" for s in specs))
+
     result = run("enqueue", "--file", str(path))
+
     assert result.exit_code == 1
-    assert "line 1201" in result.output and "1000 tasks enqueued before it" in result.output
+    assert result.output.startswith(f"Error: {path}:1201: "), result.output
+    assert message in result.output
+    assert client.queue_sizes() == {}
+
+    specs[1200] = good   # the fixed file, run again: each task once
+    path.write_text("".join(json.dumps(s) + "\n" for s in specs))
+    assert run_json("enqueue", "--file", str(path))["enqueued"] == 1500
+    assert client.queue_sizes()["email"]["ready"] == 1500
+
+
+def test_enqueue_file_of_payloads_checks_each_against_the_size_limit(client: tq.Client,
+                                                                     tmp_path: Path):
+    path = tmp_path / "tasks.jsonl"
+    payloads = [{"n": i} for i in range(1100)]
+    payloads[1099] = {"blob": "x" * (2 * tq.task.DEFAULT_MAX_PAYLOAD_BYTES)}
+    path.write_text("".join(json.dumps(p) + "\n" for p in payloads))
+    result = run("enqueue", "email", "--file", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:1100: task body is" in result.output and "max_payload_bytes" in result.output
+    assert client.queue_sizes() == {}
 
 
 # -- get and wait ---------------------------------------------------------------------------

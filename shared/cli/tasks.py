@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from typing import IO, Any
 
 import click
 
-from ..client import ENQUEUE_CHUNK
+from ..client import ENQUEUE_CHUNK, Client
 from ..errors import PayloadError, TaskFailed, WaitTimeout
 from ..task import TaskInfo
 from . import output as out
@@ -53,6 +54,29 @@ def _read_specs(stream: IO[str], task_type: str | None,
     return specs, lines
 
 
+# What a spec line may hold: the type, the payload and enqueue()'s options.
+_SPEC_KEYS = frozenset({"type", "payload"} | {
+    p.name for p in inspect.signature(Client.enqueue).parameters.values()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY})
+
+
+def _check_specs(client: Client, specs: list[dict[str, Any]], lines: list[int],
+                 name: str) -> None:
+    """Validate every spec as enqueue_many() will, before any is sent: a bad line must not
+    leave the lines before it enqueued (a rerun of the fixed file would duplicate them)."""
+    for spec, number in zip(specs, lines, strict=True):
+        unknown = set(spec) - _SPEC_KEYS
+        try:
+            if unknown:
+                raise ValueError(f"unknown options {sorted(unknown)}")
+            client._prepare(spec["type"], spec.get("payload", {}), spec.get("queue"),
+                            spec.get("priority", 0), spec.get("delay"), spec.get("eta"),
+                            spec.get("max_retries"), spec.get("timeout"),
+                            spec.get("unique_for"), spec.get("unique_key"))
+        except ValueError as exc:   # PayloadError and ConfigError are ValueErrors too
+            raise click.ClickException(f"{name}:{number}: {exc}") from None
+
+
 @click.command()
 @click.argument("task_type", metavar="[TYPE]", required=False)
 @click.option("--payload", "-p", callback=_payload, metavar="JSON",
@@ -95,6 +119,7 @@ def enqueue(ctx: click.Context, task_type: str | None, payload: dict[str, Any] |
         raise click.UsageError("--payload and --file exclude each other")
     specs, lines = _read_specs(file, task_type, options)
     client = open_client(ctx)
+    _check_specs(client, specs, lines, getattr(file, "name", "-"))
     ids: list[str] = []
     with progress(len(specs), "enqueuing") as update:
         for start in range(0, len(specs), ENQUEUE_CHUNK):
