@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
+from werkzeug.routing import BaseConverter
 
 from tq.client import Client
 from tq.errors import RedisUnavailable, TaskNotFound
@@ -18,13 +19,17 @@ from tq.errors import RedisUnavailable, TaskNotFound
 from .api import Board
 from .security import Guard, harden
 
-MAX_PAGE = 500
+MAX_PAGE = 500             # rows a list answers at most (limit)
+MAX_OFFSET = 10**9         # far beyond any dead-letter queue, far below Redis' int64 ranges
+MAX_SPAN = 86400           # seconds of history or latency one read covers
+MAX_SINCE = 10**12         # a Unix second (year 33658)
 OPEN_PATHS = ("/login", "/static/")   # served before logging in
 
 
 def create_app(client: Client, token: str | None = None) -> Flask:
     """The app for one tq.Client (its namespace); `token` turns authentication on."""
     app = Flask(__name__)
+    app.url_map.converters["queue"] = QueueName
     app.config.update(MAX_CONTENT_LENGTH=1 << 20)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     board, guard = Board(client), Guard(token)
@@ -86,7 +91,7 @@ def create_app(client: Client, token: str | None = None) -> Flask:
 
     @route("/api/overview")
     def overview() -> Response:
-        return jsonify(board.overview(since=_int_arg("since")))
+        return jsonify(board.overview(since=_int_arg("since", None, 0, MAX_SINCE)))
 
     @route("/api/stats", "/stats")
     def stats() -> Response:
@@ -98,12 +103,13 @@ def create_app(client: Client, token: str | None = None) -> Flask:
 
     @route("/api/failed", "/failed")
     def failed() -> Response:
-        return jsonify(board.dead(_int_arg("limit", 50, MAX_PAGE), _int_arg("offset", 0),
+        return jsonify(board.dead(_int_arg("limit", 50, 1, MAX_PAGE),
+                                  _int_arg("offset", 0, 0, MAX_OFFSET),
                                   request.args.get("queue") or None))
 
     @route("/api/scheduled")
     def scheduled() -> Response:
-        return jsonify(board.scheduled(_int_arg("limit", 50, MAX_PAGE),
+        return jsonify(board.scheduled(_int_arg("limit", 50, 1, MAX_PAGE),
                                        request.args.get("queue") or None))
 
     @route("/api/masters")
@@ -126,12 +132,13 @@ def create_app(client: Client, token: str | None = None) -> Flask:
         resolution = request.args.get("resolution", "s")
         if resolution not in ("s", "m"):
             return _error(400, 'resolution is "s" (per second) or "m" (per minute)')
-        span = _int_arg("span", 3600 if resolution == "s" else 86400, 86400)
-        return jsonify(board.history.series(span, resolution, since=_int_arg("since")))
+        span = _int_arg("span", 3600 if resolution == "s" else 86400, 1, MAX_SPAN)
+        return jsonify(board.history.series(span, resolution,
+                                            since=_int_arg("since", None, 0, MAX_SINCE)))
 
     @route("/api/latency")
     def latency() -> Response:
-        return jsonify(board.history.latency(_int_arg("window", 300, 86400)))
+        return jsonify(board.history.latency(_int_arg("window", 300, 1, MAX_SPAN)))
 
     # -- actions (POST + CSRF, checked in gatekeeper) ------------------------------------
     @app.post("/api/failed/retry")
@@ -144,7 +151,8 @@ def create_app(client: Client, token: str | None = None) -> Flask:
         ids, queue = _targets()
         return jsonify({"deleted": client.delete_dead(ids, queue)})
 
-    @app.post("/api/queues/<queue>/purge")
+    # merge_slashes off: "a//b" is a queue name, not a URL to tidy up (and redirect).
+    @app.post("/api/queues/<queue:queue>/purge", merge_slashes=False)
     def purge(queue: str) -> Response:
         body = request.get_json(silent=True) or {}
         if body.get("confirm") != queue:
@@ -170,17 +178,27 @@ def _targets() -> tuple[list[str] | str, str | None]:
     return ids, queue
 
 
-def _int_arg(name: str, default: int | None = None, maximum: int | None = None) -> Any:
+class QueueName(BaseConverter):
+    """A queue name in a URL path: tq's name characters, "/" included (the page sends it
+    percent-encoded, which the server decodes before routing)."""
+
+    regex = r"[\w.\-/@+]+?"
+    part_isolating = False
+    weight = 200
+
+
+def _int_arg(name: str, default: int | None, minimum: int, maximum: int) -> Any:
+    """A query argument that must be an integer from minimum to maximum (else a 400)."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = int(raw) if len(raw) <= 20 else None   # no 4,300-digit parses
     except ValueError:
-        raise ValueError(f"{name} must be an integer") from None
-    if value < 0:
-        raise ValueError(f"{name} must not be negative")
-    return min(value, maximum) if maximum is not None else value
+        value = None
+    if value is None or not minimum <= value <= maximum:
+        raise ValueError(f"{name} must be an integer from {minimum} to {maximum}")
+    return value
 
 
 def _error(status: int, message: str) -> Response:

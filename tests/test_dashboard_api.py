@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import traceback
+import urllib.request
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from dashboard_support import DashboardProcess
 from redis_server import free_port
 
 import tq
@@ -134,6 +139,84 @@ def test_purge_needs_the_queue_name_as_confirmation(web, csrf, client):
     done = web.post("/api/queues/email/purge", json={"confirm": "email"}, headers=csrf)
     assert done.get_json() == {"purged": 4}
     assert client.queue_sizes()["email"]["ready"] == 0
+
+
+@pytest.mark.parametrize("name", ["mail/eu", "/lead", "a//b/", "x@y+z.1-2_3", "purge/purge"])
+def test_purge_a_queue_whose_name_has_slashes(web, csrf, client, name):
+    """Queue names may hold "/" (and @ +); the page sends them with encodeURIComponent."""
+    for i in range(2):
+        client.enqueue("send", {"n": i}, queue=name)
+    client.enqueue("send", {"n": 9}, queue="other")
+    url = f"/api/queues/{quote(name, safe='')}/purge"   # encodeURIComponent(name)
+
+    refused = web.post(url, json={"confirm": "other"}, headers=csrf)
+    assert refused.status_code == 400 and "confirm" in refused.get_json()["error"]
+    done = web.post(url, json={"confirm": name}, headers=csrf)
+
+    assert done.status_code == 200, done.get_data(as_text=True)
+    assert done.get_json() == {"purged": 2}
+    assert client.queue_sizes()[name]["ready"] == 0
+    assert client.queue_sizes()["other"]["ready"] == 1
+
+
+def test_purge_refuses_a_name_tq_does_not_allow(web, csrf):
+    reply = web.post("/api/queues/a%3Ab/purge", json={"confirm": "a:b"}, headers=csrf)
+    assert reply.status_code == 404
+    long = "q" * 201
+    reply = web.post(f"/api/queues/{long}/purge", json={"confirm": long}, headers=csrf)
+    assert reply.status_code == 400 and "longer than 200" in reply.get_json()["error"]
+
+
+def test_the_page_encodes_the_queue_name_in_the_purge_url():
+    from tq.dashboard import app as app_module
+
+    script = (Path(app_module.__file__).parent / "static" / "dashboard.js").read_text()
+    assert "`/api/queues/${encodeURIComponent(name)}/purge`" in script
+
+
+def test_the_real_server_purges_a_queue_with_a_slash(redis_url, client):
+    client.enqueue("send", {"n": 1}, queue="mail/eu")
+    proc = DashboardProcess(redis_url).start()
+    try:
+        with urllib.request.urlopen(proc.url + "/", timeout=5) as reply:
+            page = reply.read().decode()
+        token = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        req = urllib.request.Request(
+            f"{proc.url}/api/queues/{quote('mail/eu', safe='')}/purge", method="POST",
+            data=json.dumps({"confirm": "mail/eu"}).encode(),
+            headers={"Content-Type": "application/json", "X-CSRF-Token": token,
+                     "Origin": proc.url})
+        with urllib.request.urlopen(req, timeout=5) as reply:
+            assert json.loads(reply.read()) == {"purged": 1}
+    finally:
+        assert proc.stop() == 0
+
+
+@pytest.mark.parametrize("query", [
+    "/api/failed?offset=99999999999999999999", "/api/failed?offset=9223372036854775807",
+    "/api/failed?offset=1000000001", "/api/failed?offset=-1", "/api/failed?offset=1.5",
+    "/api/failed?limit=99999999999999999999", "/api/failed?limit=501", "/api/failed?limit=0",
+    "/failed?limit=x", "/api/failed?limit=" + "9" * 5000,
+    "/api/scheduled?limit=99999999999999999999", "/api/scheduled?limit=0",
+    "/api/overview?since=99999999999999999999", "/api/history?since=-5",
+    "/api/history?span=99999999999999999999", "/api/latency?window=99999999999999999999",
+])
+def test_out_of_range_numbers_answer_400(web, client, broker, query):
+    make_dead(broker, client, n=2)
+    client.enqueue("send", {}, queue="email", delay=60)
+    reply = web.get(query, headers=HOST)
+    assert reply.status_code == 400, reply.get_data(as_text=True)[:500]
+    name = query.split("?")[1].split("=")[0]
+    assert reply.get_json()["error"].startswith(f"{name} must be an integer from ")
+
+
+def test_numbers_at_the_bounds_are_served(web, client, broker):
+    ids = make_dead(broker, client, n=3)
+    page = web.get("/api/failed?limit=500&offset=1", headers=HOST).get_json()
+    assert len(page) == 2 and {t["id"] for t in page} < set(ids)
+    assert web.get("/api/failed?offset=1000000000", headers=HOST).get_json() == []
+    assert len(web.get("/api/failed?limit=1", headers=HOST).get_json()) == 1
+    assert web.get("/api/history?span=86400&since=0", headers=HOST).status_code == 200
 
 
 def test_history_and_latency_endpoints(web, broker):
