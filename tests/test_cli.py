@@ -157,6 +157,15 @@ def test_enqueue_file_of_payloads_checks_each_against_the_size_limit(client: tq.
     assert client.queue_sizes() == {}
 
 
+@pytest.mark.parametrize("args", [["--offset", "9223372036854775807"], ["--offset", "-1"],
+                                  ["--limit", "99999999999999999999"], ["--limit", "0"]])
+def test_dead_list_out_of_range_numbers_are_usage_errors(client: tq.Client, broker: Broker,
+                                                         args: list[str]):
+    make_dead(broker, client, 1)
+    result = run("dead", "list", *args)
+    assert result.exit_code == 2 and "is not in the range" in result.output, result.output
+
+
 # -- get and wait ---------------------------------------------------------------------------
 def test_get_text_and_json(client: tq.Client):
     task_id = client.enqueue("email", {"to": "a@example.com"}, priority=4)

@@ -21,8 +21,8 @@ def dead() -> None:
 
 
 @dead.command("list")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10**9), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0, 10**9), default=0, show_default=True)
 @queue_option
 @json_option
 @click.pass_context
