@@ -75,8 +75,9 @@ def redact(url: str) -> str:
         user, colon, _ = m.group(2).partition(":")
         return f"{m.group(1)}{user}:***@" if colon and user else f"{m.group(1)}***@"
 
-    # greedy up to the last @ of the authority: an unescaped @ in a password stays hidden
-    out = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)@", userinfo, url)
+    # Greedy up to the last @ of the whole URL: a password may hold unescaped @ / ? # (which
+    # end the authority for a URL parser). Over-redacting an odd query is the safe mistake.
+    out = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)(.*)@", userinfo, url, flags=re.DOTALL)
     return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", out)
 
 
@@ -110,11 +111,34 @@ def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,
 
 @contextlib.contextmanager
 def translated(url: str) -> Iterator[None]:
-    """Turn redis-py's connection errors into RedisUnavailable naming the (redacted) URL."""
+    """Turn connection errors and refusals into RedisUnavailable naming the (redacted) URL."""
     try:
         yield
     except REDIS_ERRORS as exc:
         raise RedisUnavailable(redact(url), exc) from None
+    except redis.exceptions.ResponseError as exc:
+        if refused(exc):
+            raise RedisUnavailable(redact(url), f"it refused the command: {exc}") from None
+        raise
+
+
+# Replies that mean "not now" rather than "wrong": out of memory (noeviction), a replica after
+# a failover, a failed RDB save, a long script, a master down. Outage loops wait them out.
+_REFUSALS = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError,
+             redis.exceptions.TryAgainError)
+_REFUSAL_CODES = ("MISCONF", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "OOM", "READONLY")
+
+
+def refused(exc: BaseException) -> bool:
+    """A Redis error reply that will go away by itself (see _REFUSAL_CODES)."""
+    return isinstance(exc, _REFUSALS) or (
+        isinstance(exc, redis.exceptions.ResponseError)
+        and str(exc).split(" ", 1)[0] in _REFUSAL_CODES)
+
+
+def dedicated(pool: redis.ConnectionPool) -> redis.connection.AbstractConnection:
+    """A connection of the pool's kind that the pool does not count (or cap at 100)."""
+    return pool.connection_class(**pool.connection_kwargs)
 
 
 def eviction_policy(conn: redis.Redis) -> str:
@@ -153,9 +177,10 @@ class Link:
     at their own level, because a repeated claim whose reply was lost would hide tasks.
     """
 
-    def __init__(self, client: redis.Redis, retries: int = 0) -> None:
+    def __init__(self, client: redis.Redis, retries: int = 0, safe_url: str = "Redis") -> None:
         self.pool = client.connection_pool
         self.retries = retries
+        self.safe_url = safe_url
         self.connects = 0   # connections made: a change means Redis may have lost its state
         self._local = threading.local()
 
@@ -163,7 +188,9 @@ class Link:
         local = self._local
         conn = getattr(local, "conn", None)
         if conn is None or local.pid != os.getpid():
-            conn = local.conn = self.pool.make_connection()
+            # Not pool.make_connection(): the pool counts those for good and refuses the 101st,
+            # so a process that reconnected 100 times would lose Redis for ever.
+            conn = local.conn = dedicated(self.pool)
             local.pid = os.getpid()
             self.connects += 1
         return conn
@@ -180,6 +207,11 @@ class Link:
                 if attempt >= self.retries:
                     raise
                 time.sleep(min(0.05 * 2 ** attempt, 1.0))
+            except redis.exceptions.ResponseError as exc:
+                if refused(exc):
+                    raise RedisUnavailable(self.safe_url, f"it refused the command: {exc}") \
+                        from None
+                raise
         raise AssertionError("unreachable")
 
     def call_pipelined(self, *commands: tuple[object, ...]) -> list[object]:

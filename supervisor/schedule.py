@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from redis.connection import AbstractConnection
 
 from tq.broker import Broker
-from tq.connection import OUTAGE
+from tq.connection import OUTAGE, dedicated
 
 log = logging.getLogger("tq.master")
 
@@ -76,7 +76,7 @@ class Promoter:
     def _arm(self) -> None:
         try:
             if self._conn is None:
-                self._conn = self.broker.conn.connection_pool.make_connection()
+                self._conn = dedicated(self.broker.conn.connection_pool)
             keys = [self.broker.qkeys(q).soon for q in self.queues]
             self._conn.send_command("BLPOP", *keys, BLOCK)
             self._waiting = True
