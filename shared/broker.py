@@ -7,6 +7,7 @@ Every state change is one Lua script (scripts.py), so one round trip and atomic.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -14,12 +15,22 @@ from typing import Any
 
 import redis
 
-from .connection import Link, check_eviction_policy, connect, redact, resolve_url, translated
+from .connection import (
+    Link,
+    check_eviction_policy,
+    connect,
+    redact,
+    refused,
+    resolve_url,
+    translated,
+)
+from .errors import RedisUnavailable
 from .keys import Keys, QueueKeys
 from .scripts import SCRIPTS
 from .task import DEFAULT_MAX_RETRIES, Task
 
 DEFAULT_RESULT_TTL = 24 * 3600.0
+MAX_RETRY_DELAY = 365 * 86400.0
 PROMOTE_LIMIT = 100
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -30,6 +41,7 @@ class Ack:
 
     task: Task
     record: str   # the result record (JSON) stored under the task's result key
+    result_ttl: float | None = None   # the handler's own; None: the claim's
 
 
 @dataclass(slots=True)
@@ -60,6 +72,13 @@ def result_record(task: Task, result_json: str, worker_id: str, started: float,
             f'"w":{_dumps(worker_id)},"r":{result_json}}}')
 
 
+def retry_ms(delay: float) -> int:
+    """A retry delay in ms: not negative, not NaN or infinite (a handler's backoff may say so)."""
+    if not isinstance(delay, int | float) or not math.isfinite(delay) or delay < 0:
+        return 0
+    return int(min(delay, MAX_RETRY_DELAY) * 1000)
+
+
 class Broker:
     """One Redis connection and the queue operations of tq, for one namespace."""
 
@@ -72,7 +91,7 @@ class Broker:
         self.keys = Keys(namespace)
         self.conn = conn if conn is not None else connect(
             self.url, socket_timeout=socket_timeout, retries=retries, client_name=client_name)
-        self.link = Link(self.conn, retries)
+        self.link = Link(self.conn, retries, self.safe_url)
         self._blocks: dict[str, list[bytes]] = {}
         self._known_queues: dict[str, int] = {}   # queue -> link.connects when registered
 
@@ -161,6 +180,8 @@ class Broker:
         if isinstance(reply, redis.exceptions.NoScriptError):
             reply = script(self.link, keys, args)   # loads it (Redis restarted) and claims
         elif isinstance(reply, Exception):
+            if refused(reply):
+                raise RedisUnavailable(self.safe_url, f"it refused the command: {reply}")
             raise reply
         return self._claim_result(reply, queues)
 
@@ -243,7 +264,7 @@ class Broker:
         """Record a failed attempt: retried after `delay` s while retries are left, else dead."""
         keys = [*self.block(task.queue), self.qkeys(task.queue).proc(worker_id)]
         args = [task.queue, worker_id, task.id, task.token, kind, message, traceback or "",
-                1 if retry else 0, int(max(delay, 0) * 1000), default_max_retries]
+                1 if retry else 0, retry_ms(delay), default_max_retries]
         with translated(self.url):
             outcome, failures, due = SCRIPTS.fail(self.link, keys, args)
         return FailOutcome(outcome.decode(), int(failures), int(due))

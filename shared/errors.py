@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 
 class TQError(Exception):
     """Base of every error tq raises on purpose."""
@@ -58,6 +60,10 @@ class Retry(TQError):
     """Raised by a handler to ask for a retry, optionally after `delay` seconds."""
 
     def __init__(self, reason: str = "retry requested", delay: float | None = None) -> None:
+        if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float)
+                                  or not math.isfinite(delay) or delay < 0):
+            raise ValueError(f"Retry(delay=...) must be a finite number of seconds >= 0, "
+                             f"not {delay!r}")
         self.delay = delay
         super().__init__(reason)
 

@@ -83,6 +83,9 @@ class Supervisor:
         self.processed = self.failed = self.restarts = 0
         self.next_tick = self.next_expired = 0.0
         self.redis_down = False
+        # Other masters' heartbeats read as expired right after an outage (theirs stopped too):
+        # reap them only once everyone has had a TTL of good connection to beat again.
+        self.reap_others_after = 0.0
         self.own_ids = {self.master_id}
         self.broker = Broker(config.redis_url, config.namespace, retries=0,
                              client_name="tq-master")
@@ -150,7 +153,8 @@ class Supervisor:
                      "the configuration only; new handler code needs a restart")
         self.init_signals()
         self.heartbeat()
-        self.recovery.at_startup(cfg.heartbeat_ttl)
+        self.recovery.at_startup()
+        self.reap_others_after = time.monotonic() + cfg.heartbeat_ttl
         self.services.start(cfg)
         log.info("master %s started (pid %d): %d children, app %s, queues %s, Redis %s",
                  self.master_id, self.pid, self.target, ",".join(cfg.app or []) or "-",
@@ -206,6 +210,9 @@ class Supervisor:
             new = load(self.flags, config_file=self.config.config_file)
         except ConfigError as exc:
             log.error("reload: invalid configuration, keeping the current one: %s", exc)
+            return
+        except Exception:   # a reload must never take the running master down
+            log.exception("reload: cannot read the configuration, keeping the current one")
             return
         fixed = {k: getattr(self.config, k) for k in ("redis_url", "namespace", "metrics_bind")}
         if any(getattr(new, k) != v for k, v in fixed.items()):
@@ -432,16 +439,17 @@ class Supervisor:
         self.failed += failed
         self.services.observe(done, self.child_infos())
         try:
-            self.broker.register_queues(self.serving())   # cached; again after a reconnect
             self.heartbeat()
+            if self.redis_down:   # back: others' heartbeats are stale until they beat again
+                log.info("Redis is reachable again")
+                self.redis_down = False
+                self.reap_others_after = now + self.config.heartbeat_ttl
+            self.broker.register_queues(self.serving())   # cached; again after a reconnect
             self.recovery.flush()
-            if now >= self.next_expired:
+            if now >= self.next_expired and now >= self.reap_others_after:
                 self.next_expired = now + REAP_EXPIRED_EVERY
                 self.recovery.expired(self.config.heartbeat_ttl)
             self.services.record(done)
-            if self.redis_down:
-                log.info("Redis is reachable again")
-                self.redis_down = False
         except OUTAGE as exc:
             if not self.redis_down:
                 log.warning("Redis unavailable (%s): children wait for it; retrying", exc)

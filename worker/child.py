@@ -125,6 +125,7 @@ class Child:
         self.stopping = False
         self.blocking = False
         self.unsure = False      # a claim's reply may have been lost: lists hold unknown tasks
+        self.outage_delay: float | None = None   # set while Redis is unavailable
         self.exit_reason = "stopped"
         self.queues: list[str] = []
         self.pending: deque[Task] = deque()
@@ -205,7 +206,7 @@ class Child:
         b.register_worker(self.wid, {
             "id": self.wid, "host": os.uname().nodename, "pid": os.getpid(),
             "master": self.spec.master_pid, "index": self.spec.index, "queues": self.queues,
-            "started": time.time(), "state": "idle"})
+            "started": time.time(), "state": "starting"})
 
     # -- the loop ---------------------------------------------------------------------------
     def loop(self) -> None:
@@ -263,14 +264,16 @@ class Child:
         finally:
             self.blocking = False
 
-    def _settled(self, got: ClaimResult) -> None:
+    def _settled(self, got: ClaimResult, keep: bool = False) -> None:
+        """Log acks the fence refused; forget the batch of acks just sent (unless `keep`)."""
         for tid in got.stale:
             log.warning("task was requeued while this worker ran it (stale claim): its result "
                         "was dropped", extra={**self.extra, "task": tid})
-        self.acks = []
+        if not keep:
+            self.acks = []
 
     def _run(self, task: Task) -> None:
-        if self.acks and self.prefetch.flush_before_next(self._last_run):
+        if self.acks and self.prefetch.flush_before_next(self._last_run, self.acks_since):
             self.redis(lambda: self._settled(self.broker.claim(
                 self.wid, self.queues, 0, acks=self.acks, result_ttl=self.config.result_ttl)))
         started = time.time()
@@ -286,13 +289,22 @@ class Child:
             self.tally.add(task.type, "failed", elapsed, wait)
             if result.outcome in ("retry", "dead"):
                 self.tally.add(task.type, "retried" if result.outcome == "retry" else "dead")
+        elif outcome.result_ttl is not None and outcome.result_ttl != self.config.result_ttl:
+            ack = outcome   # its handler keeps results for its own time: sent on its own
+            self.redis(lambda: self._settled(self.broker.claim(
+                self.wid, self.queues, 0, acks=[ack], result_ttl=ack.result_ttl or 0.0),
+                keep=True))
+            self.tally.add(task.type, "succeeded", elapsed, wait)
         else:
+            if not self.acks:
+                self.acks_since = time.monotonic()
             self.acks.append(outcome)
             self.tally.add(task.type, "succeeded", elapsed, wait)
         self.title.task = None
         self._send_tally()
 
     _last_run = 0.0
+    acks_since = 0.0   # when the oldest ack still waiting to be sent was made
 
     def _on_start(self, task: Task, hard_deadline: float, max_retries: int) -> None:
         s = self.slot.state
@@ -319,34 +331,38 @@ class Child:
 
     # -- Redis outages ----------------------------------------------------------------------
     def redis(self, op: Any) -> Any:
-        """Run a Redis operation, waiting out outages (fenced operations are safe to repeat)."""
-        while True:
-            try:
-                return op()
-            except OUTAGE as exc:
-                self._wait_for_redis(exc)
+        """Run a Redis operation, waiting out outages and refusals (OOM, READONLY...).
 
-    def _wait_for_redis(self, exc: BaseException) -> None:
-        log.warning("Redis unavailable (%s): retrying", exc, extra=self.extra)
-        self.title.state = "reconnecting"
-        delay = 0.05
+        What is retried here is fenced or idempotent (acks, fails, releases), so repeating one
+        whose reply was lost is safe.
+        """
         while True:
-            self.broker.link.close()
-            self._publish(RECONNECTING)
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 2.0)
             try:
-                self.broker.link.call("PING")
-            except OUTAGE:
+                result = op()
+            except OUTAGE as exc:
+                self._pause(exc)
                 continue
-            log.info("Redis is back", extra=self.extra)
-            self.title.state = "idle"
-            return
+            if self.outage_delay is not None:
+                log.info("Redis is back", extra=self.extra)
+                self.outage_delay = None
+                self.title.state = "idle"
+            return result
+
+    def _pause(self, exc: BaseException) -> None:
+        """One wait of an outage: warn when it starts, back off to 2 s, keep the heartbeat."""
+        if self.outage_delay is None:
+            log.warning("Redis unavailable (%s): waiting for it", exc, extra=self.extra)
+            self.title.state = "reconnecting"
+            self.outage_delay = 0.05
+        self.broker.link.close()
+        self._publish(RECONNECTING)
+        time.sleep(self.outage_delay * (0.5 + random.random()))
+        self.outage_delay = min(self.outage_delay * 2, 2.0)
 
     def _recover(self, exc: BaseException) -> None:
         """After a failed claim: its reply may be lost with tasks claimed in it. Settle the
         acks, then hand back whatever this worker's lists hold (nothing of it has started)."""
-        self._wait_for_redis(exc)
+        self._pause(exc)
         if self.acks:
             self.redis(lambda: self._settled(self.broker.claim(
                 self.wid, self.queues, 0, acks=self.acks, result_ttl=self.config.result_ttl)))
