@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -42,6 +43,20 @@ def process_alive(pid: int, started: float | None) -> bool:
         return started is None or proc.create_time() <= started + 1.0
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return False
+
+
+def reap_of(info: dict[str, Any], reason: str) -> Reap:
+    """How to requeue a worker found dead from its registry entry. Its master wrote its state
+    and current task there every second: that task failed with it; an idle worker charges
+    nothing. With no such record (it died before its master's first heartbeat), the first
+    claimed task is taken as the running one."""
+    queues = info.get("queues") if isinstance(info.get("queues"), list) else None
+    state, task = info.get("state"), info.get("task")
+    if state == "busy" and isinstance(task, str) and task:
+        return Reap(info["id"], queues, running=task, reason=reason)
+    if state in ("idle", "stopping", "reconnecting"):
+        return Reap(info["id"], queues, reason=reason)
+    return Reap(info["id"], queues, count_head=True, reason=reason)
 
 
 class Recovery:
@@ -83,16 +98,16 @@ class Recovery:
                          extra={"worker": r.worker_id})
         return reports
 
-    def at_startup(self, heartbeat_ttl: float) -> None:
-        """Recover workers of this host that are gone, orphaned lists, and expired hosts."""
+    def at_startup(self) -> None:
+        """Recover workers of this host that are gone, and orphaned lists (expired hosts are
+        the periodic check's, once this master has been connected for a TTL)."""
         for w in self.broker.registry("workers"):
             wid = w["id"]
             if wid in self.own or w.get("host") != self.host:
                 continue
             pid = w.get("pid")
             if isinstance(pid, int) and not process_alive(pid, w.get("started")):
-                self.add(Reap(wid, w.get("queues"), count_head=True,
-                              reason="worker died: found gone when a master started on its host"))
+                self.add(reap_of(w, "worker died: found gone when a master started on its host"))
         for m in self.broker.registry("masters"):
             pid = m.get("pid")
             if (m["id"] not in self.own and m.get("host") == self.host and isinstance(pid, int)
@@ -101,16 +116,17 @@ class Recovery:
         for wid in self.broker.orphaned_workers():
             if wid not in self.own:
                 self.add(Reap(wid, None, reason="processing list without a registered worker"))
-        self.expired(heartbeat_ttl)
 
     def expired(self, heartbeat_ttl: float) -> None:
         """Recover workers (and forget masters) whose heartbeat is older than the TTL."""
         _, masters, workers = self.broker.expired(heartbeat_ttl)
-        for wid in workers:
-            if wid not in self.own:
-                self.add(Reap(wid, None, count_head=True,
-                              reason=f"worker died: no heartbeat for {heartbeat_ttl:g}s "
-                                     "(its host or master is gone)"))
+        dead = set(workers) - self.own
+        if dead:
+            infos = {w["id"]: w for w in self.broker.registry("workers") if w["id"] in dead}
+            reason = (f"worker died: no heartbeat for {heartbeat_ttl:g}s "
+                      "(its host or master is gone)")
+            for wid in sorted(dead):
+                self.add(reap_of(infos.get(wid, {"id": wid}), reason))
         for mid in masters:
             if mid not in self.own:
                 log.warning("master %s stopped heartbeating: forgetting it", mid)

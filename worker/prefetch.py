@@ -7,6 +7,8 @@ the last batch + claim of the next, one script call) is shared by many tasks.
 
 from __future__ import annotations
 
+import time
+
 BUDGET = 0.001      # seconds of expected work one claim may hold
 MAX_BATCH = 32
 _ALPHA = 0.2        # EWMA weight of the newest task
@@ -29,6 +31,8 @@ class Prefetch:
         return max(1, min(MAX_BATCH, int(BUDGET / max(self.ewma, 1e-6))))
 
     @staticmethod
-    def flush_before_next(last_run: float) -> bool:
-        """Send waiting acks now rather than with the next claim, after a task this slow."""
-        return last_run > BUDGET
+    def flush_before_next(last_run: float, oldest_ack: float) -> bool:
+        """Send waiting acks now rather than with the next claim: after a slow task, or once the
+        oldest has waited 2 budgets. Finished tasks whose ack waits would run again if the child
+        died, so this bounds that to about 2 ms of work."""
+        return last_run > BUDGET or time.monotonic() - oldest_ack > 2 * BUDGET
