@@ -16,7 +16,6 @@ import json
 import mmap
 import os
 import struct
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,10 +85,6 @@ class Slot:
 
     def close(self) -> None:
         self._mem.close()
-
-
-def now_monotonic() -> float:
-    return time.monotonic()
 
 
 # -- pipe messages (child -> master): one JSON object per line ------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -40,20 +41,32 @@ _canonical = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_asci
 Progress = Callable[[int, int], None]
 
 
+MAX_SECONDS = 10 * 365 * 86400   # the longest delay, timeout or unique_for tq takes
+
+
 def _seconds(value: Any, name: str) -> float:
     if isinstance(value, dt.timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ValueError(f"{name} must be a number of seconds, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number of seconds, not {value!r}")
+    if abs(value) > MAX_SECONDS:
+        raise ValueError(f"{name} must be at most {MAX_SECONDS} seconds (ten years), "
+                         f"not {value!r}")
     return float(value)
 
 
 def _eta_ms(eta: Any) -> int:
+    """A datetime (naive = local time) or Unix seconds, within ten years of now, in ms."""
     if isinstance(eta, dt.datetime):
         if eta.tzinfo is None:
-            eta = eta.astimezone()   # a naive datetime is local time
-        return int(eta.timestamp() * 1000)
-    return int(_seconds(eta, "eta") * 1000)
+            eta = eta.astimezone()
+        eta = eta.timestamp()
+    if isinstance(eta, bool) or not isinstance(eta, int | float) or not math.isfinite(eta):
+        raise ValueError(f"eta must be a datetime or a Unix time, not {eta!r}")
+    if abs(eta - time.time()) > MAX_SECONDS:
+        raise ValueError(f"eta {eta!r} is more than ten years away")
+    return int(eta * 1000)
 
 
 class Client:

@@ -7,6 +7,7 @@ setting names below (top level, or under a [tq] table).
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -35,15 +36,17 @@ def _positive_float(v: Any) -> float:
     if isinstance(v, bool):
         raise ValueError("must be a positive number")
     x = float(v)
-    if not x > 0:
-        raise ValueError("must be a positive number")
+    if not (x > 0 and math.isfinite(x)):
+        raise ValueError("must be a positive, finite number")
     return x
 
 
 def _non_negative_float(v: Any) -> float:
-    x = float(v)
-    if not x >= 0:
+    if isinstance(v, bool):
         raise ValueError("must be a number >= 0")
+    x = float(v)
+    if not (x >= 0 and math.isfinite(x)):
+        raise ValueError("must be a finite number >= 0")
     return x
 
 
@@ -183,6 +186,9 @@ def read_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text("utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text: {exc.reason} at byte "
+                          f"{exc.start}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     table = data.get("tq", data)

@@ -19,10 +19,13 @@ class Pidfile:
             old = 0
         if old and old != os.getpid() and _alive(old):
             raise ConfigError(f"pidfile {self.path} names a running process ({old})")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        tmp.write_text(f"{os.getpid()}\n")
-        tmp.replace(self.path)   # atomic: a reader never sees a half-written pid
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+            tmp.write_text(f"{os.getpid()}\n")
+            tmp.replace(self.path)   # atomic: a reader never sees a half-written pid
+        except OSError as exc:
+            raise ConfigError(f"cannot write pidfile {self.path}: {exc.strerror}") from None
 
     def remove(self) -> None:
         try:

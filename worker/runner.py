@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import time
 import traceback
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from tq.broker import Ack, Broker, FailOutcome, result_record
 from tq.errors import PermanentError, Retry
-from tq.handlers import REGISTRY, HandlerSpec
+from tq.handlers import DEFAULT_BACKOFF, REGISTRY, HandlerSpec
 from tq.ids import created_ms
 from tq.task import DEFAULT_MAX_RETRIES, Task
 
@@ -126,7 +127,7 @@ class Runner:
             failure = self._failure(task, spec, "timeout",
                                     f"soft time limit of {lim.soft:g}s exceeded", True)
         except Retry as exc:
-            delay = exc.delay if exc.delay is not None else spec.backoff(task.attempt)
+            delay = exc.delay if exc.delay is not None else backoff(spec, task.attempt)
             failure = self._failure(task, spec, "retry", str(exc), True, delay)
         except PermanentError as exc:
             failure = self._failure(task, spec, "permanent", str(exc) or "permanent error", False)
@@ -144,14 +145,14 @@ class Runner:
         except (TypeError, ValueError) as exc:
             return Failure(task, "error", f"result is not JSON-serialisable: {exc}", None,
                            retry=False), elapsed
-        return Ack(task, result_record(task, result_json, self.worker_id, started,
-                                       time.time())), elapsed
+        return Ack(task, result_record(task, result_json, self.worker_id, started, time.time()),
+                   spec.result_ttl), elapsed
 
     @staticmethod
     def _failure(task: Task, spec: HandlerSpec, kind: str, message: str, retry: bool,
                  delay: float | None = None) -> Failure:
         return Failure(task, kind, message, traceback.format_exc(), retry,
-                       spec.backoff(task.attempt) if delay is None else delay, spec.max_retries)
+                       backoff(spec, task.attempt) if delay is None else delay, spec.max_retries)
 
     def record(self, f: Failure) -> FailOutcome:
         """Write a failure to Redis (retry or dead letter) and log the outcome."""
@@ -171,6 +172,20 @@ class Runner:
             log.warning("%s task was requeued while it ran (stale claim): its failure was "
                         "dropped", task.type, extra=extra)
         return outcome
+
+
+def backoff(spec: HandlerSpec, attempt: int) -> float:
+    """The handler's retry delay for `attempt`; its own backoff function may fail or talk
+    nonsense (NaN, negative), which costs it the default backoff, never the child."""
+    try:
+        delay = spec.backoff(attempt)
+        if isinstance(delay, int | float) and not isinstance(delay, bool) and delay >= 0 \
+                and math.isfinite(delay):
+            return float(delay)
+        log.warning("backoff of %s handler returned %r: using the default", spec.type, delay)
+    except Exception:
+        log.exception("backoff of %s handler failed: using the default", spec.type)
+    return DEFAULT_BACKOFF(attempt)
 
 
 def queue_wait(task: Task, started: float) -> float | None:
