@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from master_proc import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +24,20 @@ def test_delayed_tasks_start_within_50ms_of_their_due_time(masters, client):
         assert -0.005 <= started - due < 0.05, f"started {started - due:+.3f}s from its due time"
 
 
-def test_a_delayed_task_enqueued_while_children_sleep_longer_is_not_late(masters, client):
+def blocked(rconn, name: str) -> int:
+    return sum(1 for c in rconn.client_list() if c.get("name") == name and c.get("cmd") == "blpop"
+               and "b" in c.get("flags", ""))
+
+
+def test_a_delayed_task_enqueued_while_children_sleep_longer_is_not_late(masters, client,
+                                                                          rconn):
     # A child blocked until a far-away task is due must wake for an earlier one enqueued later.
     m = masters("-c", "1", "-A", "procapp")
     m.wait_ready(1)
     client.enqueue("stamp", {}, delay=30)
-    time.sleep(0.2)   # let the child go back to sleep until that one
+    # both asleep again: the child on its wake-up list, the master on its soon lists
+    eventually(lambda: blocked(rconn, "tq-worker") == 1 and blocked(rconn, "tq-master") == 1,
+               what="the child and the master blocked on Redis")
     at = time.time()
     tid = client.enqueue("stamp", {}, delay=0.4)
     assert client.wait(tid, timeout=5) - (at + 0.4) < 0.05

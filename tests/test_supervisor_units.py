@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -103,7 +104,10 @@ def test_prefetch_is_one_for_slow_tasks_and_grows_for_fast_ones():
         p.observe(0.00002)
     assert p.size() == MAX_BATCH
     assert Prefetch(fixed=7).size() == 7
-    assert Prefetch.flush_before_next(0.01) and not Prefetch.flush_before_next(0.0001)
+    now = time.monotonic()
+    assert Prefetch.flush_before_next(0.01, now)           # after a slow task
+    assert Prefetch.flush_before_next(0.0001, now - 0.01)  # acks waiting too long
+    assert not Prefetch.flush_before_next(0.0001, now)
 
 
 def test_slot_is_shared_across_fork():

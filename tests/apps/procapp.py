@@ -75,3 +75,8 @@ def pid(payload, ctx):
 @tq.handler("stamp")
 def stamp(payload, ctx):
     return time.time()
+
+
+@tq.handler("brief", result_ttl=2)
+def brief(payload, ctx):
+    return "kept for two seconds"
