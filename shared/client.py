@@ -159,11 +159,13 @@ class Client:
                                       delay, eta, max_retries, timeout, unique_for, unique_key)
         return self._send(q, [args], [lock] if lock else [])[0]
 
-    def enqueue_many(self, specs: Iterable[Mapping[str, Any] | Sequence[Any]]) -> list[str]:
+    def enqueue_many(self, specs: Iterable[Mapping[str, Any] | Sequence[Any]],
+                     progress: Progress | None = None) -> list[str]:
         """Enqueue many tasks in few round trips; returns their ids in order.
 
         Each spec is a mapping with the keyword arguments of enqueue() (type, payload, ...)
-        or a (type, payload) pair. Every spec is validated before anything is written.
+        or a (type, payload) pair. Every spec is validated before anything is written (an
+        error names it as "spec #i"); progress(done, total) is called after each chunk.
         """
         groups: dict[str, list[tuple[int, list[Any], str | None]]] = {}
         n = 0
@@ -193,12 +195,16 @@ class Client:
             groups.setdefault(q, []).append((i, args, lock))
             n += 1
         ids: list[str] = [""] * n
+        done = 0
         for q, items in groups.items():
             for start in range(0, len(items), ENQUEUE_CHUNK):
                 chunk = items[start:start + ENQUEUE_CHUNK]
                 got = self._send(q, [a for _, a, _ in chunk], [lk for _, _, lk in chunk if lk])
                 for (i, _, _), tid in zip(chunk, got, strict=True):
                     ids[i] = tid
+                done += len(chunk)
+                if progress:
+                    progress(done, n)
         return ids
 
     def _send(self, queue: str, tasks: list[list[Any]], locks: list[str],

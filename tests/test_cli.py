@@ -135,7 +135,7 @@ def test_enqueue_file_with_a_bad_line_after_the_first_chunk_writes_nothing(
     result = run("enqueue", "--file", str(path))
 
     assert result.exit_code == 1
-    assert result.output.startswith(f"Error: {path}:1201: "), result.output
+    assert result.output.splitlines()[-1].startswith(f"Error: {path}:1201: "), result.output
     assert message in result.output
     assert client.queue_sizes() == {}
 

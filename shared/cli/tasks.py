@@ -9,8 +9,8 @@ from typing import IO, Any
 
 import click
 
-from ..client import ENQUEUE_CHUNK, Client
-from ..errors import PayloadError, TaskFailed, WaitTimeout
+from ..client import Client
+from ..errors import TaskFailed, WaitTimeout
 from ..task import TaskInfo
 from . import output as out
 from .common import json_option, open_client, progress
@@ -60,23 +60,6 @@ _SPEC_KEYS = frozenset({"type", "payload"} | {
     if p.kind is inspect.Parameter.KEYWORD_ONLY})
 
 
-def _check_specs(client: Client, specs: list[dict[str, Any]], lines: list[int],
-                 name: str) -> None:
-    """Validate every spec as enqueue_many() will, before any is sent: a bad line must not
-    leave the lines before it enqueued (a rerun of the fixed file would duplicate them)."""
-    for spec, number in zip(specs, lines, strict=True):
-        unknown = set(spec) - _SPEC_KEYS
-        try:
-            if unknown:
-                raise ValueError(f"unknown options {sorted(unknown)}")
-            client._prepare(spec["type"], spec.get("payload", {}), spec.get("queue"),
-                            spec.get("priority", 0), spec.get("delay"), spec.get("eta"),
-                            spec.get("max_retries"), spec.get("timeout"),
-                            spec.get("unique_for"), spec.get("unique_key"))
-        except ValueError as exc:   # PayloadError and ConfigError are ValueErrors too
-            raise click.ClickException(f"{name}:{number}: {exc}") from None
-
-
 @click.command()
 @click.argument("task_type", metavar="[TYPE]", required=False)
 @click.option("--payload", "-p", callback=_payload, metavar="JSON",
@@ -119,18 +102,14 @@ def enqueue(ctx: click.Context, task_type: str | None, payload: dict[str, Any] |
         raise click.UsageError("--payload and --file exclude each other")
     specs, lines = _read_specs(file, task_type, options)
     client = open_client(ctx)
-    _check_specs(client, specs, lines, getattr(file, "name", "-"))
-    ids: list[str] = []
+    name = getattr(file, "name", "-")
     with progress(len(specs), "enqueuing") as update:
-        for start in range(0, len(specs), ENQUEUE_CHUNK):
-            try:
-                ids += client.enqueue_many(specs[start:start + ENQUEUE_CHUNK])
-            except (ValueError, PayloadError) as exc:
-                where = re.sub(r"spec #(\d+)", lambda m, first=start:
-                               f"line {lines[first + int(m[1])]}", str(exc))
-                raise click.ClickException(f"{where} ({len(ids)} tasks enqueued before "
-                                           "it)") from None
-            update(len(ids), len(specs))
+        try:   # enqueue_many checks every spec before it sends any: a bad line sends nothing
+            ids = client.enqueue_many(specs, progress=update)
+        except ValueError as exc:   # PayloadError and ConfigError are ValueErrors too
+            m = re.match(r"spec #(\d+): (.*)", str(exc), re.DOTALL)
+            where = f"{name}:{lines[int(m[1])]}: {m[2]}" if m else f"{name}: {exc}"
+            raise click.ClickException(where) from None
     if as_json:
         out.echo_json({"enqueued": len(ids), "ids": ids})
     else:
