@@ -175,16 +175,16 @@ class Client:
                 try:
                     task_type = options.pop("type")
                 except KeyError:
-                    raise ValueError(f"spec #{i} has no 'type'") from None
+                    raise ValueError(f"spec #{i}: no 'type'") from None
                 payload = options.pop("payload", {})
             elif isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) == 2:
                 (task_type, payload), options = spec, {}
             else:
-                raise ValueError(f"spec #{i} must be a mapping or a (type, payload) pair")
+                raise ValueError(f"spec #{i}: must be a mapping or a (type, payload) pair")
             unknown = set(options) - {"queue", "priority", "delay", "eta", "max_retries",
                                       "timeout", "unique_for", "unique_key"}
             if unknown:
-                raise ValueError(f"spec #{i} has unknown options {sorted(unknown)}")
+                raise ValueError(f"spec #{i}: unknown options {sorted(unknown)}")
             try:
                 q, args, lock = self._prepare(
                     task_type, payload, options.get("queue"), options.get("priority", 0),
