@@ -156,7 +156,8 @@ class Broker:
               result_ttl: float = DEFAULT_RESULT_TTL) -> ClaimResult:
         """Ack `acks`, add `stats` ((queue, field) -> n), then claim up to max_tasks; one trip.
 
-        Raises redis-py's connection errors untranslated: the worker loop handles them.
+        Raises redis-py's connection errors untranslated, and refusals (OOM, READONLY...) as
+        RedisUnavailable: the worker loop handles both (connection.OUTAGE).
         """
         keys, args = self._claim_request(worker_id, queues, max_tasks, acks, stats, result_ttl)
         return self._claim_result(SCRIPTS.claim(self.link, keys, args), queues)

@@ -32,22 +32,20 @@ def _positive_int(v: Any) -> int:
     return n
 
 
-def _positive_float(v: Any) -> float:
-    if isinstance(v, bool):
-        raise ValueError("must be a positive number")
-    x = float(v)
-    if not (x > 0 and math.isfinite(x)):
-        raise ValueError("must be a positive, finite number")
+def _finite(v: Any, zero_ok: bool) -> float:
+    x = float("nan") if isinstance(v, bool) else float(v)
+    if not (math.isfinite(x) and (x >= 0 if zero_ok else x > 0)):
+        raise ValueError("must be a finite number >= 0" if zero_ok
+                         else "must be a positive, finite number")
     return x
+
+
+def _positive_float(v: Any) -> float:
+    return _finite(v, zero_ok=False)
 
 
 def _non_negative_float(v: Any) -> float:
-    if isinstance(v, bool):
-        raise ValueError("must be a number >= 0")
-    x = float(v)
-    if not (x >= 0 and math.isfinite(x)):
-        raise ValueError("must be a finite number >= 0")
-    return x
+    return _finite(v, zero_ok=True)
 
 
 def _names(kind: str) -> Callable[[Any], list[str]]:

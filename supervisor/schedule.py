@@ -50,11 +50,11 @@ class Promoter:
 
     def on_readable(self) -> None:
         """A token arrived (or the block timed out): promote at once."""
-        try:
-            assert self._conn is not None
-            self._conn.read_response()
-        except (*OUTAGE, AssertionError):
-            self._drop()
+        if self._conn is not None:
+            try:
+                self._conn.read_response()
+            except OUTAGE:
+                self._drop()
         self._waiting = False
         self.next_at = 0.0
 

@@ -91,12 +91,18 @@ def write_app(path, version: int) -> None:
     """))
 
 
+def hup_master(masters, tmp_path, concurrency: int):
+    """A master on version 1 of hupapp, configured by tq.toml in tmp_path, children ready."""
+    write_app(tmp_path / "hupapp.py", 1)
+    (tmp_path / "tq.toml").write_text(f'app = "hupapp"\nconcurrency = {concurrency}\n')
+    m = masters(cwd=tmp_path)
+    m.wait_ready(concurrency)
+    return m
+
+
 def test_sighup_reloads_code_and_concurrency_without_losing_a_task(masters, client, tmp_path):
     # Given a master running version 1 of the app with one child (from its config file)
-    write_app(tmp_path / "hupapp.py", 1)
-    (tmp_path / "tq.toml").write_text('app = "hupapp"\nconcurrency = 1\n')
-    m = masters(cwd=tmp_path)
-    m.wait_ready(1)
+    m = hup_master(masters, tmp_path, 1)
     assert client.wait(client.enqueue("version", {}), timeout=10) == 1
     old = m.child_pids()
     busy = client.enqueue_many([("version", {"s": 0.3})] * 6)
@@ -116,10 +122,7 @@ def test_sighup_reloads_code_and_concurrency_without_losing_a_task(masters, clie
 
 
 def test_sighup_with_a_broken_module_keeps_the_old_children(masters, client, tmp_path):
-    write_app(tmp_path / "hupapp.py", 1)
-    (tmp_path / "tq.toml").write_text('app = "hupapp"\nconcurrency = 2\n')
-    m = masters(cwd=tmp_path)
-    m.wait_ready(2)
+    m = hup_master(masters, tmp_path, 2)
     old = m.child_pids()
     (tmp_path / "hupapp.py").write_text("raise ImportError('half-deployed')\n")
     m.signal(signal.SIGHUP)
@@ -130,10 +133,7 @@ def test_sighup_with_a_broken_module_keeps_the_old_children(masters, client, tmp
 
 
 def test_sighup_with_an_invalid_config_keeps_running(masters, client, tmp_path):
-    write_app(tmp_path / "hupapp.py", 1)
-    (tmp_path / "tq.toml").write_text('app = "hupapp"\nconcurrency = 1\n')
-    m = masters(cwd=tmp_path)
-    m.wait_ready(1)
+    m = hup_master(masters, tmp_path, 1)
     (tmp_path / "tq.toml").write_text('app = "hupapp"\nconcurrency = "many"\n')
     m.signal(signal.SIGHUP)
     m.wait_log("reload: invalid configuration, keeping the current one")
@@ -141,10 +141,7 @@ def test_sighup_with_an_invalid_config_keeps_running(masters, client, tmp_path):
 
 
 def test_sighup_with_a_config_file_that_is_not_utf8_keeps_running(masters, client, tmp_path):
-    write_app(tmp_path / "hupapp.py", 1)
-    (tmp_path / "tq.toml").write_text('app = "hupapp"\nconcurrency = 1\n')
-    m = masters(cwd=tmp_path)
-    m.wait_ready(1)
+    m = hup_master(masters, tmp_path, 1)
     (tmp_path / "tq.toml").write_bytes(b'# caf\xe9\napp = "hupapp"\n')
     m.signal(signal.SIGHUP)
     m.wait_log("is not UTF-8 text")
