@@ -25,12 +25,16 @@ from .keys import PRIORITY_LEVELS
 from .scripts import SCRIPTS
 from .task import (
     DEFAULT_MAX_PAYLOAD_BYTES,
+    MAX_PAYLOAD_BYTES,
+    MAX_SECONDS,
     Task,
     TaskInfo,
     encode_body,
     encode_payload,
+    validate_max_retries,
     validate_name,
     validate_priority,
+    validate_timeout,
 )
 
 ENQUEUE_CHUNK = 1000       # tasks per script call in enqueue_many
@@ -39,9 +43,6 @@ WAIT_SLICE = 5.0           # longest single blocking read in wait()
 _canonical = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
 
 Progress = Callable[[int, int], None]
-
-
-MAX_SECONDS = 10 * 365 * 86400   # the longest delay, timeout or unique_for tq takes
 
 
 def _seconds(value: Any, name: str) -> float:
@@ -76,8 +77,10 @@ class Client:
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
                  socket_timeout: float = 10.0) -> None:
         validate_name("namespace", namespace)
-        if max_payload_bytes <= 0:
-            raise ConfigError("max_payload_bytes must be positive")
+        if isinstance(max_payload_bytes, bool) or not isinstance(max_payload_bytes, int) \
+                or not 0 < max_payload_bytes <= MAX_PAYLOAD_BYTES:
+            raise ConfigError(f"max_payload_bytes must be an integer from 1 to "
+                              f"{MAX_PAYLOAD_BYTES}, not {max_payload_bytes!r}")
         # A few transparent retries: a restarted Redis is reconnected to without an error.
         self.broker = Broker(url, namespace, retries=3, socket_timeout=socket_timeout,
                              client_name="tq-client")
@@ -106,13 +109,10 @@ class Client:
         validate_name("type", task_type)
         queue = task_type if queue is None else validate_name("queue", queue)
         validate_priority(priority)
-        if max_retries is not None and (isinstance(max_retries, bool) or
-                                        not isinstance(max_retries, int) or max_retries < 0):
-            raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}")
+        if max_retries is not None:
+            validate_max_retries(max_retries)
         if timeout is not None:
-            timeout = _seconds(timeout, "timeout")
-            if timeout <= 0:
-                raise ValueError("timeout must be positive")
+            timeout = validate_timeout(_seconds(timeout, "timeout"))
         delay_ms = eta_ms = ""
         if delay is not None and eta is not None:
             raise ValueError("give delay or eta, not both")

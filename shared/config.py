@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -16,36 +17,39 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .task import validate_name
+from .task import MAX_SECONDS, validate_name
 
 ENV_PREFIX = "TQ_"
 DEFAULT_CONFIG_FILE = "tq.toml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-def _positive_int(v: Any) -> int:
-    if isinstance(v, bool):
-        raise ValueError("must be a positive integer")
-    n = int(v)
-    if n <= 0:
-        raise ValueError("must be a positive integer")
-    return n
+def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
+    def parse(v: Any) -> int:
+        try:
+            if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+                raise ValueError
+            n = int(v)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"must be an integer from {lo} to {hi}, not {v!r}") from None
+        if not lo <= n <= hi:
+            raise ValueError(f"must be an integer from {lo} to {hi}, not {v!r}")
+        return n
+    return parse
 
 
-def _finite(v: Any, zero_ok: bool) -> float:
-    x = float("nan") if isinstance(v, bool) else float(v)
-    if not (math.isfinite(x) and (x >= 0 if zero_ok else x > 0)):
-        raise ValueError("must be a finite number >= 0" if zero_ok
-                         else "must be a positive, finite number")
-    return x
+def _float_range(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], float]:
+    low = f"above {lo:g}" if lo_open else f"from {lo:g}"
 
-
-def _positive_float(v: Any) -> float:
-    return _finite(v, zero_ok=False)
-
-
-def _non_negative_float(v: Any) -> float:
-    return _finite(v, zero_ok=True)
+    def parse(v: Any) -> float:
+        try:
+            x = float("nan") if isinstance(v, bool) else float(v)
+        except (TypeError, ValueError, OverflowError):
+            x = float("nan")
+        if not (math.isfinite(x) and (x > lo if lo_open else x >= lo) and x <= hi):
+            raise ValueError(f"must be a finite number {low} to {hi:g}, not {v!r}")
+        return x
+    return parse
 
 
 def _names(kind: str) -> Callable[[Any], list[str]]:
@@ -85,7 +89,14 @@ def _bind(v: Any) -> str:
     s = str(v)
     host, sep, port = s.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9808")
+        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, e.g. "
+                         f"127.0.0.1:9808, not {s!r}")
+    if host:
+        try:   # an unknown host is a setting error now, not a traceback when the master binds
+            socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            raise ValueError(f"cannot resolve host {host!r} of {s!r}: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
     return s if host else f"127.0.0.1:{port}"
 
 
@@ -124,18 +135,26 @@ SETTINGS: tuple[Setting, ...] = (
             "MODULE[,MODULE]"),
     Setting("queues", _names("queue"), None, "queues to consume, in priority order "
             "(default: the queues of the registered handlers)", "Q[,Q]"),
-    Setting("concurrency", _positive_int, None, "child processes (default: number of CPUs)", "N"),
-    Setting("prefetch", _positive_int, None, "tasks a child claims per round trip (default: "
-            "adaptive, 1 for slow tasks, more for sub-millisecond ones)", "N"),
-    Setting("max_tasks_per_child", _positive_int, None, "replace a child after N tasks", "N"),
-    Setting("max_memory_per_child", _positive_float, None, "replace a child whose own memory "
-            "(USS) passes MB, after its current task", "MB"),
-    Setting("drain_timeout", _non_negative_float, 25.0, "seconds in-flight tasks get to "
-            "finish on SIGTERM before they are requeued", "S"),
-    Setting("result_ttl", _non_negative_float, 86400.0, "seconds results are kept "
-            "(0: not stored)", "S"),
-    Setting("heartbeat_ttl", _positive_float, 15.0, "seconds without a heartbeat after which "
-            "another master recovers a master's tasks", "S"),
+    Setting("concurrency", _int_range(1, 1024), None, "child processes, 1-1024 (default: "
+            "number of CPUs)", "N"),
+    Setting("prefetch", _int_range(1, 1000), None, "tasks a child claims per round trip, "
+            "1-1000 (default: adaptive, 1 for slow tasks, more for sub-millisecond ones)", "N"),
+    Setting("max_tasks_per_child", _int_range(1, 10**9), None, "replace a child after N tasks",
+            "N"),
+    Setting("max_memory_per_child", _float_range(0, 10**7, lo_open=True), None, "replace a "
+            "child whose own memory (USS) passes MB, after its current task", "MB"),
+    Setting("drain_timeout", _float_range(0, 86400), 25.0, "seconds in-flight tasks get to "
+            "finish on SIGTERM before they are requeued (0-86400)", "S"),
+    Setting("result_ttl", _float_range(0, MAX_SECONDS), 86400.0, "seconds results are kept "
+            "(0: not stored; at most ten years)", "S"),
+    Setting("heartbeat_ttl", _float_range(1, 3600), 15.0, "seconds without a heartbeat after "
+            "which another master recovers a master's tasks (1-3600)", "S"),
+    Setting("max_worker_kills", _int_range(1, 100), 3, "a task whose runs killed this many "
+            "children goes dead (reason killed-worker), whatever its retries", "N"),
+    Setting("stall_timeout", _float_range(1, 86400), 60.0, "seconds a child may show no sign "
+            "of life (stopped, stuck) before it is killed and its task requeued", "S"),
+    Setting("orphan_grace", _float_range(0, 86400), 300.0, "seconds a child whose master died "
+            "may take to finish a task without a timeout (then it exits)", "S"),
     Setting("pidfile", str, None, "write the master's pid to PATH", "PATH"),
     Setting("log_level", _choice(*LOG_LEVELS, upper=True), "INFO", "log level", "LEVEL"),
     Setting("log_format", _choice("text", "json"), "text", "log format", "text|json"),
@@ -164,6 +183,9 @@ class Config:
     drain_timeout: float = 25.0
     result_ttl: float = 86400.0
     heartbeat_ttl: float = 15.0
+    max_worker_kills: int = 3
+    stall_timeout: float = 60.0
+    orphan_grace: float = 300.0
     pidfile: str | None = None
     log_level: str = "INFO"
     log_format: str = "text"

@@ -20,7 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from .task import DEFAULT_MAX_RETRIES, validate_name
+from .task import (
+    DEFAULT_MAX_RETRIES,
+    MAX_SECONDS,
+    validate_max_retries,
+    validate_name,
+    validate_timeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +99,15 @@ def _register(spec: HandlerSpec) -> None:
 
 
 def _check_policy(max_retries: int, timeout: float | None, soft_timeout: float | None) -> None:
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}")
+    """The same ranges as a task's own options (tq.task), so a policy never breaks a worker."""
+    validate_max_retries(max_retries)
     for name, value in (("timeout", timeout), ("soft_timeout", soft_timeout)):
-        if value is not None and (not isinstance(value, int | float) or value <= 0):
-            raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        if value is not None:
+            try:
+                validate_timeout(value)
+            except ValueError:
+                raise ValueError(f"{name} must be a number of seconds above 0 and at most "
+                                 f"{MAX_SECONDS}, not {value!r}") from None
 
 
 def handler(task_type: str, *, queue: str | None = None, max_retries: int = DEFAULT_MAX_RETRIES,

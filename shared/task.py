@@ -24,9 +24,17 @@ from .errors import PayloadError
 from .ids import created_ms
 
 MAX_NAME_LENGTH = 200  # also in _NAME_RE
-DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 DEFAULT_MAX_RETRIES = 3
 PRIORITIES = range(0, 10)
+
+# The limits of a task, the same for every producer (Client, tq enqueue, the dashboard) and for
+# the worker's decoder: a body the door would refuse is dead-lettered as malformed, never run.
+MAX_RETRIES = 1000                   # max_retries: 0 .. 1000
+MAX_SECONDS = 10 * 365 * 86400       # delays, timeouts, unique_for, TTLs: at most ten years
+MAX_PAYLOAD_DEPTH = 100              # nesting of objects and arrays inside the payload
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024   # the largest max_payload_bytes a Client may set
+MAX_BODY_BYTES = MAX_PAYLOAD_BYTES + 4096   # what a worker decodes at most (payload + header)
 
 # Letters, digits and . _ - / @ + : no whitespace, no braces (Redis Cluster hash tags),
 # no colon (key separator), no glob characters (SCAN patterns), no quotes (the Lua header parser).
@@ -58,14 +66,104 @@ def validate_priority(value: object) -> int:
     return value
 
 
-def encode_payload(payload: object) -> str:
-    """The payload as compact JSON; PayloadError unless it is a JSON-serialisable object."""
+def validate_max_retries(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+        raise ValueError(f"max_retries must be an integer from 0 to {MAX_RETRIES}, "
+                         f"not {value!r}")
+    return value
+
+
+def validate_timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not 0 < value <= MAX_SECONDS:   # NaN fails the comparison too
+        raise ValueError(f"timeout must be a number of seconds above 0 and at most "
+                         f"{MAX_SECONDS} (ten years), not {value!r}")
+    return float(value)
+
+
+_JSON_KEYS = (str, int, float, bool, type(None))   # what json.dumps accepts as object keys
+_SCALARS = (int, float, bool, type(None))
+
+
+def _json_key(key: object) -> str:
+    """The key json.dumps writes for `key` (1 -> "1", True -> "true", None -> "null")."""
+    return key if isinstance(key, str) else _dumps(key)
+
+
+def _path(parts: list[object]) -> str:
+    shown = "".join(f"[{p!r}]" for p in parts[-8:])
+    return "payload" + (f"...({len(parts) - 8} levels)..." if len(parts) > 8 else "") + shown
+
+
+def check_payload(payload: object, max_depth: int = MAX_PAYLOAD_DEPTH) -> None:
+    """PayloadError (naming the path) unless `payload` is a JSON object tq can store as it is:
+    nesting within max_depth, no two keys that JSON would write alike ({1: .., "1": ..}), no
+    text that is not valid Unicode (a lone surrogate), only JSON types."""
     if not isinstance(payload, dict):
         raise PayloadError(f"payload must be a JSON object (dict), not {type(payload).__name__}")
+    # Iterative (a deep payload must not exhaust the interpreter's stack here either).
+    stack: list[tuple[object, list[object], int]] = [(payload, [], 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise PayloadError(f"{_path(path)}: not valid Unicode text "
+                                       f"({exc.reason} at position {exc.start})") from None
+            continue
+        if isinstance(value, _SCALARS):
+            continue
+        if not isinstance(value, dict | list | tuple):
+            raise PayloadError(f"{_path(path)}: {type(value).__name__} is not JSON-serialisable")
+        if depth > max_depth:
+            raise PayloadError(f"{_path(path)}: nested deeper than {max_depth} levels")
+        if isinstance(value, dict):
+            seen: dict[str, object] = {}
+            for key, item in value.items():
+                if not isinstance(key, _JSON_KEYS):
+                    raise PayloadError(f"{_path(path)}: key {key!r} is not JSON-serialisable as an object key")
+                name = _json_key(key)
+                if name in seen:
+                    raise PayloadError(f"{_path(path)}: keys {seen[name]!r} and {key!r} are "
+                                       f"both written as {name!r} in JSON (one would be lost)")
+                seen[name] = key
+                if isinstance(key, str) and not key.isascii():
+                    stack.append((key, [*path, key], depth))
+                stack.append((item, [*path, key], depth + 1))
+        else:
+            stack.extend((item, [*path, i], depth + 1) for i, item in enumerate(value))
+
+
+def encode_payload(payload: object) -> str:
+    """The payload as compact JSON; PayloadError unless check_payload() accepts it."""
+    check_payload(payload)
     try:
         return _dumps(payload)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"payload is not JSON-serialisable: {exc}") from None
+
+
+def payload_depth_ok(raw: bytes | str, doc: object, max_depth: int = MAX_PAYLOAD_DEPTH) -> bool:
+    """Is the decoded body `doc` nested within the limit? Cheap for the usual small body: only
+    one with more brackets than the limit is walked."""
+    opens = raw.count(b"{" if isinstance(raw, bytes) else "{") + \
+        raw.count(b"[" if isinstance(raw, bytes) else "[")
+    if opens <= max_depth + 1:   # the body's own object adds one level
+        return True
+    stack: list[tuple[object, int]] = [(doc, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            if depth > max_depth:
+                return False
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            if depth > max_depth:
+                return False
+            stack.extend((v, depth + 1) for v in value)
+    return True
 
 
 def encode_body(
@@ -118,25 +216,35 @@ class Task:
     @classmethod
     def from_body(cls, task_id: str, queue: str, body: bytes | str, failures: int = 0,
                   token: str = "") -> Task:
-        """Decode a stored body; a body tq cannot use gives a Task with `malformed` set."""
+        """Decode a stored body; a body tq cannot use gives a Task with `malformed` set.
+
+        Total: whatever Redis holds (any bytes, any depth, any numbers), the verdict is a Task
+        or a malformed Task, never an exception, so no body can take a worker down.
+        """
         try:
+            if len(body) > MAX_BODY_BYTES:
+                raise ValueError(f"body of {len(body)} bytes is over the limit of "
+                                 f"{MAX_BODY_BYTES}")
             doc = json.loads(body)
             if not isinstance(doc, dict) or not isinstance(doc.get("p"), dict):
                 raise ValueError("not an object with a 'p' payload object")
+            if not payload_depth_ok(body, doc["p"]):
+                raise ValueError(f"payload nested deeper than {MAX_PAYLOAD_DEPTH} levels")
             task_type = doc.get("t", queue)
             validate_name("type", task_type)
             priority = doc.get("r", 0)
             validate_priority(priority)
             max_retries = doc.get("m")
-            if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
-                raise ValueError(f"bad max_retries {max_retries!r}")
+            if max_retries is not None:
+                validate_max_retries(max_retries)
             timeout = doc.get("o")
-            if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-                raise ValueError(f"bad timeout {timeout!r}")
-        except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError
-            raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+            if timeout is not None:
+                timeout = validate_timeout(timeout)
+        except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError, ValueError...
+            raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+            why = str(exc) or type(exc).__name__
             return cls(task_id, queue, "?", {}, failures=failures, token=token,
-                       malformed=f"malformed task body ({exc}): {raw[:200]!r}")
+                       malformed=f"malformed task body ({why[:300]}): {raw[:200]!r}")
         return cls(task_id, queue, task_type, doc["p"], priority, max_retries, timeout,
                    failures, token)
 

@@ -19,6 +19,12 @@ log = logging.getLogger("tq.master")
 _SHORT = {"concurrency": "-c", "app": "-A", "queues": "-Q"}
 
 
+class SettingError(click.ClickException):
+    """A setting tq cannot use: one line naming it, its value and its range; exit 2."""
+
+    exit_code = exitcodes.USAGE
+
+
 def setting_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """One click option per setting in tq.config.SETTINGS (the single place they are declared)."""
     for s in reversed(SETTINGS):
@@ -48,7 +54,7 @@ def start(config_file: str | None, **flags: Any) -> None:
     try:
         config = load(flags, config_file=config_file)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise SettingError(str(exc)) from None
     if not config.app and not config.queues:
         raise click.UsageError("give the handler modules with -A MODULE (or TQ_APP, or app in "
                                "the config file)")
@@ -63,7 +69,10 @@ def _run(config: Config, flags: dict[str, Any]) -> int:
 
     try:
         return Supervisor(config, {k: v for k, v in flags.items() if k != "config_file"}).run()
-    except (RedisUnavailable, EvictionPolicyError, ConfigError) as exc:
+    except ConfigError as exc:   # found at start-up: a port in use, an unwritable pidfile
+        log.critical("%s", exc)
+        return exitcodes.USAGE
+    except (RedisUnavailable, EvictionPolicyError) as exc:
         log.critical("%s", exc)
         return exitcodes.FAILURE
 

@@ -143,6 +143,12 @@ class Supervisor:
         self.broker.load_scripts()
         if self.pidfile:
             self.pidfile.create()
+        try:
+            self.services.start(cfg)   # first: a metrics port in use stops the start cleanly
+        except Exception:
+            if self.pidfile:
+                self.pidfile.remove()
+            raise
         if cfg.preload:
             error = import_app(cfg.app)
             if error:
@@ -155,7 +161,6 @@ class Supervisor:
         self.heartbeat()
         self.recovery.at_startup()
         self.reap_others_after = time.monotonic() + cfg.heartbeat_ttl
-        self.services.start(cfg)
         log.info("master %s started (pid %d): %d children, app %s, queues %s, Redis %s",
                  self.master_id, self.pid, self.target, ",".join(cfg.app or []) or "-",
                  ",".join(cfg.queues or []) or "from handlers", self.broker.safe_url)

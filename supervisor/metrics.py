@@ -31,7 +31,7 @@ from tq import __version__
 from tq.broker import Broker
 from tq.client import Client
 from tq.config import split_bind
-from tq.errors import TQError
+from tq.errors import ConfigError, TQError
 from tq.tally import BUCKETS, Histogram, Tally
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,11 @@ class Metrics:
     def serve(self, bind: str) -> None:
         """Serve /metrics on HOST:PORT from a daemon thread."""
         host, port = split_bind(bind)
-        self._server, _ = start_http_server(port, host, registry=self.registry)
+        try:
+            self._server, _ = start_http_server(port, host, registry=self.registry)
+        except OSError as exc:   # in use, not an address of this machine, no permission
+            raise ConfigError(f"--metrics-bind {bind}: cannot listen there: "
+                              f"{exc.strerror or exc}") from None
         self.address = (host, self._server.server_port)
 
     def fds(self) -> list[int]:

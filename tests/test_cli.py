@@ -74,9 +74,9 @@ def test_enqueue_usage_errors_exit_2(client: tq.Client, args: list[str], message
     assert client.queue_sizes() == {}
 
 
-def test_enqueue_rejected_by_the_client_exits_1(client: tq.Client):
+def test_enqueue_rejected_by_the_client_exits_2(client: tq.Client):
     result = run("enqueue", "email", "--queue", "bad queue name")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.startswith("Error: ") and "queue" in result.output
 
 
@@ -106,13 +106,13 @@ def test_enqueue_file_with_invalid_json_writes_nothing(client: tq.Client, tmp_pa
     path = tmp_path / "tasks.jsonl"
     path.write_text('{"type": "email"}\n{"type": oops}\n')
     result = run("enqueue", "--file", str(path))
-    assert result.exit_code == 1
-    assert f"Error: {path}:2: invalid JSON" in result.output
+    assert result.exit_code == 2
+    assert f"Error: {path}: line 2: invalid JSON" in result.output
     assert client.queue_sizes() == {}
 
     path.write_text('{"payload": {}}\n')
     result = run("enqueue", "--file", str(path))
-    assert result.exit_code == 1 and 'no "type"' in result.output
+    assert result.exit_code == 2 and 'no "type"' in result.output
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -134,8 +134,9 @@ def test_enqueue_file_with_a_bad_line_after_the_first_chunk_writes_nothing(
 
     result = run("enqueue", "--file", str(path))
 
-    assert result.exit_code == 1
-    assert result.output.splitlines()[-1].startswith(f"Error: {path}:1201: "), result.output
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1].startswith(f"Error: {path}: line 1201: "), \
+        result.output
     assert message in result.output
     assert client.queue_sizes() == {}
 
@@ -152,8 +153,8 @@ def test_enqueue_file_of_payloads_checks_each_against_the_size_limit(client: tq.
     payloads[1099] = {"blob": "x" * (2 * tq.task.DEFAULT_MAX_PAYLOAD_BYTES)}
     path.write_text("".join(json.dumps(p) + "\n" for p in payloads))
     result = run("enqueue", "email", "--file", str(path))
-    assert result.exit_code == 1
-    assert f"{path}:1100: task body is" in result.output and "max_payload_bytes" in result.output
+    assert result.exit_code == 2
+    assert f"{path}: line 1100: task body is" in result.output and "max_payload_bytes" in result.output
     assert client.queue_sizes() == {}
 
 

@@ -149,7 +149,7 @@ def test_config_precedence_flags_over_env_over_file_over_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("flags,env,message", [
-    ({"concurrency": "0"}, {}, "--concurrency: must be a positive integer"),
+    ({"concurrency": "0"}, {}, "--concurrency: must be an integer from 1 to 1024, not '0'"),
     ({}, {"TQ_DRAIN_TIMEOUT": "soon"}, "TQ_DRAIN_TIMEOUT"),
     ({"queues": "a,{b}"}, {}, "queue"),
     ({"metrics_bind": "9808x"}, {}, "HOST:PORT"),
@@ -172,7 +172,7 @@ def test_config_file_errors_are_clear(tmp_path):
 
 def test_cli_usage_errors_exit_2_with_a_message():
     runner = CliRunner()
-    for args, text in ((["start", "-c", "0", "-A", "x"], "must be a positive integer"),
+    for args, text in ((["start", "-c", "0", "-A", "x"], "must be an integer from 1 to 1024"),
                        (["start"], "give the handler modules with -A"),
                        (["start", "--bogus"], "No such option")):
         result = runner.invoke(master_cli, args, env={"TQ_CONCURRENCY": ""})

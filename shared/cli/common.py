@@ -20,6 +20,12 @@ json_option = click.option("--json", "as_json", is_flag=True,
 yes_option = click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
 
 
+class BadInput(click.ClickException):
+    """Input tq cannot use (a bad line of a file, a value out of range): exit 2, one line."""
+
+    exit_code = 2
+
+
 def open_client(ctx: click.Context) -> Client:
     """A tq.Client for the group's --redis-url/--namespace/--config, closed with the command."""
     obj = ctx.find_root().obj or {}

@@ -11,9 +11,9 @@ import click
 
 from ..client import Client
 from ..errors import TaskFailed, WaitTimeout
-from ..task import TaskInfo
+from ..task import MAX_RETRIES, TaskInfo
 from . import output as out
-from .common import json_option, open_client, progress
+from .common import BadInput, json_option, open_client, progress
 
 
 def _payload(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -21,6 +21,8 @@ def _payload(ctx: click.Context, param: click.Parameter, value: str | None) -> A
         return None
     try:
         payload = json.loads(value)
+    except RecursionError:
+        raise click.BadParameter("not valid JSON: nested too deep") from None
     except ValueError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
@@ -28,25 +30,38 @@ def _payload(ctx: click.Context, param: click.Parameter, value: str | None) -> A
     return payload
 
 
-def _read_specs(stream: IO[str], task_type: str | None,
+def _read_specs(stream: IO[bytes], task_type: str | None,
                 options: dict[str, Any]) -> tuple[list[dict[str, Any]], list[int]]:
-    """Parse a JSONL file into enqueue_many specs (and each spec's line number)."""
+    """Parse a JSONL file into enqueue_many specs (and each spec's line number).
+
+    Read as bytes and decoded line by line, so a file that is not UTF-8 text (or not text at
+    all) is one error naming its line, like bad JSON or a payload nested too deep.
+    """
     specs, lines = [], []
     name = getattr(stream, "name", "-")
-    for number, line in enumerate(stream, 1):
+
+    def bad(number: int, why: str) -> BadInput:
+        return BadInput(f"{name}: line {number}: {why}")
+
+    for number, raw in enumerate(stream, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise bad(number, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         if not line.strip():
             continue
         try:
             doc = json.loads(line)
+        except RecursionError:
+            raise bad(number, "invalid JSON: nested too deep") from None
         except ValueError as exc:
-            raise click.ClickException(f"{name}:{number}: invalid JSON: {exc}") from None
+            raise bad(number, f"invalid JSON: {exc}") from None
         if not isinstance(doc, dict):
-            raise click.ClickException(f"{name}:{number}: expected a JSON object")
+            raise bad(number, "expected a JSON object")
         if task_type is not None:        # each line is a payload of TYPE
             spec = {"type": task_type, "payload": doc, **options}
         elif not isinstance(doc.get("type"), str):
-            raise click.ClickException(f"{name}:{number}: no \"type\" (give TYPE to read "
-                                       "lines as payloads)")
+            raise bad(number, 'no "type" (give TYPE to read lines as payloads)')
         else:                            # each line is a spec: type, payload, options
             spec = {**options, **doc}
         specs.append(spec)
@@ -68,18 +83,18 @@ _SPEC_KEYS = frozenset({"type", "payload"} | {
 @click.option("--delay", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
               help="run no earlier than this many seconds from now")
 @click.option("--queue", default=None, help="queue (default: the type's name)")
-@click.option("--max-retries", type=click.IntRange(min=0), default=None,
+@click.option("--max-retries", type=click.IntRange(0, MAX_RETRIES), default=None,
               help="override the handler's max_retries")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS", help="override the handler's hard timeout")
-@click.option("--file", "-f", "file", type=click.File("r"), default=None,
+@click.option("--file", "-f", "file", type=click.File("rb"), default=None,
               help="enqueue every line of a JSONL file ('-': stdin): payloads of TYPE, or "
                    "objects with type, payload and options")
 @json_option
 @click.pass_context
 def enqueue(ctx: click.Context, task_type: str | None, payload: dict[str, Any] | None,
             priority: int | None, delay: float | None, queue: str | None,
-            max_retries: int | None, timeout: float | None, file: IO[str] | None,
+            max_retries: int | None, timeout: float | None, file: IO[bytes] | None,
             as_json: bool) -> None:
     """Enqueue a task of TYPE, or many from a JSONL file; prints the new ids."""
     options = {k: v for k, v in (("priority", priority), ("delay", delay), ("queue", queue),
@@ -91,8 +106,8 @@ def enqueue(ctx: click.Context, task_type: str | None, payload: dict[str, Any] |
         client = open_client(ctx)
         try:
             task_id = client.enqueue(task_type, payload or {}, **options)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
+        except ValueError as exc:   # a bad name or payload: bad input, like a bad option
+            raise BadInput(str(exc)) from None
         if as_json:
             out.echo_json({"id": task_id})
         else:
@@ -108,8 +123,8 @@ def enqueue(ctx: click.Context, task_type: str | None, payload: dict[str, Any] |
             ids = client.enqueue_many(specs, progress=update)
         except ValueError as exc:   # PayloadError and ConfigError are ValueErrors too
             m = re.match(r"spec #(\d+): (.*)", str(exc), re.DOTALL)
-            where = f"{name}:{lines[int(m[1])]}: {m[2]}" if m else f"{name}: {exc}"
-            raise click.ClickException(where) from None
+            where = f"{name}: line {lines[int(m[1])]}: {m[2]}" if m else f"{name}: {exc}"
+            raise BadInput(where) from None
     if as_json:
         out.echo_json({"enqueued": len(ids), "ids": ids})
     else:
