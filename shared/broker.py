@@ -274,11 +274,14 @@ class Broker:
     def requeue_worker(self, worker_id: str, queues: Sequence[str] | None = None, *,
                        running_task_id: str | None = None, count_head: bool = False,
                        kind: str = "died", reason: str = "worker died",
-                       default_max_retries: int = DEFAULT_MAX_RETRIES) -> RequeueReport:
+                       default_max_retries: int = DEFAULT_MAX_RETRIES,
+                       killed: bool = False, max_kills: int = 0) -> RequeueReport:
         """Put back everything `worker_id` holds, at the front of its queues.
 
         The running task (running_task_id, or the first claimed one with count_head) counts a
-        failed attempt with `reason`; the rest (prefetched, never started) do not.
+        failed attempt with `reason`; the rest (prefetched, never started) do not. `killed`:
+        that run crashed its worker, which the task is charged with too; after `max_kills`
+        such deaths it is dead-lettered as 'killed-worker' (0: no such limit).
         """
         if queues is None:
             queues = self.queues_of(worker_id)
@@ -288,8 +291,9 @@ class Broker:
         with translated(self.url):
             for q in queues:
                 keys = [*self.block(q), self.qkeys(q).proc(worker_id)]
-                n, dead = SCRIPTS.requeue(self.link, keys, [q, mode, running, kind, reason,
-                                                            default_max_retries])
+                n, dead = SCRIPTS.requeue(self.link, keys, [
+                    q, mode, running, kind, reason, default_max_retries,
+                    1 if killed else 0, max_kills])
                 report.requeued += int(n)
                 report.dead.extend(d.decode() for d in dead)
         return report

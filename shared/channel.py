@@ -26,6 +26,10 @@ STATE_NAMES = ("starting", "idle", "busy", "stopping", "reconnecting")
 # processed, failed, max_retries (-1 = unknown), task id, type, queue
 _LAYOUT = struct.Struct("<QB7xdddQQq32s64s64s")
 SLOT_SIZE = _LAYOUT.size
+# After the seqlocked state, written by another thread of the child: the last monotonic time
+# the child's interpreter ran at all (one aligned 8-byte store: never torn on the platforms
+# tq runs on). A stopped or wedged child stops moving it, busy or not.
+_ALIVE = struct.Struct("<d")
 
 
 @dataclass(slots=True)
@@ -58,7 +62,7 @@ class Slot:
     """A child's state in shared memory: the child writes, the master reads (seqlock)."""
 
     def __init__(self) -> None:
-        self._mem = mmap.mmap(-1, SLOT_SIZE)   # anonymous and MAP_SHARED: survives fork
+        self._mem = mmap.mmap(-1, SLOT_SIZE + _ALIVE.size)   # anonymous, MAP_SHARED: survives fork
         self._seq = 0
         self.state = ChildState()
 
@@ -72,6 +76,14 @@ class Slot:
                           _enc(s.type, 64), _enc(s.queue, 64))
         self._seq += 1
         struct.pack_into("<Q", self._mem, 0, self._seq)
+
+    def beat(self, now: float) -> None:
+        """Child side, from its watch thread: the child is alive and scheduled."""
+        _ALIVE.pack_into(self._mem, SLOT_SIZE, now)
+
+    def alive(self) -> float:
+        """Master side: when the child last showed a sign of life (monotonic seconds)."""
+        return max(_ALIVE.unpack_from(self._mem, SLOT_SIZE)[0], self.read().heartbeat)
 
     def read(self) -> ChildState:
         """A consistent copy of the child's state (master side)."""

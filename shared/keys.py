@@ -15,7 +15,8 @@ queue's keys, all passed in KEYS) stays inside one Redis Cluster slot. Registry 
 | ns:{Q}:sched                 | zset   | id -> due time (Redis ms): delayed tasks and retries    |
 | ns:{Q}:run                   | hash   | id -> "worker|token|claimed_ms" for claimed tasks       |
 | ns:{Q}:proc:W                | list   | ids claimed by worker W, in the order it runs them      |
-| ns:{Q}:fails                 | hash   | id -> failed attempts so far (absent: none)             |
+| ns:{Q}:fails                 | hash   | id -> failed attempts so far (absent: none);            |
+|                              |        | "id:k" -> how many workers its runs killed (crashes)    |
 | ns:{Q}:errors                | hash   | id -> last error (JSON: message, kind, traceback, time) |
 | ns:{Q}:dead                  | zset   | id -> time it was dead-lettered (Redis ms)              |
 | ns:{Q}:res:ID                | string | result record (JSON), expires after the result TTL     |

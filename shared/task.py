@@ -123,7 +123,8 @@ def check_payload(payload: object, max_depth: int = MAX_PAYLOAD_DEPTH) -> None:
             seen: dict[str, object] = {}
             for key, item in value.items():
                 if not isinstance(key, _JSON_KEYS):
-                    raise PayloadError(f"{_path(path)}: key {key!r} is not JSON-serialisable as an object key")
+                    raise PayloadError(f"{_path(path)}: key {key!r} is not JSON-serialisable "
+                                       "as an object key")
                 name = _json_key(key)
                 if name in seen:
                     raise PayloadError(f"{_path(path)}: keys {seen[name]!r} and {key!r} are "
@@ -240,7 +241,7 @@ class Task:
             timeout = doc.get("o")
             if timeout is not None:
                 timeout = validate_timeout(timeout)
-        except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError, ValueError...
+        except Exception as exc:  # RecursionError, MemoryError, ValueError...
             raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
             why = str(exc) or type(exc).__name__
             return cls(task_id, queue, "?", {}, failures=failures, token=token,

@@ -7,7 +7,10 @@ import os
 import random
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass, field
+
+import psutil
 
 from tq import exitcodes
 from tq.channel import BUSY, ChildState, PipeReader, Slot
@@ -79,17 +82,26 @@ class Death:
     clean: bool             # exited 0 (a graceful stop)
     how: str                # "killed by signal 9 (SIGKILL) - out of memory?"
     counted: str | None     # the task that failed with it (counts an attempt), if any
-    kind: str               # error kind recorded for that task: died | timeout
+    kind: str               # error kind recorded for that task: died | timeout | stalled
     reason: str             # error message recorded for that task
     note: str               # why it ended, for the log: drain, memory, timeout, crashed...
     cause: str              # restart reason for metrics; "exited"/"signal" mean a crash
-    crashed: bool           # counts toward the crash-loop backoff
+    crashed: bool           # died without being asked to
+    killed: bool = False    # its running task crashed it: charged to the task as a kill
+    paced: bool = False     # no task explains it (a boot failure, a bug in the pool): back off
 
 
 def account(c: Child, status: int) -> Death:
     """Decide what a child's exit means. Killed for its task's time limit or crashed while
-    busy: the running task failed (an attempt counts). Killed by us for a drain or a quit:
-    nothing counts, the task did nothing wrong."""
+    busy: the running task failed (an attempt counts; a crash also counts as a kill, so a
+    poison task is set aside after a few). Killed by us for a drain or a quit: nothing
+    counts, the task did nothing wrong.
+
+    Pacing looks at the cause: a crash that a running task explains is that task's, and a
+    signal that kills an idle, ready child came from outside (the OOM killer, an operator):
+    both are replaced at once. A child that dies before it is ready, or exits with an error
+    of its own while no task runs, says the pool is broken (bad import, bad config): those
+    back off, so a bad deploy does not fork in a loop."""
     clean, how = describe_exit(status)
     st = c.state
     running = st.task if st.state == BUSY and st.task else None
@@ -97,6 +109,9 @@ def account(c: Child, status: int) -> Death:
     if c.kill_reason == "timeout":
         counted, kind = running, "timeout"
         reason = f"hard time limit exceeded: worker killed after {time.time() - st.started:.1f}s"
+    elif c.kill_reason == "stalled":
+        counted, kind = running, "stalled"
+        reason = f"worker stopped making progress and was killed: {how}"
     elif c.kill_reason in (None, "heartbeat", "boot") and not clean:
         counted = running
     note = c.kill_reason or c.stop_reason or c.exited or ("" if clean else "crashed")
@@ -104,19 +119,25 @@ def account(c: Child, status: int) -> Death:
     crashed = not cause and not clean
     if crashed:
         cause = "exited" if os.WIFEXITED(status) else "signal"
-    return Death(clean, how, counted, kind, reason, note, cause or "exited", crashed)
+    killed = crashed and counted is not None
+    paced = crashed and not killed and (not c.ready or os.WIFEXITED(status))
+    return Death(clean, how, counted, kind, reason, note, cause or "exited", crashed,
+                 killed, paced)
 
 
 class RestartPacer:
-    """Exponential backoff with jitter for children that keep crashing."""
+    """When the next child may be forked: exponential backoff with jitter for crashes that
+    no task explains, and a bound on the fork rate whatever the cause."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_forks_per_second: float = 10.0) -> None:
         self.crashes = 0
         self.last_crash = 0.0
         self.not_before = 0.0
+        self.max_rate = max_forks_per_second
+        self._forks: deque[float] = deque()
 
     def crashed(self) -> float:
-        """Record a crash; returns the delay before the next spawn."""
+        """Record an unexplained crash; returns the delay before the next spawn."""
         now = time.monotonic()
         if now - self.last_crash > HEALTHY_AFTER:
             self.crashes = 0
@@ -131,7 +152,16 @@ class RestartPacer:
         return delay
 
     def may_spawn(self) -> bool:
-        return time.monotonic() >= self.not_before
+        now = time.monotonic()
+        if now < self.not_before:
+            return False
+        forks = self._forks
+        while forks and now - forks[0] >= 1.0:
+            forks.popleft()
+        return len(forks) < self.max_rate
+
+    def spawned(self) -> None:
+        self._forks.append(time.monotonic())
 
 
 def fork_child(index: int, worker_id: str, generation: int, master_pid: int, config: Config,
@@ -147,6 +177,16 @@ def fork_child(index: int, worker_id: str, generation: int, master_pid: int, con
                        preloaded))
     os.close(w)
     return Child(index, pid, worker_id, generation, slot, PipeReader(r))
+
+
+def process_state(pid: int) -> str:
+    """The kernel's word for a process, for logs: 'stopped (SIGSTOP?)', 'running', ..."""
+    try:
+        status = psutil.Process(pid).status()
+    except psutil.Error:
+        return "gone"
+    return "stopped (SIGSTOP?)" if status in (psutil.STATUS_STOPPED,
+                                              psutil.STATUS_TRACING_STOP) else status
 
 
 def reap() -> list[tuple[int, int]]:

@@ -36,7 +36,7 @@ from tq.tally import Tally
 from tq.worker.child import import_app
 
 from . import report
-from .children import Child, RestartPacer, account, fork_child, reap
+from .children import Child, RestartPacer, account, fork_child, process_state, reap
 from .memory import own_memory
 from .pidfile import Pidfile
 from .recovery import Reap, Recovery
@@ -49,6 +49,7 @@ WAIT_MAX = 0.1             # loop period: how late a time limit or a due task ma
 TICK = 1.0                 # heartbeat, memory, titles, statistics
 REAP_EXPIRED_EVERY = 5.0
 BOOT_TIMEOUT = 120.0       # a child that is not ready this long after fork is stuck
+MIN_FORK_RATE = 10         # forks per second allowed whatever the pool size (2 x target above)
 SIGNALS = ("TERM", "INT", "QUIT", "HUP", "TTIN", "TTOU", "CHLD")
 
 
@@ -90,6 +91,7 @@ class Supervisor:
         self.broker = Broker(config.redis_url, config.namespace, retries=0,
                              client_name="tq-master")
         self.recovery = Recovery(self.broker, self.host, self.own_ids)
+        self.recovery.max_kills = config.max_worker_kills
         self.pidfile = Pidfile(config.pidfile) if config.pidfile else None
         self.services = Services(self.broker, self.master_id)
         self.promoter = Promoter(self.broker)
@@ -271,6 +273,7 @@ class Supervisor:
             c.reader.fd for c in self.children.values()]
         child = fork_child(index, worker_id, self.generation, self.pid, self.config, close,
                            self.config.preload)
+        self.pacer.spawned()
         self.children[child.pid] = child
         self.own_ids.add(worker_id)
         log.info("started worker[%d] (pid %d, generation %d)", index, child.pid,
@@ -322,8 +325,9 @@ class Supervisor:
         quiet = d.clean or c.kill_reason in ("quit", "drain_timeout")
         log.log(logging.INFO if quiet else logging.WARNING, "worker[%d] (pid %d) %s%s", c.index,
                 c.pid, d.how, f" [{d.note}]" if d.note else "", extra=extra)
+        self.recovery.max_kills = self.config.max_worker_kills
         report = self.recovery.add(Reap(c.worker_id, c.queues or None, running=d.counted,
-                                        kind=d.kind, reason=d.reason))
+                                        kind=d.kind, reason=d.reason, killed=d.killed))
         if d.counted:   # a death is that task's failed run, retried or dead like any other
             ttype = c.state.type or "?"
             self.tally.add(ttype, "failed")
@@ -331,10 +335,11 @@ class Supervisor:
                 self.tally.add(ttype, "dead" if d.counted in report.dead else "retried")
         if self.draining:
             return
-        if d.crashed:
+        if d.paced:
             delay = self.pacer.crashed()
             if delay:
-                log.warning("children keep crashing: next start in %.1fs", delay)
+                log.warning("children keep crashing with no task to blame: next start in "
+                            "%.1fs", delay)
         self.restarts += 1
         self.services.child_restarted(d.cause)
         if not c.ready:
@@ -365,6 +370,12 @@ class Supervisor:
                 log.error("worker[%d] stopped reporting while idle (hung?): replacing it",
                           c.index, extra={"worker": c.worker_id})
                 self.kill(c, "heartbeat")
+            elif now - c.slot.alive() > self.config.stall_timeout:
+                log.error("worker[%d] showed no sign of life for %.0fs (%s): killing it; its "
+                          "task goes back to the queue", c.index, now - c.slot.alive(),
+                          process_state(c.pid), extra={"worker": c.worker_id,
+                                                       **({"task": st.task} if st.task else {})})
+                self.kill(c, "stalled")
             elif st.state == STARTING and not c.ready and now - c.born > BOOT_TIMEOUT:
                 self.kill(c, "boot")
         if self.draining and not self.quitting and now > self.drain_deadline:
@@ -389,6 +400,7 @@ class Supervisor:
             self.advance_reload()
             return
         active = [c for c in self.children.values() if c.active]
+        self.pacer.max_rate = max(MIN_FORK_RATE, 2 * self.target)
         for _ in range(self.target - len(active)):
             if not self.pacer.may_spawn():
                 break

@@ -13,6 +13,8 @@ and are retried; the registry keeps the worker until its tasks are back.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,7 @@ import psutil
 
 from tq.broker import Broker, RequeueReport
 from tq.connection import OUTAGE
+from tq.identity import same_host
 
 log = logging.getLogger("tq.master")
 
@@ -32,6 +35,7 @@ class Reap:
     count_head: bool = False        # running task unknown: the first claimed one counts
     kind: str = "died"
     reason: str = "worker died"
+    killed: bool = False            # the running task crashed its worker (counts a kill)
 
 
 def process_alive(pid: int, started: float | None) -> bool:
@@ -65,6 +69,7 @@ class Recovery:
         self.host = host
         self.own = own          # ids of this master and its live children: never reaped here
         self.pending: list[Reap] = []
+        self.max_kills = 3      # the master's max_worker_kills
         self._warned = False
 
     def add(self, reap: Reap) -> RequeueReport | None:
@@ -81,7 +86,7 @@ class Recovery:
             try:
                 report = self.broker.requeue_worker(
                     r.worker_id, r.queues, running_task_id=r.running, count_head=r.count_head,
-                    kind=r.kind, reason=r.reason)
+                    kind=r.kind, reason=r.reason, killed=r.killed, max_kills=self.max_kills)
                 self.broker.unregister_worker(r.worker_id)
             except OUTAGE as exc:
                 if not self._warned:
@@ -103,19 +108,34 @@ class Recovery:
         the periodic check's, once this master has been connected for a TTL)."""
         for w in self.broker.registry("workers"):
             wid = w["id"]
-            if wid in self.own or w.get("host") != self.host:
+            if wid in self.own or not same_host(w, self.host):
                 continue
             pid = w.get("pid")
             if isinstance(pid, int) and not process_alive(pid, w.get("started")):
                 self.add(reap_of(w, "worker died: found gone when a master started on its host"))
         for m in self.broker.registry("masters"):
             pid = m.get("pid")
-            if (m["id"] not in self.own and m.get("host") == self.host and isinstance(pid, int)
+            if (m["id"] not in self.own and same_host(m, self.host) and isinstance(pid, int)
                     and not process_alive(pid, m.get("started"))):
                 self.broker.unregister_master(m["id"])
         for wid in self.broker.orphaned_workers():
             if wid not in self.own:
                 self.add(Reap(wid, None, reason="processing list without a registered worker"))
+
+    def _stop_if_local(self, info: dict[str, Any]) -> None:
+        """An expired worker that still runs on this host (a stuck orphan, or the child of a
+        stuck master) is killed before its tasks are requeued: else it could finish one of
+        them after another worker started it again."""
+        pid = info.get("pid")
+        if not (isinstance(pid, int) and same_host(info, self.host)
+                and process_alive(pid, info.get("started"))):
+            return
+        log.warning("worker %s (pid %d) stopped heartbeating but still runs: killing it before "
+                    "its tasks are requeued", info.get("id"), pid, extra={"worker": info.get("id")})
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
     def expired(self, heartbeat_ttl: float) -> None:
         """Recover workers (and forget masters) whose heartbeat is older than the TTL."""
@@ -126,7 +146,9 @@ class Recovery:
             reason = (f"worker died: no heartbeat for {heartbeat_ttl:g}s "
                       "(its host or master is gone)")
             for wid in sorted(dead):
-                self.add(reap_of(infos.get(wid, {"id": wid}), reason))
+                info = infos.get(wid, {"id": wid})
+                self._stop_if_local(info)
+                self.add(reap_of(info, reason))
         for mid in masters:
             if mid not in self.own:
                 log.warning("master %s stopped heartbeating: forgetting it", mid)

@@ -7,6 +7,7 @@ from typing import Any
 
 from tq import __version__
 from tq.channel import BUSY
+from tq.identity import host_id
 
 from .children import Child
 
@@ -14,7 +15,8 @@ from .children import Child
 def child_info(c: Child, host: str, master_id: str) -> dict[str, Any]:
     st = c.state
     return {
-        "id": c.worker_id, "index": c.index, "pid": c.pid, "host": host, "master": master_id,
+        "id": c.worker_id, "index": c.index, "pid": c.pid, "host": host, "hostid": host_id(),
+        "master": master_id,
         "queues": c.queues, "generation": c.generation,
         "state": "stopping" if (c.stop_reason or c.kill_reason) and st.state != BUSY
         else st.state_name,
@@ -30,7 +32,8 @@ def master_info(master_id: str, host: str, pid: int, started: float, app: list[s
                 queues: list[str], target: int, status: str, children: list[dict[str, Any]],
                 processed: int, failed: int, restarts: int) -> dict[str, Any]:
     return {
-        "id": master_id, "host": host, "pid": pid, "started": started, "app": app,
+        "id": master_id, "host": host, "hostid": host_id(), "pid": pid, "started": started,
+        "app": app,
         "queues": queues, "concurrency": target, "status": status, "processed": processed,
         "failed": failed, "restarts": restarts, "version": __version__, "children": children,
     }

@@ -154,7 +154,8 @@ def test_enqueue_file_of_payloads_checks_each_against_the_size_limit(client: tq.
     path.write_text("".join(json.dumps(p) + "\n" for p in payloads))
     result = run("enqueue", "email", "--file", str(path))
     assert result.exit_code == 2
-    assert f"{path}: line 1100: task body is" in result.output and "max_payload_bytes" in result.output
+    assert f"{path}: line 1100: task body is" in result.output
+    assert "max_payload_bytes" in result.output
     assert client.queue_sizes() == {}
 
 

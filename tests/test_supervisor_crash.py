@@ -67,7 +67,9 @@ def test_a_task_that_segfaults_every_time_ends_dead_after_max_retries(masters, c
     assert "SIGSEGV" in str(err.value)
     assert len(started(rconn, tid)) == 3   # max_retries=2: three runs, three dead children
     info = client.get(tid)
-    assert info.state == "dead" and info.error_kind == "died"
+    # the third death is also the third worker it killed: set aside as a poison task
+    assert info.state == "dead" and info.error_kind == "killed-worker"
+    assert "killed 3 workers" in info.error
     # and the master is still healthy, with its children replaced
     m.wait_ready(2)
     assert client.wait(client.enqueue("pid", {}), timeout=10)

@@ -31,6 +31,7 @@ from tq.channel import BUSY, IDLE, RECONNECTING, STOPPING, PipeWriter, Slot
 from tq.config import Config
 from tq.connection import OUTAGE
 from tq.handlers import REGISTRY
+from tq.identity import host_id
 from tq.tally import Tally
 from tq.task import Task
 
@@ -41,6 +42,7 @@ log = logging.getLogger("tq.worker")
 TALLY_EVERY = 0.25       # seconds between statistics messages to the master
 IDLE_BLOCK = 1.0         # longest wait on Redis while idle: the heartbeat's period
 PR_SET_PDEATHSIG = 1
+ORPHAN_REDIS_PATIENCE = 10   # seconds an orphan waits out a Redis outage before it just exits
 
 
 class _Interrupt(BaseException):  # control flow, raised by the SIGTERM handler
@@ -69,11 +71,7 @@ def main(spec: ChildSpec) -> NoReturn:
     except BaseException:
         log.exception("worker crashed", extra={"worker": spec.worker_id})
     finally:
-        for handler in logging.getLogger().handlers:
-            try:
-                handler.flush()
-            except Exception:
-                pass
+        _flush_logs()
     os._exit(code)
 
 
@@ -91,28 +89,77 @@ def handler_queues() -> list[str]:
     return list(dict.fromkeys(spec.queue for spec in REGISTRY.values()))
 
 
-class Title(threading.Thread):
-    """Keeps `ps` honest: 'tq-worker[3]: busy image_processing 3f2a9c1e… 1.4s' or 'idle'."""
+class Watch(threading.Thread):
+    """The child's second thread, twice a second: keeps `ps` honest ('tq-worker[3]: busy
+    image_processing 3f2a9c1e… 1.4s' or 'idle'), tells the master the interpreter still runs
+    (the slot's sign of life: a stopped or wedged child stops it, busy or not), and, once the
+    master is gone, stands in for it: beats this worker's registry entry so no reaper takes
+    the task it finishes, and ends the process if that task overruns its time."""
 
-    def __init__(self, index: int) -> None:
-        super().__init__(name="tq-title", daemon=True)
-        self.prefix = f"tq-worker[{index}]"
+    def __init__(self, child: Child) -> None:
+        super().__init__(name="tq-watch", daemon=True)
+        self.child = child
+        self.prefix = f"tq-worker[{child.spec.index}]"
         self.state = "starting"
         self.task: tuple[str, str, float] | None = None
         self._shown = ""
+        self.orphaned_at: float | None = None
+        self._next_beat = 0.0
 
     def run(self) -> None:
         while True:
-            task = self.task
-            if task is not None:
-                text = f"{self.prefix}: busy {task[0]} {task[1][-8:]} " \
-                       f"{time.monotonic() - task[2]:.1f}s"
-            else:
-                text = f"{self.prefix}: {self.state}"
-            if text != self._shown:
-                setproctitle(text)
-                self._shown = text
+            now = time.monotonic()
+            self.child.slot.beat(now)
+            self._title(now)
+            if self.orphaned_at is None and os.getppid() != self.child.spec.master_pid:
+                self.orphaned_at = now
+            if self.orphaned_at is not None:
+                self._orphan(now)
             time.sleep(0.5)
+
+    def _title(self, now: float) -> None:
+        task = self.task
+        if task is not None:
+            text = f"{self.prefix}: busy {task[0]} {task[1][-8:]} {now - task[2]:.1f}s"
+        else:
+            text = f"{self.prefix}: {self.state}"
+        if text != self._shown:
+            setproctitle(text)
+            self._shown = text
+
+    def _orphan(self, now: float) -> None:
+        child = self.child
+        st = child.slot.state
+        busy = st.state == BUSY and st.task
+        if busy and orphan_deadline(st.deadline, self.orphaned_at or now,
+                                    child.config.orphan_grace) < now:
+            log.error("master gone and the task overran its time: exiting; the task goes "
+                      "back to its queue", extra={**child.extra, "task": st.task})
+            _flush_logs()
+            os._exit(exitcodes.FAILURE)
+        broker = getattr(child, "broker", None)
+        if broker is None or child.leaving or now < self._next_beat:
+            return
+        self._next_beat = now + 1.0
+        try:
+            broker.register_worker(child.wid, child.registry_info(
+                state="busy" if busy else "stopping", task=st.task if busy else None,
+                type=st.type if busy else None, orphan=True))
+        except Exception:   # Redis away: the registry entry simply ages
+            pass
+
+
+def orphan_deadline(hard_deadline: float, orphaned_at: float, grace: float) -> float:
+    """When an orphan must give up its task: its own hard limit, else orphan_grace."""
+    return hard_deadline if hard_deadline else orphaned_at + grace
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:   # exiting anyway
+            pass
 
 
 class Child:
@@ -133,7 +180,10 @@ class Child:
         self.tally = Tally()
         self.tally_sent = time.monotonic()
         self.prefetch = Prefetch(self.config.prefetch)
-        self.title = Title(spec.index)
+        self.leaving = False     # unregistering: the watch thread must not register it again
+        self.started = time.time()
+        self.outage_since = 0.0
+        self.title = Watch(self)
         self.extra = {"worker": self.wid}
         self.broker: Broker
         self.runner: Runner
@@ -203,10 +253,14 @@ class Child:
             policies.setdefault(spec.queue, {})[spec.type] = spec.policy()
         if policies:
             b.publish_policies(policies)
-        b.register_worker(self.wid, {
-            "id": self.wid, "host": os.uname().nodename, "pid": os.getpid(),
-            "master": self.spec.master_pid, "index": self.spec.index, "queues": self.queues,
-            "started": time.time(), "state": "starting"})
+        self.started = time.time()
+        b.register_worker(self.wid, self.registry_info(state="starting"))
+
+    def registry_info(self, **fields: Any) -> dict[str, Any]:
+        """This worker's registry entry (the master writes it each second while it lives)."""
+        return {"id": self.wid, "host": os.uname().nodename, "hostid": host_id(),
+                "pid": os.getpid(), "master": self.spec.master_pid, "index": self.spec.index,
+                "queues": self.queues, "started": self.started, **fields}
 
     # -- the loop ---------------------------------------------------------------------------
     def loop(self) -> None:
@@ -354,6 +408,16 @@ class Child:
             log.warning("Redis unavailable (%s): waiting for it", exc, extra=self.extra)
             self.title.state = "reconnecting"
             self.outage_delay = 0.05
+            self.outage_since = time.monotonic()
+        if self.title.orphaned_at is not None and \
+                time.monotonic() - self.outage_since > ORPHAN_REDIS_PATIENCE:
+            # No master to wait for: leave what this worker holds to the reapers (its
+            # registry entry ages out) rather than retry for ever as a stray process.
+            log.error("master gone and Redis unavailable for %ds (%s): exiting; a reaper "
+                      "requeues what this worker holds", ORPHAN_REDIS_PATIENCE, exc,
+                      extra=self.extra)
+            _flush_logs()
+            os._exit(exitcodes.FAILURE)
         self.broker.link.close()
         self._publish(RECONNECTING)
         time.sleep(self.outage_delay * (0.5 + random.random()))
@@ -382,6 +446,7 @@ class Child:
                 log.info("handed back %d claimed task(s) it had not started", n,
                          extra=self.extra)
             self.pending.clear()
+        self.leaving = True
         self.redis(lambda: self.broker.unregister_worker(self.wid))
         self._send_tally(force=True)
         self.pipe.send("exiting", reason=self.exit_reason)

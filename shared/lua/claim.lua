@@ -79,8 +79,9 @@ for qi, g in pairs(groups) do
     rcall('HDEL', q.run, unpack(ok))
     rcall('HDEL', q.tasks, unpack(ok))
     if #failed > 0 then
-      rcall('HDEL', q.fails, unpack(failed))
       rcall('HDEL', q.errors, unpack(failed))
+      for i = 1, #failed do failed[#failed + 1] = failed[i] .. ':k' end   -- workers it killed
+      rcall('HDEL', q.fails, unpack(failed))
     end
     -- acks arrive in claim order, so they are usually the head of the processing list
     local head = rcall('LRANGE', P[qi], 0, #ok - 1)

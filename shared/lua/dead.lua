@@ -23,7 +23,7 @@ for _, id in ipairs(ids) do
     if op == 'delete' then
       rcall('ZREM', q.dead, id)
       rcall('HDEL', q.tasks, id)
-      rcall('HDEL', q.fails, id)
+      rcall('HDEL', q.fails, id, id .. ':k')
       rcall('HDEL', q.errors, id)
       rcall('HDEL', q.waiters, id)
       done = done + 1
@@ -33,7 +33,7 @@ for _, id in ipairs(ids) do
       if body then prio = select(2, header(body, queue)) end
       if prio then
         rcall('ZREM', q.dead, id)
-        rcall('HDEL', q.fails, id)
+        rcall('HDEL', q.fails, id, id .. ':k')
         rcall('HDEL', q.errors, id)
         rcall('RPUSH', ready_key(q, prio), id)
         done = done + 1

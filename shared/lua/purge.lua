@@ -11,7 +11,7 @@ local gone = 0
 local function drop(ids)
   for _, id in ipairs(ids) do
     rcall('HDEL', q.tasks, id)
-    rcall('HDEL', q.fails, id)
+    rcall('HDEL', q.fails, id, id .. ':k')
     rcall('HDEL', q.errors, id)
     rcall('HDEL', q.waiters, id)
   end

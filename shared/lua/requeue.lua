@@ -2,19 +2,24 @@
 --[[ requeue: give back everything a worker holds in one queue, to the front of its ready list.
 
   KEYS: queue block (23), the worker's processing list of this queue
-  ARGV: queue, mode, running_id, kind, message, default_max_retries
+  ARGV: queue, mode, running_id, kind, message, default_max_retries, killed ('1'/'0'),
+        max_kills
     mode 'none': nothing is counted (prefetched tasks, a graceful drain, a lost connection)
     mode 'head': the first claimed task was running: it counts a failed attempt (a worker
                  that died, found without its master's knowledge of what ran)
     mode 'id':   running_id was running: it counts a failed attempt
+    killed '1': the counted task's run ended in the death of its worker (a crash, not a time
+                limit or a lost host): that is counted too, in the fails hash under 'ID:k'
   Returns: {requeued, dead ids}
   A counted task over its max_retries is dead-lettered instead, so a task that kills every
-  worker that touches it ends in the dead-letter queue rather than in a crash loop.
+  worker that touches it ends in the dead-letter queue rather than in a crash loop; one that
+  killed max_kills workers is dead-lettered with kind 'killed-worker' whatever its retries.
   The processing list is deleted in the same call: two reapers cannot requeue a task twice.
 ]]
 local q = qkeys(1)
 local queue, mode, running, kind, message, default =
   ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local killed, max_kills = ARGV[7] == '1', tonumber(ARGV[8] or '0') or 0
 local proc = KEYS[QBLOCK + 1]
 local ids = rcall('LRANGE', proc, 0, -1)
 if #ids == 0 then return {0, {}} end
@@ -36,9 +41,16 @@ for i = #ids, 1, -1 do
     if counted then
       local failures = rcall('HINCRBY', q.fails, id, 1)
       local w = claim and string.match(claim, '^(.-)|') or nil
-      rcall('HSET', q.errors, id, error_json(kind, message, nil, now, w))
+      local k, why = kind, message
+      local kills = 0
+      if killed then kills = rcall('HINCRBY', q.fails, id .. ':k', 1) end
+      if killed and max_kills > 0 and kills >= max_kills then
+        k = 'killed-worker'
+        why = 'killed ' .. kills .. ' workers (poison task), the last one: ' .. message
+      end
+      rcall('HSET', q.errors, id, error_json(k, why, nil, now, w))
       count(q, ttype, 'failed')
-      if failures > max_retries(q, ttype, m, default) then
+      if k == 'killed-worker' or failures > max_retries(q, ttype, m, default) then
         rcall('ZADD', q.dead, now, id)
         count(q, ttype, 'dead')
         notify(q, id, 'dead')
