@@ -25,6 +25,7 @@ from .connection import (
     translated,
 )
 from .errors import RedisUnavailable
+from .integrity import Quarantine
 from .keys import Keys, QueueKeys
 from .scripts import SCRIPTS
 from .task import DEFAULT_MAX_RETRIES, Task
@@ -94,6 +95,7 @@ class Broker:
         self.link = Link(self.conn, retries, self.safe_url)
         self._blocks: dict[str, list[bytes]] = {}
         self._known_queues: dict[str, int] = {}   # queue -> link.connects when registered
+        self.quarantine = Quarantine(self.conn, self.keys.queue, client_name or "tq")
 
     def close(self) -> None:
         self.link.close()
@@ -145,10 +147,14 @@ class Broker:
         """Record handler policies (queue -> type -> {max_retries, ...}) for Lua to read."""
         with translated(self.url):
             pipe = self.conn.pipeline(transaction=False)
+            order = []
             for queue, by_type in policies.items():
                 for ttype, policy in by_type.items():
                     pipe.hset(self.qkeys(queue).policy, ttype, _dumps(policy))
-            pipe.execute()
+                    order.append(queue)
+            for queue, reply in zip(order, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(reply, redis.exceptions.ResponseError) and not refused(reply):
+                    self.quarantine.contain([queue], reply)   # a corrupt policy hash
 
     # -- the worker's round trip --------------------------------------------------------
     def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int = 1, *,
@@ -289,11 +295,18 @@ class Broker:
             ("head", "") if count_head else ("none", ""))
         report = RequeueReport()
         with translated(self.url):
-            for q in queues:
+            for q in self.quarantine.active(list(queues)):
                 keys = [*self.block(q), self.qkeys(q).proc(worker_id)]
-                n, dead = SCRIPTS.requeue(self.link, keys, [
-                    q, mode, running, kind, reason, default_max_retries,
-                    1 if killed else 0, max_kills])
+                try:
+                    n, dead = SCRIPTS.requeue(self.link, keys, [
+                        q, mode, running, kind, reason, default_max_retries,
+                        1 if killed else 0, max_kills])
+                except redis.exceptions.ResponseError as exc:
+                    # A corrupt queue: set it aside; its repair requeues this worker's list.
+                    if refused(exc) or not self.quarantine.contain(
+                            [q], exc, lambda name: self.qkeys(name).proc(worker_id)):
+                        raise
+                    continue
                 report.requeued += int(n)
                 report.dead.extend(d.decode() for d in dead)
         return report
@@ -343,8 +356,13 @@ class Broker:
             queues = self.known_queues()
         moved, due = 0, None
         with translated(self.url):
-            for q in queues:
-                n, d = SCRIPTS.promote(self.link, self.block(q), [q, limit])
+            for q in self.quarantine.active(list(queues)):
+                try:
+                    n, d = SCRIPTS.promote(self.link, self.block(q), [q, limit])
+                except redis.exceptions.ResponseError as exc:
+                    if refused(exc) or not self.quarantine.contain([q], exc):
+                        raise
+                    continue
                 moved += int(n)
                 if d >= 0:
                     due = d / 1000 if due is None else min(due, d / 1000)

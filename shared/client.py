@@ -18,9 +18,17 @@ from typing import Any
 import redis
 
 from .broker import Broker
-from .connection import translated
-from .errors import ConfigError, PayloadError, TaskFailed, TaskNotFound, WaitTimeout
+from .connection import refused, translated
+from .errors import (
+    ConfigError,
+    PayloadError,
+    QueueBroken,
+    TaskFailed,
+    TaskNotFound,
+    WaitTimeout,
+)
 from .ids import created_ms, new_id
+from .integrity import RepairReport, read_marks, repair
 from .keys import PRIORITY_LEVELS
 from .scripts import SCRIPTS
 from .task import (
@@ -227,7 +235,14 @@ class Client:
         broker = self.broker
         with translated(self.url):
             broker.register_queues([queue])
-            got = [g.decode() for g in SCRIPTS.enqueue(broker.link, keys, args)]
+            try:
+                got = [g.decode() for g in SCRIPTS.enqueue(broker.link, keys, args)]
+            except redis.exceptions.ResponseError as exc:
+                if not str(exc).startswith("TQBROKEN "):
+                    raise
+                why = str(exc)[len("TQBROKEN "):].split(" script:", 1)[0]
+                broker.quarantine.contain([queue], exc)   # mark it, for status and workers
+                raise QueueBroken(queue, why, "nothing was enqueued") from None
             broker.register_queues([queue])   # again if that call had to reconnect
         collided = [i for i, g in enumerate(got) if not g]
         if collided:   # the id was taken (54 random bits per millisecond): fresh ids, once more
@@ -258,10 +273,22 @@ class Client:
                 self.broker.load_scripts()   # Redis restarted: its script cache is empty
                 continue
             break
-        for reply in replies:
+        for (_, q), reply in zip(pairs, replies, strict=True):
+            if isinstance(reply, redis.exceptions.ResponseError) and not refused(reply) \
+                    and len(pairs) > 1 and (q in self.broker.quarantine.queues
+                                            or self.broker.quarantine.contain([q], reply)):
+                continue   # looking through every queue: a broken one does not hide the rest
             if isinstance(reply, Exception):
-                raise reply
+                self._raise_broken(q, reply)
         return replies
+
+    def _raise_broken(self, queue: str, exc: Exception) -> None:
+        """Raise QueueBroken if a corrupt key of `queue` explains the error `exc`, else exc."""
+        if isinstance(exc, redis.exceptions.ResponseError) and not refused(exc) \
+                and (queue in self.broker.quarantine.queues
+                     or self.broker.quarantine.contain([queue], exc)):
+            raise QueueBroken(queue, self.broker.quarantine.queues[queue]) from None
+        raise exc
 
     def _inspect(self, task_id: str, queue: str | None, watch: bool = False
                  ) -> tuple[str, list[Any]] | None:
@@ -270,6 +297,8 @@ class Client:
             return None
         replies = self._inspect_many([(task_id, q) for q in queues], watch)
         for q, reply in zip(queues, replies, strict=True):
+            if isinstance(reply, Exception):
+                continue   # a broken queue (set aside above)
             if reply[0] is not None or reply[6] is not None:
                 return q, reply
         return None
@@ -340,15 +369,24 @@ class Client:
                 pipe.zcard(k.sched)
                 pipe.hlen(k.run)
                 pipe.zcard(k.dead)
-            replies = pipe.execute()
+            replies = pipe.execute(raise_on_error=False)   # a corrupt key: that count only
+            marks = read_marks(self.broker.conn, queues, self.broker.qkeys)
         out: dict[str, dict[str, Any]] = {}
         step = PRIORITY_LEVELS + 3
         for i, q in enumerate(queues):
-            r = replies[i * step:(i + 1) * step]
+            r = [n if isinstance(n, int) else 0 for n in replies[i * step:(i + 1) * step]]
             by_priority = {9 - p: n for p, n in enumerate(r[:PRIORITY_LEVELS]) if n}
             out[q] = {"ready": sum(r[:PRIORITY_LEVELS]), "by_priority": by_priority,
-                      "scheduled": r[-3], "running": r[-2], "dead": r[-1]}
+                      "scheduled": r[-3], "running": r[-2], "dead": r[-1],
+                      "broken": marks.get(q)}
         return out
+
+    def repair_queue(self, queue: str) -> RepairReport:
+        """Bring a broken queue back: corrupt keys moved aside, the queue re-indexed from its
+        task bodies, its broken mark cleared (see tq.integrity). Safe on a healthy queue."""
+        validate_name("queue", queue)
+        with translated(self.url):
+            return repair(self.broker, queue)
 
     def stats(self) -> dict[str, Any]:
         """Counters (enqueued, started, succeeded, failed, retried, dead) in total/by type/queue."""

@@ -25,6 +25,15 @@ class RedisUnavailable(TQError, ConnectionError):
         super().__init__(f"Redis at {url} is unavailable: {cause}")
 
 
+class QueueBroken(TQError):
+    """A key of the queue is corrupt (a wrong type, a counter that is not a number)."""
+
+    def __init__(self, queue: str, why: str, done: str = "") -> None:
+        self.queue = queue
+        super().__init__(f"queue {queue} is broken ({why}){': ' + done if done else ''}; "
+                         f"repair it with `tq queue repair {queue}`")
+
+
 class EvictionPolicyError(TQError):
     """Redis would evict queue keys under memory pressure (maxmemory-policy is not noeviction)."""
 

@@ -28,6 +28,9 @@ queue's keys, all passed in KEYS) stays inside one Redis Cluster slot. Registry 
 | ns:{Q}:policy                | hash   | type -> handler policy (JSON), published by workers     |
 | ns:{Q}:waiters               | hash   | id -> clients blocked in wait()                         |
 | ns:{Q}:events                | stream | finished ids, for waiters (capped)                      |
+| ns:{Q}:broken                | string | set when a key of the queue is corrupt (JSON: key,      |
+|                              |        | problem, error, by, at); the queue is not served        |
+| ns:{Q}:KEY:corrupt:MS        | any    | a corrupt key, moved aside by `tq queue repair`         |
 | ns:history:R:B               | hash   | throughput/latency history, resolution R, bucket B      |
 
 Registry info (JSON strings, written by masters' heartbeats):
@@ -152,3 +155,7 @@ class QueueKeys:
     @cached_property
     def events(self) -> str:
         return self.prefix + "events"
+
+    @cached_property
+    def broken(self) -> str:
+        return self.prefix + "broken"

@@ -18,7 +18,7 @@ from redis.exceptions import NoScriptError
 from .connection import Link
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
-         "heartbeat", "expired")
+         "heartbeat", "expired", "repair")
 
 
 def _source(name: str) -> str:
@@ -68,6 +68,7 @@ class Scripts:
     purge: Script
     heartbeat: Script
     expired: Script
+    repair: Script
 
     def load_all(self, conn: Redis) -> None:
         pipe = conn.pipeline(transaction=False)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psutil
+import redis
 from setproctitle import setproctitle
 
 from tq import exitcodes, logs
@@ -82,7 +83,7 @@ class Supervisor:
         self.status = "starting"
         self.tally = Tally()
         self.processed = self.failed = self.restarts = 0
-        self.next_tick = self.next_expired = 0.0
+        self.next_tick = self.next_expired = self.next_error_log = 0.0
         self.redis_down = False
         # Other masters' heartbeats read as expired right after an outage (theirs stopped too):
         # reap them only once everyone has had a TTL of good connection to beat again.
@@ -444,8 +445,17 @@ class Supervisor:
     # -- every second -----------------------------------------------------------------------
     def tick(self) -> None:
         now = time.monotonic()
+        try:
+            self.broker.quarantine.recheck()
+        except OUTAGE:
+            pass
         self.promoter.set_queues(self.serving())
-        self.promoter.run(now)
+        try:
+            self.promoter.run(now)
+        except redis.exceptions.ResponseError as exc:   # unexplained: no queue key is bad
+            if now >= self.next_error_log:
+                self.next_error_log = now + 60
+                log.error("promoting due tasks failed: %s", exc)
         if now < self.next_tick:
             return
         self.next_tick = now + TICK
@@ -471,6 +481,13 @@ class Supervisor:
             if not self.redis_down:
                 log.warning("Redis unavailable (%s): children wait for it; retrying", exc)
                 self.redis_down = True
+        except redis.exceptions.ResponseError as exc:
+            # Not an outage, and no queue's (those are set aside where they fail): a corrupt
+            # registry or history key. Say so once a minute; the children go on.
+            if now >= self.next_error_log:
+                self.next_error_log = now + 60
+                log.error("Redis refused the master's bookkeeping (%s): tasks still run; check "
+                          "the registry and history keys", exc)
         kids = list(self.children.values())
         busy = sum(c.state.state == BUSY for c in kids)
         live = sum(c.active for c in kids)
@@ -480,9 +497,9 @@ class Supervisor:
                                             self.failed))
 
     def serving(self) -> list[str]:
-        """The queues this master's children consume."""
-        return sorted({q for c in self.children.values() for q in c.queues}
-                      | set(self.config.queues or ()))
+        """The queues this master's children consume (less those set aside as broken)."""
+        return self.broker.quarantine.active(sorted(
+            {q for c in self.children.values() for q in c.queues} | set(self.config.queues or ())))
 
     def measure(self) -> None:
         limit = self.config.max_memory_per_child

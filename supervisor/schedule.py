@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+import redis
 from redis.connection import AbstractConnection
 
 from tq.broker import Broker
@@ -55,6 +56,9 @@ class Promoter:
                 self._conn.read_response()
             except OUTAGE:
                 self._drop()
+            except redis.exceptions.ResponseError as exc:   # a soon list of the wrong type
+                self._drop()
+                self.broker.quarantine.contain(self.queues, exc)
         self._waiting = False
         self.next_at = 0.0
 

@@ -127,9 +127,9 @@ def test_queue_sizes_by_priority(any_client, any_broker):
     any_broker.claim("w", ["b"])
     sizes = any_client.queue_sizes()
     assert sizes["a"] == {"ready": 5, "by_priority": {7: 2, 0: 3}, "scheduled": 0,
-                          "running": 0, "dead": 0}
+                          "running": 0, "dead": 0, "broken": None}
     assert sizes["b"] == {"ready": 0, "by_priority": {}, "scheduled": 1, "running": 1,
-                          "dead": 0}
+                          "dead": 0, "broken": None}
     assert any_client.queues() == ["a", "b"]
 
 

@@ -23,6 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import redis
 from setproctitle import setproctitle
 
 from tq import exitcodes, logs
@@ -177,6 +178,7 @@ class Child:
         self.queues: list[str] = []
         self.pending: deque[Task] = deque()
         self.acks: list[Ack] = []
+        self.held_acks: list[Ack] = []   # acks of tasks whose queue was found broken
         self.tally = Tally()
         self.tally_sent = time.monotonic()
         self.prefetch = Prefetch(self.config.prefetch)
@@ -281,14 +283,28 @@ class Child:
         if self.stopping and self.exit_reason == "stopped":
             self.exit_reason = "told to stop"
 
+    @property
+    def serving(self) -> list[str]:
+        """The queues this worker claims from: its queues less those found broken."""
+        return self.broker.quarantine.active(self.queues)
+
     def _claim(self) -> bool:
         """Send waiting acks and claim more; blocks while there is nothing. True if claimed."""
         self._publish(IDLE)
+        back = self.redis(self.broker.quarantine.recheck)
+        if back:
+            self._resume(back)
+        if not self.serving:
+            self._idle_without_queues()
+            return False
         try:
-            got = self.broker.claim(self.wid, self.queues, self.prefetch.size(), acks=self.acks,
-                                    result_ttl=self.config.result_ttl)
+            got = self.broker.claim(self.wid, self.serving, self.prefetch.size(),
+                                    acks=self.acks, result_ttl=self.config.result_ttl)
         except OUTAGE as exc:
             self._recover(exc)
+            return False
+        except redis.exceptions.ResponseError as exc:
+            self._contain(exc)
             return False
         self._settled(got)
         if not got.tasks and not self.stopping:
@@ -303,7 +319,7 @@ class Child:
         nothing = ClaimResult([])
         self.blocking = True
         try:
-            return self.broker.wait_and_claim(self.wid, self.queues, timeout,
+            return self.broker.wait_and_claim(self.wid, self.serving, timeout,
                                               self.prefetch.size(), self.config.result_ttl)
         except _Interrupt:
             # Told to stop mid-read: the connection is unusable, and the queued claim may have
@@ -315,8 +331,75 @@ class Child:
             self.blocking = False
             self._recover(exc)
             return nothing
+        except redis.exceptions.ResponseError as exc:
+            self.blocking = False
+            self._contain(exc)
+            return nothing
         finally:
             self.blocking = False
+
+    def _idle_without_queues(self) -> None:
+        """Every queue of this worker is broken: wait (stoppable) for a repair."""
+        self.blocking = True
+        try:
+            time.sleep(IDLE_BLOCK)
+        except _Interrupt:
+            pass
+        finally:
+            self.blocking = False
+
+    def _contain(self, exc: redis.exceptions.ResponseError) -> None:
+        """An error reply that is no outage (WRONGTYPE, a counter that is not a number...):
+        set the queue with the corrupt key aside and go on with the others. The failed call
+        may have claimed tasks of healthy queues: hand them back (nothing of them started)."""
+        queues = self.serving
+        found = self.redis(lambda: self.broker.quarantine.contain(
+            queues, exc, lambda q: self.broker.qkeys(q).proc(self.wid)))
+        if not found:
+            now = time.monotonic()
+            if now >= self._unexplained_logged + 60:
+                self._unexplained_logged = now
+                log.error("Redis refused a claim and no queue key explains it (%s): retrying "
+                          "with a pause", exc, extra=self.extra)
+            self._pause_briefly()
+        self.pending = deque(t for t in self.pending if t.queue in self.serving)
+        self._flush_acks()
+        self.redis(lambda: self.broker.release(self.wid, self.serving))
+
+    def _resume(self, queues: list[str]) -> None:
+        """Queues repaired: settle what finished while they were broken, then hand back the
+        rest of their lists (claims whose reply was lost, prefetched tasks set aside)."""
+        held = [a for a in self.held_acks if a.task.queue in queues]
+        self.held_acks = [a for a in self.held_acks if a.task.queue not in queues]
+        self._flush_acks(held, keep=True)
+        self.redis(lambda: self.broker.release(self.wid, queues))
+
+    _unexplained_logged = -60.0
+
+    def _pause_briefly(self) -> None:
+        self.blocking = True
+        try:
+            time.sleep(0.5 + random.random())
+        except _Interrupt:
+            pass
+        finally:
+            self.blocking = False
+
+    def _flush_acks(self, acks: list[Ack] | None = None, result_ttl: float | None = None,
+                    keep: bool = False) -> None:
+        """Send acks now (a claim of nothing): the waiting batch, or `acks`."""
+        batch = self.acks if acks is None else acks
+        if self.broker.quarantine.queues:   # acks of a broken queue wait for its repair
+            self.held_acks += [a for a in batch if a.task.queue not in self.serving]
+            batch = [a for a in batch if a.task.queue in self.serving]
+            if acks is None:
+                self.acks = batch
+        if not batch:
+            return
+        queues = list(dict.fromkeys([*self.serving, *(a.task.queue for a in batch)]))
+        ttl = self.config.result_ttl if result_ttl is None else result_ttl
+        self.redis(lambda: self._settled(self.broker.claim(self.wid, queues, 0, acks=batch,
+                                                           result_ttl=ttl), keep=keep))
 
     def _settled(self, got: ClaimResult, keep: bool = False) -> None:
         """Log acks the fence refused; forget the batch of acks just sent (unless `keep`)."""
@@ -328,8 +411,7 @@ class Child:
 
     def _run(self, task: Task) -> None:
         if self.acks and self.prefetch.flush_before_next(self._last_run, self.acks_since):
-            self.redis(lambda: self._settled(self.broker.claim(
-                self.wid, self.queues, 0, acks=self.acks, result_ttl=self.config.result_ttl)))
+            self._flush_acks()
         started = time.time()
         outcome, elapsed = self.runner.run(task, self._on_start)
         self._last_run = elapsed
@@ -341,13 +423,11 @@ class Child:
             s.failed += 1
             result = self.redis(lambda: self.runner.record(outcome))
             self.tally.add(task.type, "failed", elapsed, wait)
-            if result.outcome in ("retry", "dead"):
+            if result is not None and result.outcome in ("retry", "dead"):
                 self.tally.add(task.type, "retried" if result.outcome == "retry" else "dead")
         elif outcome.result_ttl is not None and outcome.result_ttl != self.config.result_ttl:
             ack = outcome   # its handler keeps results for its own time: sent on its own
-            self.redis(lambda: self._settled(self.broker.claim(
-                self.wid, self.queues, 0, acks=[ack], result_ttl=ack.result_ttl or 0.0),
-                keep=True))
+            self._flush_acks([ack], ack.result_ttl or 0.0, keep=True)
             self.tally.add(task.type, "succeeded", elapsed, wait)
         else:
             if not self.acks:
@@ -396,6 +476,17 @@ class Child:
             except OUTAGE as exc:
                 self._pause(exc)
                 continue
+            except redis.exceptions.ResponseError as exc:
+                # Not an outage: a corrupt key (or a bug). Set the queue aside if a key
+                # explains it; the operation is dropped and its task stays claimed, to be
+                # handed back when this worker leaves (or re-indexed by the queue's repair).
+                try:
+                    self.broker.quarantine.contain(self.serving, exc,
+                                                   lambda q: self.broker.qkeys(q).proc(self.wid))
+                except OUTAGE:
+                    pass
+                log.error("Redis refused an operation (%s): dropped", exc, extra=self.extra)
+                return None
             if self.outage_delay is not None:
                 log.info("Redis is back", extra=self.extra)
                 self.outage_delay = None
@@ -427,21 +518,17 @@ class Child:
         """After a failed claim: its reply may be lost with tasks claimed in it. Settle the
         acks, then hand back whatever this worker's lists hold (nothing of it has started)."""
         self._pause(exc)
-        if self.acks:
-            self.redis(lambda: self._settled(self.broker.claim(
-                self.wid, self.queues, 0, acks=self.acks, result_ttl=self.config.result_ttl)))
-        self.redis(lambda: self.broker.release(self.wid, self.queues))
+        self._flush_acks()
+        self.redis(lambda: self.broker.release(self.wid, self.serving))
 
     # -- stopping ---------------------------------------------------------------------------
     def finish(self) -> None:
         """Ack what finished, hand back what never started, leave the registry."""
         self._publish(STOPPING)
         self.title.state = "stopping"
-        if self.acks:
-            self.redis(lambda: self._settled(self.broker.claim(
-                self.wid, self.queues, 0, acks=self.acks, result_ttl=self.config.result_ttl)))
+        self._flush_acks()
         if self.pending or self.unsure:
-            n = self.redis(lambda: self.broker.release(self.wid, self.queues))
+            n = self.redis(lambda: self.broker.release(self.wid, self.serving))
             if n:
                 log.info("handed back %d claimed task(s) it had not started", n,
                          extra=self.extra)

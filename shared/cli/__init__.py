@@ -101,9 +101,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import dead, server, status, tasks
+    from . import dead, queue, server, status, tasks
 
-    for command in (*status.COMMANDS, *tasks.COMMANDS, *dead.COMMANDS, *server.COMMANDS):
+    for command in (*status.COMMANDS, *tasks.COMMANDS, *dead.COMMANDS, *server.COMMANDS,
+                    *queue.COMMANDS):
         cli.add_command(command)
 
 

@@ -65,10 +65,15 @@ def _ago(age: float | None) -> str | None:
 def render_queues(sizes: dict[str, dict[str, Any]]) -> str:
     if not sizes:
         return "no queues yet"
-    return out.table(
-        ["QUEUE", "READY", "BY PRIORITY", "SCHEDULED", "RUNNING", "DEAD"],
+    text = out.table(
+        ["QUEUE", "READY", "BY PRIORITY", "SCHEDULED", "RUNNING", "DEAD", "HEALTH"],
         [[q, s["ready"], out.priorities(s["by_priority"]), s["scheduled"], s["running"],
-          s["dead"]] for q, s in sorted(sizes.items())])
+          s["dead"], "BROKEN" if s.get("broken") else "ok"] for q, s in sorted(sizes.items())])
+    broken = [(q, s["broken"]) for q, s in sorted(sizes.items()) if s.get("broken")]
+    for q, mark in broken:
+        text += (f"\nqueue {q} is BROKEN and not served: {mark.get('problem', '?')}; "
+                 f"run `tq queue repair {q}`")
+    return text
 
 
 def _rates_line(rates: dict[str, float]) -> str:

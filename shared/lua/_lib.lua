@@ -111,10 +111,12 @@ end
 local function promote(q, queue, now, limit)
   local due = rcall('ZRANGEBYSCORE', q.sched, '-inf', now, 'LIMIT', 0, limit)
   if #due == 0 then return 0 end
+  -- Read before the first write: a corrupt tasks hash fails the script with nothing moved.
+  local bodies = rcall('HMGET', q.tasks, unpack(due))
   rcall('ZREM', q.sched, unpack(due))
   local moved = 0
-  for _, id in ipairs(due) do
-    local body = rcall('HGET', q.tasks, id)
+  for i, id in ipairs(due) do
+    local body = bodies[i]
     local _, r = nil, nil
     if body then _, r = header(body, queue) end
     if r then

@@ -120,27 +120,39 @@ if max_tasks <= 0 then
 end
 
 -- claim -------------------------------------------------------------------------------
--- Pop up to `want` ids from the highest non-empty priority levels of q, in order.
+-- Pop up to `want` ids from the highest non-empty priority levels of q, in order. Also
+-- returns where each batch came from, so a failure right after can put them back.
 local function pop(q, want)
-  local ids = {}
+  local ids, from = {}, {}
   if HAS_LMPOP then
     while #ids < want do
       local got = rcall('LMPOP', 10, q.ready[1], q.ready[2], q.ready[3], q.ready[4],
                         q.ready[5], q.ready[6], q.ready[7], q.ready[8], q.ready[9],
                         q.ready[10], 'LEFT', 'COUNT', want - #ids)
       if not got then break end
+      from[#from + 1] = got
       for _, id in ipairs(got[2]) do ids[#ids + 1] = id end
     end
   else
     for lvl = 1, 10 do
       local got = rcall('LPOP', q.ready[lvl], want - #ids)   -- LPOP with a count: 6.2+
       if got then
+        from[#from + 1] = {q.ready[lvl], got}
         for _, id in ipairs(got) do ids[#ids + 1] = id end
         if #ids >= want then break end
       end
     end
   end
-  return ids
+  return ids, from
+end
+
+-- A corrupt key met right after a pop (the tasks hash of the wrong type): push the ids back
+-- where they were, in order, so the error loses nothing (Redis does not roll a script back).
+local function unpop(from)
+  for b = #from, 1, -1 do
+    local key, ids = from[b][1], from[b][2]
+    for i = #ids, 1, -1 do rcall('LPUSH', key, ids[i]) end
+  end
 end
 
 local now = now_ms()
@@ -154,9 +166,13 @@ for qi = 1, nq do
   -- Malformed entries do not count against max_tasks: pop on until enough good tasks (or
   -- the queue is empty), but bury at most MAX_BURY per call so one call stays short.
   while n < max_tasks and buried < MAX_BURY do
-    local ids = pop(q, max_tasks - n)
+    local ids, from = pop(q, max_tasks - n)
     if #ids == 0 then break end
-    local bodies = rcall('HMGET', q.tasks, unpack(ids))
+    local bodies = redis.pcall('HMGET', q.tasks, unpack(ids))
+    if bodies.err then
+      unpop(from)
+      return redis.error_reply(bodies.err)
+    end
     local good, runs = {}, {}
     local base = rcall('INCR', q.seq)
     for i, id in ipairs(ids) do

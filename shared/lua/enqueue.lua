@@ -29,6 +29,16 @@ for i = 0, n - 1 do
   if idx > lock then lock = idx end
 end
 lock = lock + 1
+-- A key of the wrong type (a mistaken write) would fail this script half-way, with some tasks
+-- stored and others not. Check the keys it writes first: then it is all or nothing, and the
+-- caller is told which key is corrupt (TQBROKEN). Bookkeeping at the end uses pcall instead.
+local function wrong(key, want)
+  local t = rcall('TYPE', key)['ok']
+  if t ~= 'none' and t ~= want then return key .. ' is a ' .. t .. ', not a ' .. want end
+end
+local bad = wrong(tasks, 'hash') or (delayed and wrong(sched, 'zset'))
+for k = 6, lock - 1 do bad = bad or wrong(KEYS[k], 'list') end
+if bad then return redis.error_reply('TQBROKEN ' .. bad) end
 if delayed then
   now = now_ms()
   local first = rcall('ZRANGE', sched, 0, 0, 'WITHSCORES')
@@ -71,10 +81,12 @@ for i = 0, n - 1 do
   end
 end
 
-for ttype, c in pairs(counts) do rcall('HINCRBY', stats, ttype .. ':enqueued', c) end
+-- Counters and wake-ups: a corrupt one must not fail a batch that is stored (the workers'
+-- scripts find it and set the queue aside), hence pcall.
+for ttype, c in pairs(counts) do redis.pcall('HINCRBY', stats, ttype .. ':enqueued', c) end
 if woke_schedule then
-  schedule_moved(wake_key, soon)
-elseif pushed and rcall('LLEN', wake_key) == 0 then
-  rcall('RPUSH', wake_key, '1')
+  pcall(schedule_moved, wake_key, soon)
+elseif pushed and redis.pcall('LLEN', wake_key) == 0 then
+  redis.pcall('RPUSH', wake_key, '1')
 end
 return out
