@@ -1,10 +1,11 @@
 # The two commands of README: `make run` (the supervisor with the example app on the embedded
 # Redis) and `make test`. Both create ./.venv on first use; nothing else needs installing.
+# `make test-faults` runs the slower fault tier; CI runs both.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench lint clean
+.PHONY: run test test-faults bench lint clean
 
 $(BIN)/tq-master: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +16,13 @@ $(BIN)/tq-master: setup.cfg pyproject.toml
 run: $(BIN)/tq-master
 	$(BIN)/python -m examples.demo $(ARGS)
 
+# the everyday suite (~2 minutes on 2 cores); the fault suite is its own tier
 test: $(BIN)/tq-master
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not faults"
+
+# tests/faults: real processes killed, stopped and starved, runs counted on a second Redis
+test-faults: $(BIN)/tq-master
+	$(BIN)/python -m pytest -m faults tests/faults
 
 bench: $(BIN)/tq-master
 	$(BIN)/python bench/core.py

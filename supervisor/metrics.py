@@ -187,7 +187,12 @@ class _Collector(Collector):
         depth = GaugeMetricFamily("tq_queue_depth", "Tasks in a queue by state (read at "
                                   "scrape time; the same from every master)",
                                   labels=["queue", "state"])
+        broken = GaugeMetricFamily("tq_queue_broken", "1 while a queue is set aside because "
+                                   "one of its keys is corrupt (see `tq queue repair`)",
+                                   labels=["queue"])
         for queue, size in sorted((sizes or {}).items()):
             for state in QUEUE_STATES:
                 depth.add_metric([queue, state], size.get(state, 0))
+            broken.add_metric([queue], 1 if size.get("broken") else 0)
         yield depth
+        yield broken

@@ -158,8 +158,8 @@ function priorityBar(byPriority) {
 
 function drawQueues(queues) {
   const rows = Object.entries(queues).sort(([a], [b]) => a.localeCompare(b)).map(([name, q]) =>
-    el("tr", {data: {queue: name}},
-      el("td", {}, name),
+    el("tr", {data: {queue: name}, class: q.broken ? "broken" : ""},
+      el("td", {}, name, q.broken ? el("span", {class: "badge bad", title: `${q.broken.problem || "a key is corrupt"}: run tq queue repair ${name}`}, " BROKEN") : ""),
       el("td", {class: "num"}, num(q.ready)),
       el("td", {}, priorityBar(q.by_priority)),
       el("td", {class: "num"}, num(q.scheduled)),

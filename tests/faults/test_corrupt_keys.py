@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 from faultkit import jobs, wait_all
 from master_proc import eventually
+from redis_server import free_port
 
 import tq
 
@@ -37,7 +39,9 @@ def tq_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_a_wrong_typed_key_is_contained_to_its_queue(suffix, masters, client, rconn, runs,
                                                       table):
     # Given a master serving queues a and b, and queue a holding tasks
-    m = masters("-c", "2", "-A", "faultapp", "--queues", "a,b")
+    port = free_port()
+    m = masters("-c", "2", "-A", "faultapp", "--queues", "a,b", "--metrics-bind",
+                f"127.0.0.1:{port}")
     m.wait_ready(2)
     before = client.enqueue_many(jobs(20, "a"))
     wait_all(client, before, 20)
@@ -60,6 +64,9 @@ def test_a_wrong_typed_key_is_contained_to_its_queue(suffix, masters, client, rc
     mark = json.loads(rconn.get("tq:{a}:broken"))
     assert mark["key"] == key
     assert "BROKEN" in tq_cli("status").stdout
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+    assert b'tq_queue_broken{queue="a"} 1.0' in metrics
+    assert b'tq_queue_broken{queue="b"} 0.0' in metrics
     # The operator repairs it: the readable tasks of queue a run, none twice
     repaired = tq_cli("queue", "repair", "a", "--json")
     assert repaired.returncode == 0, repaired.stderr
