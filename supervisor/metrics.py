@@ -36,8 +36,8 @@ from tq.tally import BUCKETS, Histogram, Tally
 
 log = logging.getLogger(__name__)
 
-RESTART_REASONS = ("exited", "signal", "timeout", "memory", "max_tasks", "heartbeat", "reload",
-                   "scale_down")
+RESTART_REASONS = ("exited", "signal", "timeout", "memory", "max_tasks", "heartbeat", "stalled",
+                   "reload", "scale_down")
 CHILD_STATES = ("starting", "idle", "busy", "stopping")
 QUEUE_STATES = ("ready", "scheduled", "running", "dead")
 _BOUNDS = [floatToGoString(b) for b in BUCKETS]
