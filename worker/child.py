@@ -291,9 +291,10 @@ class Child:
     def _claim(self) -> bool:
         """Send waiting acks and claim more; blocks while there is nothing. True if claimed."""
         self._publish(IDLE)
-        back = self.redis(self.broker.quarantine.recheck)
-        if back:
-            self._resume(back)
+        if self.broker.quarantine.queues:   # some queue is set aside: repaired yet?
+            back = self.redis(self.broker.quarantine.recheck)
+            if back:
+                self._resume(back)
         if not self.serving:
             self._idle_without_queues()
             return False
