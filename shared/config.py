@@ -38,8 +38,12 @@ def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
     return parse
 
 
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _float_range(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], float]:
-    low = f"above {lo:g}" if lo_open else f"from {lo:g}"
+    low = f"above {_num(lo)}" if lo_open else f"from {_num(lo)}"
 
     def parse(v: Any) -> float:
         try:
@@ -47,7 +51,7 @@ def _float_range(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any],
         except (TypeError, ValueError, OverflowError):
             x = float("nan")
         if not (math.isfinite(x) and (x > lo if lo_open else x >= lo) and x <= hi):
-            raise ValueError(f"must be a finite number {low} to {hi:g}, not {v!r}")
+            raise ValueError(f"must be a finite number {low} to {_num(hi)}, not {v!r}")
         return x
     return parse
 

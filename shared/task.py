@@ -153,7 +153,7 @@ def payload_depth_ok(raw: bytes | str, doc: object, max_depth: int = MAX_PAYLOAD
         raw.count(b"[" if isinstance(raw, bytes) else "[")
     if opens <= max_depth + 1:   # the body's own object adds one level
         return True
-    stack: list[tuple[object, int]] = [(doc, 0)]
+    stack: list[tuple[object, int]] = [(doc, 1)]   # counted as check_payload() counts
     while stack:
         value, depth = stack.pop()
         if isinstance(value, dict):

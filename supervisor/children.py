@@ -51,6 +51,11 @@ class Child:
         except ProcessLookupError:
             pass
 
+    def silent_for(self, now: float) -> float:
+        """Seconds since the child last showed a sign of life (or was forked, if it has not
+        yet: a slot starts zeroed)."""
+        return now - max(self.slot.alive(), self.born)
+
     @property
     def active(self) -> bool:
         """Counts toward the target: not asked to stop, not killed."""

@@ -371,9 +371,9 @@ class Supervisor:
                 log.error("worker[%d] stopped reporting while idle (hung?): replacing it",
                           c.index, extra={"worker": c.worker_id})
                 self.kill(c, "heartbeat")
-            elif now - c.slot.alive() > self.config.stall_timeout:
+            elif c.silent_for(now) > self.config.stall_timeout:
                 log.error("worker[%d] showed no sign of life for %.0fs (%s): killing it; its "
-                          "task goes back to the queue", c.index, now - c.slot.alive(),
+                          "task goes back to the queue", c.index, c.silent_for(now),
                           process_state(c.pid), extra={"worker": c.worker_id,
                                                        **({"task": st.task} if st.task else {})})
                 self.kill(c, "stalled")

@@ -14,7 +14,14 @@ from tq.connection import redact
 from tq.errors import ConfigError, PayloadError
 from tq.handlers import DEFAULT_BACKOFF, REGISTRY, Backoff
 from tq.tally import BUCKETS, Histogram, Tally, bucket_index
-from tq.task import Task, encode_body, encode_payload, validate_name, validate_priority
+from tq.task import (
+    MAX_PAYLOAD_DEPTH,
+    Task,
+    encode_body,
+    encode_payload,
+    validate_name,
+    validate_priority,
+)
 
 
 # -- ids ------------------------------------------------------------------------------------
@@ -265,3 +272,59 @@ def test_the_url_comes_from_the_environment(monkeypatch):
         assert c.url == "redis://127.0.0.1:1/3"
     with tq.Client("redis://127.0.0.1:2/0") as c:   # an explicit URL wins
         assert c.url == "redis://127.0.0.1:2/0"
+
+
+@pytest.mark.parametrize("payload, message", [
+    ({1: "a", "1": "b"}, "payload: keys 1 and '1' are both written as '1' in JSON"),
+    ({"a": [{"b": "x\ud800"}]}, "payload['a'][0]['b']: not valid Unicode text"),
+    ({"\udfff": 1}, "payload['\\udfff']: not valid Unicode text"),
+    ({"a": {"t": (1, object())}}, "payload['a']['t'][1]: object is not JSON-serialisable"),
+    ({"a": {None: 1, "null": 2}}, "payload['a']: keys None and 'null' are both written"),
+])
+def test_payloads_that_json_would_mangle_are_refused_with_the_path(payload, message):
+    with pytest.raises(PayloadError) as err:
+        encode_payload(payload)
+    assert message in str(err.value)
+
+
+def test_payload_nesting_is_limited_the_same_for_producer_and_worker():
+    def nested(depth: int) -> dict:
+        doc: dict = {}
+        cur = doc
+        for _ in range(depth - 1):
+            cur["x"] = {}
+            cur = cur["x"]
+        return doc
+
+    ok = nested(MAX_PAYLOAD_DEPTH)
+    body = encode_body("t", "t", encode_payload(ok))
+    assert Task.from_body("id", "t", body).malformed is None
+    with pytest.raises(PayloadError, match=f"nested deeper than {MAX_PAYLOAD_DEPTH} levels"):
+        encode_payload(nested(MAX_PAYLOAD_DEPTH + 1))
+    too_deep = '{"p":' + json.dumps(nested(MAX_PAYLOAD_DEPTH + 1)) + "}"
+    assert "nested deeper than" in Task.from_body("id", "t", too_deep).malformed
+    with pytest.raises(PayloadError, match="nested deeper"):   # no RecursionError either
+        encode_payload(nested(5000))
+
+
+@pytest.mark.parametrize("body, why", [
+    (b'{"m":73786976294838206464,"p":{}}', "max_retries must be an integer from 0 to 1000"),
+    (b'{"m":1001,"p":{}}', "max_retries must be an integer from 0 to 1000"),
+    (b'{"o":1e300,"p":{}}', "timeout must be a number of seconds above 0"),
+    (b'{"p":' + b"[" * 3000 + b"]" * 3000 + b"}", "recursion"),
+    (b"\xff\xfe", "malformed task body"),
+])
+def test_the_workers_decoder_turns_any_body_into_a_verdict(body, why):
+    task = Task.from_body("id", "q", body)
+    assert task.malformed and why in task.malformed
+
+
+@pytest.mark.parametrize("options", [{"max_retries": 2**63}, {"max_retries": 1001},
+                                     {"max_retries": True}, {"timeout": 1e300},
+                                     {"timeout": 0}])
+def test_task_options_out_of_range_are_refused_at_the_door(client, rconn, options):
+    with pytest.raises(ValueError):
+        client.enqueue("t", {}, **options)
+    with pytest.raises(ValueError, match="spec #1"):
+        client.enqueue_many([("t", {}), {"type": "t", **options}])
+    assert rconn.exists("tq:{t}:tasks") == 0

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,13 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from tq import exitcodes, logs
-from tq.channel import BUSY, IDLE, ChildState, PipeReader, PipeWriter, Slot
+from tq.channel import BUSY, IDLE, STARTING, ChildState, PipeReader, PipeWriter, Slot
 from tq.config import load
 from tq.errors import ConfigError
 from tq.supervisor import children
 from tq.supervisor.children import Child, RestartPacer, account, describe_exit
 from tq.supervisor.cli import main as master_cli
 from tq.supervisor.pidfile import Pidfile
+from tq.worker.child import orphan_deadline
 from tq.worker.prefetch import MAX_BATCH, Prefetch
 
 
@@ -55,10 +57,81 @@ def _child(state: int = BUSY, task: str = "t1", **marks: str) -> Child:
     return c
 
 
-def test_a_crash_while_busy_fails_the_running_task_and_counts_toward_backoff():
-    d = account(_child(), _status(sig=signal.SIGSEGV))
+def test_a_crash_while_busy_is_the_tasks_kill_and_not_the_pools():
+    d = account(_child(ready=True), _status(sig=signal.SIGSEGV))
     assert (d.counted, d.kind, d.crashed, d.cause) == ("t1", "died", True, "signal")
     assert d.reason.startswith("worker died: killed by signal 11 (SIGSEGV)")
+    assert d.killed and not d.paced   # charged to the task; the replacement forks at once
+    exited = account(_child(ready=True), _status(7))   # os._exit in the handler
+    assert exited.killed and not exited.paced
+
+
+@pytest.mark.parametrize("state, ready, status, paced", [
+    (IDLE, True, _status(sig=signal.SIGKILL), False),   # killed from outside while idle
+    (IDLE, True, _status(1), True),                     # the child's own error, no task
+    (IDLE, False, _status(sig=signal.SIGKILL), True),   # died before it was ready
+    (STARTING, False, _status(4), True),                # its handlers do not import
+])
+def test_only_deaths_no_task_explains_back_off(state, ready, status, paced):
+    d = account(_child(state, ready=ready), status)
+    assert d.counted is None and not d.killed
+    assert d.paced == paced
+
+
+def test_a_stalled_child_fails_its_task_as_stalled_without_a_kill():
+    d = account(_child(ready=True, kill_reason="stalled"), _status(sig=signal.SIGKILL))
+    assert (d.counted, d.kind, d.crashed, d.killed) == ("t1", "stalled", False, False)
+
+
+def test_the_fork_rate_is_bounded_whatever_the_cause(monkeypatch):
+    now = [50.0]
+    monkeypatch.setattr(children.time, "monotonic", lambda: now[0])
+    pacer = RestartPacer(max_forks_per_second=4)
+    for _ in range(4):
+        assert pacer.may_spawn()
+        pacer.spawned()
+    assert not pacer.may_spawn()     # a fifth fork within the same second waits
+    now[0] += 1.0
+    assert pacer.may_spawn()
+
+
+def test_an_orphan_gives_up_at_its_hard_limit_else_after_the_grace():
+    assert orphan_deadline(120.0, 100.0, 300.0) == 120.0
+    assert orphan_deadline(0.0, 100.0, 300.0) == 400.0
+
+
+def test_the_slot_tells_a_live_child_from_a_stopped_one():
+    slot = Slot()
+    slot.state = ChildState(BUSY, heartbeat=10.0)
+    slot.publish()
+    assert slot.alive() == 10.0
+    slot.beat(25.0)                   # the child's watch thread
+    assert slot.alive() == 25.0
+
+
+def test_a_child_that_has_not_beaten_yet_is_as_old_as_its_fork():
+    c = _child(STARTING)              # a zeroed slot: it never wrote a sign of life
+    assert 0 <= c.silent_for(time.monotonic()) < 1
+    c.slot.beat(c.born + 5)
+    assert c.silent_for(c.born + 6) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"heartbeat_ttl": "1e-300"}, "--heartbeat-ttl: must be a finite number from 1 to 3600, "
+                                  "not '1e-300'"),
+    ({"result_ttl": "1e17"}, "--result-ttl: must be a finite number from 0 to 315360000"),
+    ({"concurrency": "inf"}, "--concurrency: must be an integer from 1 to 1024, not 'inf'"),
+    ({"prefetch": "2.5"}, "--prefetch: must be an integer from 1 to 1000"),
+    ({"max_worker_kills": "0"}, "--max-worker-kills: must be an integer from 1 to 100"),
+    ({"stall_timeout": "0.1"}, "--stall-timeout: must be a finite number from 1 to 86400"),
+    ({"orphan_grace": "-1"}, "--orphan-grace: must be a finite number from 0 to 86400"),
+    ({"metrics_bind": "no-such-host.invalid:9808"}, "--metrics-bind: cannot resolve host"),
+    ({"metrics_bind": "127.0.0.1:70000"}, "port from 1 to 65535"),
+])
+def test_every_setting_has_a_range(flags, message):
+    with pytest.raises(ConfigError) as err:
+        load(flags, env={})
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_hard_timeout_fails_the_task_as_a_timeout_but_is_no_crash():
@@ -218,3 +291,16 @@ def test_exit_codes_are_distinct():
     codes = [exitcodes.OK, exitcodes.FAILURE, exitcodes.USAGE, exitcodes.CHILD_BOOT_ERROR,
              exitcodes.CHILD_APP_ERROR, exitcodes.MASTER_BOOT_ERROR]
     assert len(set(codes)) == len(codes)
+
+
+def test_a_metrics_port_in_use_stops_the_start_in_one_line(masters, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        m = masters("-c", "1", "-A", "procapp", "--metrics-bind", f"127.0.0.1:{port}",
+                    "--pidfile", str(tmp_path / "tq.pid"))
+        assert m.wait_exit(20) == 2
+    assert f"--metrics-bind 127.0.0.1:{port}: cannot listen there" in m.log()
+    assert "Traceback" not in m.log()
+    assert not (tmp_path / "tq.pid").exists()   # nothing left behind

@@ -160,3 +160,27 @@ def test_a_stopped_busy_child_without_timeout_is_replaced(masters, client, runs,
     assert len(pids) == 2 and pids[1] != pid
     assert lost == [] and dup == []
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_a_stuck_orphan_is_killed_before_its_task_is_requeued(masters, client, runs, table):
+    # Given a child running a task, stopped (it cannot beat its registry entry any more)
+    m = masters("-c", "1", "-A", "faultapp", "--queues", "a", "--heartbeat-ttl", "2")
+    m.wait_ready(1)
+    tid = client.enqueue("job", {"s": 2}, queue="a")
+    pid = eventually(lambda: runs.pids(tid), what="the task to start")[0]
+    os.kill(pid, signal.SIGSTOP)
+    # When its master dies alone, and a new master starts on the same host
+    os.kill(m.pid, signal.SIGKILL)
+    m.proc.wait(10)
+    m2 = masters("-c", "1", "-A", "faultapp", "--queues", "a", "--heartbeat-ttl", "2")
+    # Then, once its heartbeat expires, the new master kills it first and only then requeues
+    # its task: the stuck process can never finish it a second time
+    m2.wait_log("stopped heartbeating but still runs", timeout=20)
+    assert client.wait(tid, timeout=20) is None
+    eventually(lambda: not psutil.pid_exists(pid)
+               or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, what="the orphan gone")
+    lost, dup = runs.lost_and_duplicated([tid])
+    table(("stopped orphan of a killed master",
+           f"killed, then requeued; runs started {len(runs.pids(tid))}, lost {len(lost)}, "
+           f"duplicated {len(dup)}"))
+    assert lost == [] and dup == [] and len(runs.pids(tid)) == 2
