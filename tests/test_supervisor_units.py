@@ -24,8 +24,8 @@ from tq.supervisor import children
 from tq.supervisor.children import Child, RestartPacer, account, describe_exit
 from tq.supervisor.cli import main as master_cli
 from tq.supervisor.pidfile import Pidfile
-from tq.worker.child import orphan_deadline
 from tq.worker.prefetch import MAX_BATCH, Prefetch
+from tq.worker.watch import orphan_deadline
 
 
 def _status(code: int | None = None, sig: int | None = None) -> int:
