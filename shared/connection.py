@@ -20,7 +20,7 @@ from redis.retry import Retry
 
 from . import embedded
 from .config import BY_NAME, config_path, read_file
-from .errors import EvictionPolicyError, RedisUnavailable
+from .errors import EvictionPolicyError, NoPermission, RedisUnavailable
 
 ENV_URL = "TQ_REDIS_URL"
 
@@ -119,7 +119,16 @@ def translated(url: str) -> Iterator[None]:
     except redis.exceptions.ResponseError as exc:
         if refused(exc):
             raise RedisUnavailable(redact(url), f"it refused the command: {exc}") from None
+        if not_permitted(exc):
+            raise NoPermission(redact(url), str(exc).split(" script:", 1)[0]) from None
         raise
+
+
+def not_permitted(exc: BaseException) -> bool:
+    """An ACL refusal, of a command sent or of one inside a script."""
+    return isinstance(exc, redis.exceptions.NoPermissionError) or (
+        isinstance(exc, redis.exceptions.ResponseError)
+        and ("NOPERM" in str(exc) or "can't run this command" in str(exc)))
 
 
 # Replies that mean "not now" rather than "wrong": out of memory (noeviction), a replica after
@@ -141,23 +150,42 @@ def dedicated(pool: redis.ConnectionPool) -> redis.connection.AbstractConnection
     return pool.connection_class(**pool.connection_kwargs)
 
 
+UNKNOWN_POLICY = "unknown"
+
+
 def eviction_policy(conn: redis.Redis) -> str:
-    """Redis' maxmemory-policy, from CONFIG GET or, where CONFIG is disabled, from INFO."""
+    """Redis' maxmemory-policy, from CONFIG GET or, where CONFIG is disabled, from INFO;
+    UNKNOWN_POLICY when the user may run neither (an ACL user without +config|get, +info)."""
     try:
         reply = conn.config_get("maxmemory-policy")
         value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
         if value is not None:
             return value.decode() if isinstance(value, bytes) else str(value)
     except redis.exceptions.ResponseError:
-        pass
-    info = conn.info("memory")
-    value = info.get("maxmemory_policy", "unknown")
+        pass   # renamed or disabled CONFIG, or NOPERM
+    try:
+        info = conn.info("memory")
+    except redis.exceptions.ResponseError:   # NOPERM, or INFO renamed away
+        return UNKNOWN_POLICY
+    value = info.get("maxmemory_policy", UNKNOWN_POLICY)
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def check_eviction_policy(conn: redis.Redis, url: str, allow: bool = False) -> str:
-    """Refuse a Redis that may evict queue keys, unless `allow` (the user's explicit override)."""
+    """Refuse a Redis that may evict queue keys, unless `allow` (the user's explicit override).
+    A policy that cannot be read (ACL) is refused too, saying what to grant."""
     policy = eviction_policy(conn)
+    if policy == UNKNOWN_POLICY:
+        if allow:
+            log.warning("cannot read Redis' maxmemory-policy at %s (this user may not run "
+                        "CONFIG GET or INFO): going on because eviction is allowed; make sure "
+                        "it is noeviction", redact(url))
+            return policy
+        raise EvictionPolicyError(
+            f"cannot read maxmemory-policy of Redis at {redact(url)}: this user may run "
+            "neither CONFIG GET nor INFO. Grant one of them (ACL: +config|get or +info), or, "
+            "once you made sure the policy is noeviction, pass --allow-eviction / "
+            "TQ_ALLOW_EVICTION=1.")
     if policy != "noeviction" and not allow:
         raise EvictionPolicyError(
             f"Redis at {redact(url)} has maxmemory-policy={policy}: under memory pressure it "

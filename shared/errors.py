@@ -25,6 +25,15 @@ class RedisUnavailable(TQError, ConnectionError):
         super().__init__(f"Redis at {url} is unavailable: {cause}")
 
 
+class NoPermission(TQError, PermissionError):
+    """The Redis user may not run a command tq needs (an ACL): the message says which."""
+
+    def __init__(self, url: str, cause: BaseException | str) -> None:
+        self.url = url
+        super().__init__(f"Redis at {url} refused: {cause} (see docs/operations.md, 'Redis "
+                         "users and ACLs', for the grants tq needs)")
+
+
 class QueueBroken(TQError):
     """A key of the queue is corrupt (a wrong type, a counter that is not a number)."""
 

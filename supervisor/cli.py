@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+import redis
 
 from tq import __version__, exitcodes, logs
 from tq.config import SETTINGS, Config, load
@@ -74,6 +75,10 @@ def _run(config: Config, flags: dict[str, Any]) -> int:
         return exitcodes.USAGE
     except (RedisUnavailable, EvictionPolicyError) as exc:
         log.critical("%s", exc)
+        return exitcodes.FAILURE
+    except redis.exceptions.ResponseError as exc:   # NOPERM (an ACL), a renamed command...
+        log.critical("Redis refused a command the master needs: %s (see docs/operations.md, "
+                     "'Redis users and ACLs')", str(exc).split(" script:", 1)[0])
         return exitcodes.FAILURE
 
 

@@ -1,0 +1,80 @@
+"""Redis ACL users with only the grants docs/operations.md documents run every part of tq."""
+
+from __future__ import annotations
+
+import pytest
+from master_proc import eventually
+
+import tq
+from tq.dashboard.app import create_app
+
+# The documented rules (docs/operations.md, "Redis users and ACLs"), for namespace tq.
+TQ_RULE = "on >s3cret-tq ~tq:* +@read +@write +@scripting +@connection +time -@dangerous +info"
+READONLY_RULE = "on >s3cret-ro ~tq:* +@read +@scripting +@connection +time -@write -@dangerous"
+NO_INFO_RULE = "on >s3cret-tq ~tq:* +@read +@write +@scripting +@connection +time -@dangerous"
+
+
+@pytest.fixture
+def acl(redis_server, redis_url):
+    """Create ACL users on the test's own server; removed after the test."""
+    admin = redis_server.client()
+    made: list[str] = []
+
+    def user(name: str, rule: str) -> str:
+        admin.execute_command("ACL", "SETUSER", name, "reset", *rule.split())
+        made.append(name)
+        password = next(p[1:] for p in rule.split() if p.startswith(">"))
+        return f"redis://{name}:{password}@127.0.0.1:{redis_server.port}/0"
+
+    yield user
+    for name in made:
+        admin.execute_command("ACL", "DELUSER", name)
+    admin.close()
+
+
+def test_the_documented_tq_user_runs_producer_master_and_dashboard(acl, masters):
+    url = acl("tq-app", TQ_RULE)
+    # a producer, a master (with its eviction check: +info) and the dashboard, all as tq-app
+    with tq.Client(url) as client:
+        m = masters("-c", "1", "-A", "procapp", "--queues", "acl", url=url)
+        m.wait_ready(1)
+        tid = client.enqueue("pid", {}, queue="acl")
+        assert client.wait(tid, timeout=15) in m.child_pids()
+        dead = client.enqueue("segv", {}, queue="acl", max_retries=0)
+        with pytest.raises(tq.TaskFailed):
+            client.wait(dead, timeout=15)
+        web = create_app(client).test_client()
+        host = {"Host": "127.0.0.1:8080"}
+        for path in ("/api/overview", "/api/queues", "/api/failed", "/api/masters",
+                     f"/api/tasks/{tid}", "/api/history"):
+            assert web.get(path, headers=host).status_code == 200, path
+        assert client.retry_dead([dead], queue="acl") == 1
+    assert "NOPERM" not in m.log() and "Traceback" not in m.log()
+
+
+def test_a_user_without_info_or_config_is_told_what_to_grant(acl, masters):
+    url = acl("tq-noinfo", NO_INFO_RULE)
+    with tq.Client(url) as producer:   # the producer's rule: enough to enqueue and follow
+        tid = producer.enqueue("pid", {}, queue="acl")
+        assert producer.get(tid).state == "queued"
+    m = masters("-c", "1", "-A", "procapp", "--queues", "acl", url=url)
+    assert m.wait_exit(20) == 1
+    assert "+config|get or +info" in m.log() and "Traceback" not in m.log()
+    # with --allow-eviction it warns and runs
+    m2 = masters("-c", "1", "-A", "procapp", "--queues", "acl", "--allow-eviction", url=url)
+    m2.wait_ready(1)
+    assert "cannot read Redis' maxmemory-policy" in m2.log()
+
+
+def test_a_read_only_user_sees_everything_and_changes_nothing(acl, client):
+    tid = client.enqueue("email", {"to": "a@example.com"})
+    url = acl("tq-ro", READONLY_RULE)
+    with tq.Client(url) as ro:
+        assert ro.get(tid).state == "queued"
+        assert ro.queue_sizes()["email"]["ready"] == 1
+        web = create_app(ro).test_client()
+        assert web.get("/api/queues", headers={"Host": "127.0.0.1:8080"}).status_code == 200
+        with pytest.raises(tq.TQError, match=r"NOPERM|no permissions") as err:
+            ro.enqueue("email", {})
+        assert "s3cret" not in str(err.value)
+    eventually(lambda: client.queue_sizes()["email"]["ready"] == 1, timeout=1)
