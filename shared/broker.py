@@ -7,6 +7,7 @@ Every state change is one Lua script (scripts.py), so one round trip and atomic.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -27,8 +28,10 @@ from .connection import (
 from .errors import RedisUnavailable
 from .integrity import Quarantine
 from .keys import Keys, QueueKeys
-from .scripts import SCRIPTS
+from .scripts import SCRIPTS, Script
 from .task import DEFAULT_MAX_RETRIES, Task
+
+log = logging.getLogger("tq.broker")
 
 DEFAULT_RESULT_TTL = 24 * 3600.0
 MAX_RETRY_DELAY = 365 * 86400.0
@@ -96,6 +99,9 @@ class Broker:
         self._blocks: dict[str, list[bytes]] = {}
         self._known_queues: dict[str, int] = {}   # queue -> link.connects when registered
         self.quarantine = Quarantine(self.conn, self.keys.queue, client_name or "tq")
+        self.replica_acks = 0            # WAIT for this many replicas after each write batch
+        self.replica_timeout_ms = 1000
+        self._replica_warned = 0.0
 
     def close(self) -> None:
         self.link.close()
@@ -166,7 +172,35 @@ class Broker:
         RedisUnavailable: the worker loop handles both (connection.OUTAGE).
         """
         keys, args = self._claim_request(worker_id, queues, max_tasks, acks, stats, result_ttl)
+        if acks and self.replica_acks:
+            return self._claim_result(self.replicated(SCRIPTS.claim, keys, args), queues)
         return self._claim_result(SCRIPTS.claim(self.link, keys, args), queues)
+
+    def replicated(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run a script, then WAIT until `replica_acks` replicas have its writes (or the
+        timeout), in one round trip: with asynchronous replication, a failover could otherwise
+        lose a write Redis already acknowledged. Fewer replicas in time is logged, not raised:
+        the write is done, and raising would make callers repeat it."""
+        if not self.replica_acks:
+            return script(self.link, keys, args)
+        wait = ("WAIT", self.replica_acks, self.replica_timeout_ms)
+        reply, acked = self.link.call_pipelined(
+            ("EVALSHA", script.sha, len(keys), *keys, *args), wait)
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            reply = script(self.link, keys, args)   # loads it (Redis restarted) and runs it
+            acked = self.link.call(*wait)
+        elif isinstance(reply, Exception):
+            if refused(reply):
+                raise RedisUnavailable(self.safe_url, f"it refused the command: {reply}")
+            raise reply
+        if isinstance(acked, int) and acked < self.replica_acks:
+            now = time.monotonic()
+            if now - self._replica_warned > 60:
+                self._replica_warned = now
+                log.warning("only %d of %d replica(s) acknowledged a write within %d ms: a "
+                            "failover now could lose it", acked, self.replica_acks,
+                            self.replica_timeout_ms)
+        return reply
 
     def wait_and_claim(self, worker_id: str, queues: Sequence[str], timeout: float,
                        max_tasks: int = 1, result_ttl: float = DEFAULT_RESULT_TTL
@@ -273,7 +307,7 @@ class Broker:
         args = [task.queue, worker_id, task.id, task.token, kind, message, traceback or "",
                 1 if retry else 0, retry_ms(delay), default_max_retries]
         with translated(self.url):
-            outcome, failures, due = SCRIPTS.fail(self.link, keys, args)
+            outcome, failures, due = self.replicated(SCRIPTS.fail, keys, args)
         return FailOutcome(outcome.decode(), int(failures), int(due))
 
     # -- recovery -----------------------------------------------------------------------

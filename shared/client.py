@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from .broker import Broker
+from .config import replica_acks_setting
 from .connection import refused, translated
 from .errors import (
     ConfigError,
@@ -83,7 +84,7 @@ class Client:
 
     def __init__(self, url: str | None = None, namespace: str = "tq", *,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-                 socket_timeout: float = 10.0) -> None:
+                 socket_timeout: float = 10.0, replica_acks: int | None = None) -> None:
         validate_name("namespace", namespace)
         if isinstance(max_payload_bytes, bool) or not isinstance(max_payload_bytes, int) \
                 or not 0 < max_payload_bytes <= MAX_PAYLOAD_BYTES:
@@ -92,6 +93,9 @@ class Client:
         # A few transparent retries: a restarted Redis is reconnected to without an error.
         self.broker = Broker(url, namespace, retries=3, socket_timeout=socket_timeout,
                              client_name="tq-client")
+        # replica_acks=N: each enqueue returns once N replicas have the tasks (WAIT); None:
+        # TQ_REPLICA_ACKS, else replica_acks in the config file, else 0.
+        self.broker.replica_acks = replica_acks_setting(replica_acks)
         self.url = self.broker.url
         self.safe_url = self.broker.safe_url
         self.namespace = namespace
@@ -236,7 +240,7 @@ class Client:
         with translated(self.url):
             broker.register_queues([queue])
             try:
-                got = [g.decode() for g in SCRIPTS.enqueue(broker.link, keys, args)]
+                got = [g.decode() for g in broker.replicated(SCRIPTS.enqueue, keys, args)]
             except redis.exceptions.ResponseError as exc:
                 if not str(exc).startswith("TQBROKEN "):
                     raise

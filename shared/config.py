@@ -159,6 +159,11 @@ SETTINGS: tuple[Setting, ...] = (
             "of life (stopped, stuck) before it is killed and its task requeued", "S"),
     Setting("orphan_grace", _float_range(0, 86400), 300.0, "seconds a child whose master died "
             "may take to finish a task without a timeout (then it exits)", "S"),
+    Setting("replica_acks", _int_range(0, 16), 0, "after each enqueue and each batch of "
+            "acks, WAIT until N replicas have the write (0: off); guards acknowledged work "
+            "against a failover, at a cost per round trip", "N"),
+    Setting("replica_ack_timeout", _float_range(0.001, 60), 1.0, "seconds that WAIT waits "
+            "for the replicas before going on (and logging it)", "S"),
     Setting("pidfile", str, None, "write the master's pid to PATH", "PATH"),
     Setting("log_level", _choice(*LOG_LEVELS, upper=True), "INFO", "log level", "LEVEL"),
     Setting("log_format", _choice("text", "json"), "text", "log format", "text|json"),
@@ -190,6 +195,8 @@ class Config:
     max_worker_kills: int = 3
     stall_timeout: float = 60.0
     orphan_grace: float = 300.0
+    replica_acks: int = 0
+    replica_ack_timeout: float = 1.0
     pidfile: str | None = None
     log_level: str = "INFO"
     log_format: str = "text"
@@ -261,3 +268,24 @@ def load(flags: Mapping[str, Any] | None = None, *, config_file: str | None = No
     known = {f.name for f in fields(Config)}
     return Config(**{k: v for k, v in values.items() if k in known},
                   config_file=str(path) if path else None, sources=sources)
+
+
+def replica_acks_setting(explicit: int | None, env: Mapping[str, str] | None = None) -> int:
+    """A producer's replica_acks: explicit, else TQ_REPLICA_ACKS, else the config file's."""
+    setting = BY_NAME["replica_acks"]
+    if explicit is not None:
+        return setting.parse(explicit)
+    env = os.environ if env is None else env
+    if env.get(setting.env):
+        try:
+            return setting.parse(env[setting.env])
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"{setting.env}: {exc}") from None
+    path = config_path(None, env)
+    raw = read_file(path).get("replica_acks") if path is not None else None
+    if raw is None:
+        return 0
+    try:
+        return setting.parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"replica_acks in {path}: {exc}") from None

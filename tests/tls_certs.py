@@ -36,7 +36,8 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 def make_certs(folder: Path) -> Certs:
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("tq test CA")).issuer_name(_name("tq test CA"))
+    ca_name = _name("tq test CA")
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
           .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
           .not_valid_before(now - dt.timedelta(minutes=5))
           .not_valid_after(now + dt.timedelta(days=1))

@@ -161,6 +161,8 @@ class Child:
             return exitcodes.CHILD_APP_ERROR
         self.broker = Broker(self.config.redis_url, self.config.namespace, retries=0,
                              socket_timeout=IDLE_BLOCK + 9, client_name="tq-worker")
+        self.broker.replica_acks = self.config.replica_acks
+        self.broker.replica_timeout_ms = int(self.config.replica_ack_timeout * 1000)
         self.runner = Runner(self.broker, self.wid)
         signal.signal(signal.SIGALRM, self.runner.on_alarm)
         self._publish(IDLE)
