@@ -34,6 +34,7 @@ from .task import DEFAULT_MAX_RETRIES, Task
 log = logging.getLogger("tq.broker")
 
 DEFAULT_RESULT_TTL = 24 * 3600.0
+SHORT_WAIT_MS = 10   # WAIT's timeout while fewer replicas than replica_acks answer
 MAX_RETRY_DELAY = 365 * 86400.0
 PROMOTE_LIMIT = 100
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
@@ -101,7 +102,8 @@ class Broker:
         self.quarantine = Quarantine(self.conn, self.keys.queue, client_name or "tq")
         self.replica_acks = 0            # WAIT for this many replicas after each write batch
         self.replica_timeout_ms = 1000
-        self._replica_warned = 0.0
+        self._replica_warned = -60.0
+        self._replicas_short = False
 
     def close(self) -> None:
         self.link.close()
@@ -183,7 +185,11 @@ class Broker:
         the write is done, and raising would make callers repeat it."""
         if not self.replica_acks:
             return script(self.link, keys, args)
-        wait = ("WAIT", self.replica_acks, self.replica_timeout_ms)
+        # With fewer replicas connected than asked for (all of them lost in a failover), every
+        # WAIT would last its whole timeout: until one answers in full again, wait briefly.
+        timeout = min(SHORT_WAIT_MS, self.replica_timeout_ms) if self._replicas_short \
+            else self.replica_timeout_ms
+        wait = ("WAIT", self.replica_acks, timeout)
         reply, acked = self.link.call_pipelined(
             ("EVALSHA", script.sha, len(keys), *keys, *args), wait)
         if isinstance(reply, redis.exceptions.NoScriptError):
@@ -193,13 +199,14 @@ class Broker:
             if refused(reply):
                 raise RedisUnavailable(self.safe_url, f"it refused the command: {reply}")
             raise reply
-        if isinstance(acked, int) and acked < self.replica_acks:
-            now = time.monotonic()
-            if now - self._replica_warned > 60:
-                self._replica_warned = now
+        if isinstance(acked, int):
+            self._replicas_short = acked < self.replica_acks
+            if self._replicas_short and time.monotonic() - self._replica_warned > 60:
+                self._replica_warned = time.monotonic()
                 log.warning("only %d of %d replica(s) acknowledged a write within %d ms: a "
-                            "failover now could lose it", acked, self.replica_acks,
-                            self.replica_timeout_ms)
+                            "failover now could lose it (until they answer, writes wait "
+                            "%d ms for them)", acked, self.replica_acks, timeout,
+                            min(SHORT_WAIT_MS, self.replica_timeout_ms))
         return reply
 
     def wait_and_claim(self, worker_id: str, queues: Sequence[str], timeout: float,

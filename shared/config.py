@@ -132,8 +132,9 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("redis_url", str, None, "Redis URL (redis://, rediss://, unix://); default: the "
-            "embedded Redis under TQ_HOME", "URL"),
+    Setting("redis_url", str, None, "Redis URL (redis://, rediss://, unix://, "
+            "redis+sentinel://H:P[,H:P]/SERVICE); default: the embedded Redis under TQ_HOME",
+            "URL"),
     Setting("namespace", _namespace, "tq", "prefix of every Redis key", "NAME"),
     Setting("app", _names("module"), None, "handler modules to import, comma-separated",
             "MODULE[,MODULE]"),

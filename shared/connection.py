@@ -13,8 +13,11 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, unquote
 
 import redis
+import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -94,8 +97,7 @@ def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,
             ExponentialBackoff(), 0)
         tcp = {} if url.startswith("unix:") else {"socket_connect_timeout": 5.0,
                                                   "socket_keepalive": True}
-        conn = redis.Redis.from_url(
-            url,
+        options: dict[str, Any] = dict(
             protocol=2,
             socket_timeout=socket_timeout,
             health_check_interval=30,
@@ -104,9 +106,54 @@ def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,
             retry_on_error=list(REDIS_ERRORS) if retries else [],
             client_name=client_name,
         )
+        if url.startswith(SENTINEL_SCHEMES):
+            return sentinel_master(url, options)
+        conn = redis.Redis.from_url(url, **options)
     except ValueError as exc:
         raise RedisUnavailable(redact(url), f"invalid URL ({exc})") from None
     return conn
+
+
+SENTINEL_SCHEMES = ("redis+sentinel://", "rediss+sentinel://")
+
+
+def sentinel_master(url: str, options: dict[str, Any]) -> redis.Redis:
+    """A client of the primary a set of Sentinels names, for
+    redis+sentinel://[user:pass@]host:port[,host:port...]/SERVICE[/DB][?query]
+    (rediss+sentinel:// for TLS to the data nodes). The user and password are the data nodes';
+    sentinel_username / sentinel_password in the query authenticate to the Sentinels, and the
+    other query parameters (ssl_ca_certs...) go to the data nodes' connections as in
+    redis-py's URLs. Every new connection asks the Sentinels where the primary is, and a
+    READONLY reply (a demoted primary) drops the connection, so a failover reads to tq as a
+    short outage that its loops already ride out."""
+    scheme, _, rest = url.partition("://")
+    rest, _, query = rest.partition("?")
+    authority, _, path = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, pw = userinfo.partition(":")
+        username, password = unquote(user) or None, unquote(pw) if colon else None
+    sentinels = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or not port.isdigit() or not host:
+            raise ValueError(f"sentinel address {item!r} is not HOST:PORT")
+        sentinels.append((host.strip("[]"), int(port)))
+    parts = [unquote(p) for p in path.split("/") if p]
+    if not parts or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise ValueError("the path must be /SERVICE or /SERVICE/DB")
+    params = {k: v[-1] for k, v in parse_qs(query).items()}
+    sentinel_kwargs = {k: params.pop(f"sentinel_{k}") for k in ("username", "password")
+                       if f"sentinel_{k}" in params}
+    sentinel_kwargs["socket_timeout"] = options.get("socket_timeout") or 5.0
+    sentinel_kwargs["socket_connect_timeout"] = 5.0
+    if scheme.startswith("rediss"):
+        options["ssl"] = True
+    manager = redis.sentinel.Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs)
+    return manager.master_for(parts[0], redis_class=redis.Redis,
+                              db=int(parts[1]) if len(parts) == 2 else 0,
+                              username=username, password=password, **options, **params)
 
 
 @contextlib.contextmanager
@@ -146,8 +193,15 @@ def refused(exc: BaseException) -> bool:
 
 
 def dedicated(pool: redis.ConnectionPool) -> redis.connection.AbstractConnection:
-    """A connection of the pool's kind that the pool does not count (or cap at 100)."""
-    return pool.connection_class(**pool.connection_kwargs)
+    """A connected connection of the pool's kind that the pool does not count (or cap at 100).
+
+    Connected here, through connect(): a Sentinel-managed connection asks the Sentinels for
+    the primary there, while redis-py's send path would connect a fresh one to its default
+    host (localhost:6379) without asking. Raises the connection's errors.
+    """
+    conn = pool.connection_class(**pool.connection_kwargs)
+    conn.connect()
+    return conn
 
 
 UNKNOWN_POLICY = "unknown"
@@ -218,6 +272,7 @@ class Link:
         if conn is None or local.pid != os.getpid():
             # Not pool.make_connection(): the pool counts those for good and refuses the 101st,
             # so a process that reconnected 100 times would lose Redis for ever.
+            local.conn = None
             conn = local.conn = dedicated(self.pool)
             local.pid = os.getpid()
             self.connects += 1
@@ -225,12 +280,14 @@ class Link:
 
     def call(self, *args: object) -> object:
         for attempt in range(self.retries + 1):
-            conn = self._connection()
+            conn = None
             try:
+                conn = self._connection()
                 conn.send_command(*args)
                 return conn.read_response()
             except REDIS_ERRORS:
-                conn.disconnect()
+                if conn is not None:
+                    conn.disconnect()
                 self._local.conn = None   # the next call counts a new connection
                 if attempt >= self.retries:
                     raise

@@ -17,7 +17,7 @@ import redis
 from redis.connection import AbstractConnection
 
 from tq.broker import Broker
-from tq.connection import OUTAGE, dedicated
+from tq.connection import OUTAGE, dedicated, refused
 
 log = logging.getLogger("tq.master")
 
@@ -56,9 +56,10 @@ class Promoter:
                 self._conn.read_response()
             except OUTAGE:
                 self._drop()
-            except redis.exceptions.ResponseError as exc:   # a soon list of the wrong type
+            except redis.exceptions.ResponseError as exc:
                 self._drop()
-                self.broker.quarantine.contain(self.queues, exc)
+                if not refused(exc):   # READONLY after a failover is an outage, not a key
+                    self.broker.quarantine.contain(self.queues, exc)   # a corrupt soon list
         self._waiting = False
         self.next_at = 0.0
 

@@ -72,8 +72,9 @@ class TqGroup(click.Group):
 
 @click.group(cls=TqGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--redis-url", metavar="URL", default=None,
-              help="Redis URL (redis://, rediss://, unix://); default: TQ_REDIS_URL, the config "
-                   "file, else the embedded Redis under TQ_HOME (./.tq)")
+              help="Redis URL (redis://, rediss://, unix://, redis+sentinel://...); default: "
+                   "TQ_REDIS_URL, the config file, else the embedded Redis under TQ_HOME "
+                   "(./.tq)")
 @click.option("--namespace", metavar="NAME", default=None,
               help="prefix of every Redis key (default: tq)")
 @click.option("--config", "config_file", metavar="PATH", default=None,
