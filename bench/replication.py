@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from _common import RedisServer, print_table, rate
-from supervisor import Master, wait_succeeded
 
 import tq
+from supervisor import Master, wait_succeeded
 
 
 def enqueue_rate(url: str, n: int, replica_acks: int) -> float:
