@@ -54,6 +54,7 @@ class ClaimResult:
     tasks: list[Task]
     stale: list[str] = field(default_factory=list)   # acks refused by the fence
     next_due: float | None = None                     # s until the next scheduled task
+    strays: int = 0   # tasks found in the worker's lists that it did not know it held
 
 
 @dataclass(slots=True)
@@ -167,13 +168,18 @@ class Broker:
     # -- the worker's round trip --------------------------------------------------------
     def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int = 1, *,
               acks: Sequence[Ack] = (), stats: dict[tuple[str, str], int] | None = None,
-              result_ttl: float = DEFAULT_RESULT_TTL) -> ClaimResult:
+              result_ttl: float = DEFAULT_RESULT_TTL, holds_nothing: bool = False
+              ) -> ClaimResult:
         """Ack `acks`, add `stats` ((queue, field) -> n), then claim up to max_tasks; one trip.
+
+        holds_nothing: the caller holds no claimed task once these acks are settled, so
+        anything else in its lists is a stray of a lost reply, handed back (see claim.lua).
 
         Raises redis-py's connection errors untranslated, and refusals (OOM, READONLY...) as
         RedisUnavailable: the worker loop handles both (connection.OUTAGE).
         """
-        keys, args = self._claim_request(worker_id, queues, max_tasks, acks, stats, result_ttl)
+        keys, args = self._claim_request(worker_id, queues, max_tasks, acks, stats, result_ttl,
+                                         holds_nothing)
         if acks and self.replica_acks:
             return self._claim_result(self.replicated(SCRIPTS.claim, keys, args), queues)
         return self._claim_result(SCRIPTS.claim(self.link, keys, args), queues)
@@ -210,8 +216,8 @@ class Broker:
         return reply
 
     def wait_and_claim(self, worker_id: str, queues: Sequence[str], timeout: float,
-                       max_tasks: int = 1, result_ttl: float = DEFAULT_RESULT_TTL
-                       ) -> ClaimResult:
+                       max_tasks: int = 1, result_ttl: float = DEFAULT_RESULT_TTL,
+                       holds_nothing: bool = False) -> ClaimResult:
         """Block until a queue may have work (or `timeout`), then claim, in one round trip.
 
         The claim is pipelined behind the blocking read: Redis holds a blocked client's next
@@ -221,7 +227,8 @@ class Broker:
         """
         wake = [self.qkeys(q).wake for q in queues]
         block = round(max(self.block_limit(timeout), 0.001), 3)
-        keys, args = self._claim_request(worker_id, queues, max_tasks, (), None, result_ttl)
+        keys, args = self._claim_request(worker_id, queues, max_tasks, (), None, result_ttl,
+                                         holds_nothing)
         script = SCRIPTS.claim
         _, reply = self.link.call_pipelined(("BLPOP", *wake, block),
                                             ("EVALSHA", script.sha, len(keys), *keys, *args))
@@ -235,14 +242,16 @@ class Broker:
 
     def _claim_request(self, worker_id: str, queues: Sequence[str], max_tasks: int,
                        acks: Sequence[Ack], stats: dict[tuple[str, str], int] | None,
-                       result_ttl: float) -> tuple[list[Any], list[Any]]:
+                       result_ttl: float, holds_nothing: bool = False
+                       ) -> tuple[list[Any], list[Any]]:
         index = {q: i for i, q in enumerate(queues, 1)}
         keys: list[Any] = []
         for q in queues:
             keys.extend(self.block(q))
         keys.extend(self.qkeys(q).proc(worker_id) for q in queues)
         args: list[Any] = [worker_id, len(queues), max_tasks, PROMOTE_LIMIT,
-                           int(result_ttl * 1000), len(acks), len(stats or ()), *queues]
+                           int(result_ttl * 1000), len(acks), len(stats or ()),
+                           1 if holds_nothing else 0, *queues]
         for ack in acks:
             t = ack.task
             qi = index.get(t.queue)
@@ -257,14 +266,14 @@ class Broker:
 
     @staticmethod
     def _claim_result(reply: Any, queues: Sequence[str]) -> ClaimResult:
-        claimed, stale, due = reply
+        claimed, stale, due, strays = reply
         tasks = []
         for i in range(0, len(claimed), 5):
             qi, tid, token, body, fails = claimed[i:i + 5]
             tasks.append(Task.from_body(tid.decode(), queues[int(qi) - 1], body,
                                         int(fails), token.decode()))
         return ClaimResult(tasks, [s.decode() for s in stale],
-                           None if due < 0 else due / 1000)
+                           None if due < 0 else due / 1000, int(strays))
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until a queue may have work (a wake token), for at most `timeout` seconds."""

@@ -227,8 +227,11 @@ class Child:
             self._idle_without_queues()
             return False
         try:
+            # Called with nothing pending: once these acks are settled this worker holds no
+            # task, so Redis hands back any claim made in its name whose reply was lost.
             got = self.broker.claim(self.wid, self.serving, self.prefetch.size(),
-                                    acks=self.acks, result_ttl=self.config.result_ttl)
+                                    acks=self.acks, result_ttl=self.config.result_ttl,
+                                    holds_nothing=not self.pending)
         except OUTAGE as exc:
             self._recover(exc)
             return False
@@ -238,6 +241,7 @@ class Child:
         self._settled(got)
         if not got.tasks and not self.stopping:
             got = self._wait_and_claim(got.next_due)
+            self._strays(got)
         self.pending.extend(got.tasks)
         return bool(got.tasks)
 
@@ -249,7 +253,8 @@ class Child:
         self.blocking = True
         try:
             return self.broker.wait_and_claim(self.wid, self.serving, timeout,
-                                              self.prefetch.size(), self.config.result_ttl)
+                                              self.prefetch.size(), self.config.result_ttl,
+                                              holds_nothing=not self.pending)
         except _Interrupt:
             # Told to stop mid-read: the connection is unusable, and the queued claim may have
             # run. finish() hands back whatever this worker's lists hold.
@@ -331,8 +336,15 @@ class Child:
         self.redis(lambda: self._settled(self.broker.claim(self.wid, queues, 0, acks=batch,
                                                            result_ttl=ttl), keep=keep))
 
+    def _strays(self, got: ClaimResult) -> None:
+        if got.strays:
+            log.warning("%d task(s) were claimed in this worker's name by a call whose reply "
+                        "never came back: handed back to their queues", got.strays,
+                        extra=self.extra)
+
     def _settled(self, got: ClaimResult, keep: bool = False) -> None:
         """Log acks the fence refused; forget the batch of acks just sent (unless `keep`)."""
+        self._strays(got)
         for tid in got.stale:
             log.warning("task was requeued while this worker ran it (stale claim): its result "
                         "was dropped", extra={**self.extra, "task": tid})

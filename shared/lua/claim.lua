@@ -4,14 +4,18 @@
   KEYS: nq queue blocks (23 each), then the worker's processing list of each queue (nq),
         then one result key per ack
   ARGV: worker, nq, max_tasks, promote_limit, result_ttl_ms, n_acks, n_stats,
+        holds_nothing ('1': after the acks, the worker holds no claimed task),
         nq x queue name,
         n_acks x (queue index, id, token, type, had_failures '1'/'0', result record JSON),
         n_stats x (queue index, stats field, increment)
-  Returns: {claimed, stale, next_due}
+  Returns: {claimed, stale, next_due, strays}
     claimed: flat list of (queue index, id, token, body, failures) per claimed task
     stale:   ids whose ack was refused because this worker no longer holds that claim
     next_due: ms until the earliest scheduled task of these queues when nothing was
               claimed (-1: none), else -1
+    strays:  tasks found in the worker's lists although it holds nothing (a claim whose
+             reply never reached it, e.g. delivered late after a network cut): put back at
+             the front of their queues, no attempt counted
 
   Ack is fenced: it applies only if the task's claim in `run` is still this worker's with
   this token, so a worker that stalled while its task was requeued cannot ack it away.
@@ -27,10 +31,11 @@ local promote_limit = tonumber(ARGV[4])
 local result_ttl = tonumber(ARGV[5])
 local n_acks = tonumber(ARGV[6])
 local n_stats = tonumber(ARGV[7])
+local holds_nothing = ARGV[8] == '1'
 local MAX_BURY = 1000
 local names, Q, P = {}, {}, {}
 for i = 1, nq do
-  names[i] = ARGV[7 + i]
+  names[i] = ARGV[8 + i]
   Q[i] = qkeys(1 + (i - 1) * QBLOCK)
   P[i] = KEYS[nq * QBLOCK + i]
 end
@@ -43,7 +48,7 @@ end
 
 -- settle ------------------------------------------------------------------------------
 -- Acks are grouped by queue so each group costs a fixed number of calls plus one SET each.
-local a = 8 + nq
+local a = 9 + nq
 local rkey = nq * QBLOCK + nq + 1
 local stale = {}
 local groups = {}
@@ -114,9 +119,40 @@ local function flush()
   end
 end
 
+-- A worker that holds nothing has empty lists once its acks are settled: anything left there
+-- was claimed in its name by a call whose reply it never got. Put it back (unless another
+-- worker's claim owns it now), or it would sit "running" on a live worker for ever.
+local strays = 0
+if holds_nothing then
+  for qi = 1, nq do
+    local left = rcall('LRANGE', P[qi], 0, -1)
+    if #left > 0 then
+      local q = Q[qi]
+      local prefix = worker .. '|'
+      for i = #left, 1, -1 do
+        local id = left[i]
+        local claim = rcall('HGET', q.run, id)
+        if not claim or string.sub(claim, 1, #prefix) == prefix then
+          rcall('HDEL', q.run, id)
+          local body = rcall('HGET', q.tasks, id)
+          local _, prio = nil, nil
+          if body then _, prio = header(body, names[qi]) end
+          if prio then
+            rcall('LPUSH', ready_key(q, prio), id)
+            strays = strays + 1
+          else
+            bury_malformed(q, id, now_ms(), 'no readable task body for a claimed id')
+          end
+        end
+      end
+      rcall('DEL', P[qi])
+    end
+  end
+end
+
 if max_tasks <= 0 then
   flush()
-  return {{}, stale, -1}
+  return {{}, stale, -1, strays}
 end
 
 -- claim -------------------------------------------------------------------------------
@@ -213,7 +249,7 @@ end
 
 flush()
 -- Work left behind (a burial cap reached): the caller claims again at once (next_due 0).
-if n > 0 or left then return {claimed, stale, (n == 0 and left) and 0 or -1} end
+if n > 0 or left then return {claimed, stale, (n == 0 and left) and 0 or -1, strays} end
 -- Nothing to claim anywhere: tokens left in the wake lists are stale, and the caller will
 -- block on them until the earliest scheduled task is due.
 local due = -1
@@ -222,4 +258,4 @@ for qi = 1, nq do
   local d = next_due(Q[qi], now)
   if d >= 0 and (due < 0 or d < due) then due = d end
 end
-return {claimed, stale, due}
+return {claimed, stale, due, strays}

@@ -13,6 +13,9 @@ import psutil
 from faultkit import jobs, wait_all
 from master_proc import eventually
 
+from tq.broker import Broker
+from tq.task import encode_body
+
 
 def live_children(m) -> int:
     """Children of the master that are alive and not stopped (zombies do not count)."""
@@ -184,3 +187,29 @@ def test_a_stuck_orphan_is_killed_before_its_task_is_requeued(masters, client, r
            f"killed, then requeued; runs started {len(runs.pids(tid))}, lost {len(lost)}, "
            f"duplicated {len(dup)}"))
     assert lost == [] and dup == [] and len(runs.pids(tid)) == 2
+
+
+def test_a_claim_whose_reply_never_came_back_is_handed_back(masters, client, rconn, runs,
+                                                             table):
+    # Given an idle child
+    m = masters("-c", "1", "-A", "faultapp", "--queues", "a")
+    m.wait_ready(1)
+    wid = eventually(lambda: [w["id"] for w in client.broker.registry("workers")],
+                     what="the child's registry entry")[0]
+    # When a claim is made in its name that it never hears of (as a claim delivered late, after
+    # a network cut and the child's own hand-back, would be): the task sits in its list
+    tid = "late" + "0" * 12
+    rconn.hset("tq:{a}:tasks", tid, encode_body("job", "a", '{"n":1}'))
+    rconn.rpush("tq:{a}:ready:0", tid)
+    late = Broker(client.url)
+    got = late.claim(wid, ["a"], 1)
+    late.close()
+    assert [t.id for t in got.tasks] == [tid]
+    claimed_at = time.monotonic()
+    # Then the child's next claim finds it and hands it back, and it runs exactly once
+    eventually(lambda: runs.finished()[tid] == 1, timeout=10, what="the task to run")
+    took = time.monotonic() - claimed_at
+    m.wait_log("never came back: handed back")
+    table(("a claim in a live worker's name, reply lost",
+           f"handed back and run {took:.1f}s later; started {runs.started()[tid]} time(s)"))
+    assert runs.started()[tid] == 1 and took < 5
