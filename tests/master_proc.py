@@ -32,15 +32,16 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float 
 
 class MasterProcess:
     def __init__(self, redis_url: str, log: Path, *args: str, cwd: Path = APPS,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, wrap: list[str] | None = None) -> None:
         self.log_path = log
         self.args = ["start", *args]
         full_env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         full_env.update({"TQ_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", **(env or {})})
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop(), after the process
-        self.proc = subprocess.Popen([TQ_MASTER, *self.args], cwd=cwd, env=full_env,
-                                     stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        # wrap: a command the master runs under (e.g. unshare, for another PID namespace)
+        self.proc = subprocess.Popen([*(wrap or []), TQ_MASTER, *self.args], cwd=cwd,
+                                     env=full_env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         self.pid = self.proc.pid
 
     def log(self) -> str:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import statistics
+import subprocess
 import threading
 import time
 
 import psutil
+import pytest
 from faultkit import jobs, wait_all
 from master_proc import eventually
 
@@ -213,3 +216,27 @@ def test_a_claim_whose_reply_never_came_back_is_handed_back(masters, client, rco
     table(("a claim in a live worker's name, reply lost",
            f"handed back and run {took:.1f}s later; started {runs.started()[tid]} time(s)"))
     assert runs.started()[tid] == 1 and took < 5
+
+
+def test_masters_with_one_hostname_in_two_pid_namespaces_leave_each_other_alone(
+        masters, client, runs, table):
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "--pid", "--fork", "--mount-proc", "true"],
+            capture_output=True).returncode != 0:
+        pytest.skip("cannot create a PID namespace here (unshare --pid refused)")
+    # Given a master on this host running a task
+    a = masters("-c", "1", "-A", "faultapp", "--queues", "a")
+    a.wait_ready(1)
+    tid = client.enqueue("job", {"s": 3}, queue="a")
+    eventually(lambda: runs.started()[tid] == 1, what="the task to start")
+    # When a second master starts with the same hostname in another PID namespace (a container):
+    # there the first one's pids mean nothing, or another process
+    b = masters("-c", "1", "-A", "faultapp", "--queues", "a",
+                wrap=["unshare", "--pid", "--fork", "--mount-proc"])
+    b.wait_log("children are ready")
+    # Then it does not reap the first master's live worker: the task runs once
+    assert client.wait(tid, timeout=15) is None
+    assert runs.started()[tid] == 1 and runs.finished()[tid] == 1
+    assert "requeued" not in b.log()
+    table(("two masters, one hostname, two PID namespaces",
+           f"task started {runs.started()[tid]} time(s); nothing requeued"))
