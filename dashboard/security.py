@@ -104,7 +104,9 @@ def harden(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    # same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on the
+    # login form's POST, which the origin check must refuse. Other origins still get nothing.
+    response.headers["Referrer-Policy"] = "same-origin"
     if response.mimetype == "application/json":
         response.headers["Cache-Control"] = "no-store"
     return response

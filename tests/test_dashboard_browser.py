@@ -196,3 +196,40 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         dashboard.stop()
     master.signal(signal.SIGTERM)
     assert master.wait_exit() == 0
+
+
+def test_log_in_with_the_token_in_a_real_browser_and_act(browser, redis_url, client, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    # Given a dashboard started with a token, and a dead task to act on
+    token = "a-long-enough-dashboard-token"
+    dead = client.enqueue("flaky", {}, max_retries=0)
+    broker = tq.broker.Broker(redis_url)
+    task = broker.claim("w-test", ["flaky"], 1).tasks[0]
+    broker.fail("w-test", task, "boom", retry=False)
+    broker.close()
+    dashboard = DashboardProcess(redis_url, token=token).start()
+    try:
+        # When the operator opens it, they land on the login form
+        browser.get(dashboard.url + "/")
+        eventually(lambda: browser.find_elements(By.ID, "token"), 10, what="the login form")
+        # a wrong token is refused with a message
+        browser.find_element(By.ID, "token").send_keys("not-the-token-at-all")
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        eventually(lambda: "not the one" in browser.page_source, 10, what="the refusal")
+        # and the right one gets in (the form posts from this very origin)
+        browser.find_element(By.ID, "token").send_keys(token)
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        eventually(lambda: browser.find_elements(By.ID, "status"), 10, what="the dashboard")
+        eventually(lambda: "live" in text(browser, "#status"), 15, what="the first poll")
+        # Then the operator can act: retry the dead task from the page
+        item = f'article.dead-item[data-id="{dead}"]'
+        eventually(lambda: browser.find_elements(By.CSS_SELECTOR, item), 10,
+                   what="the dead task")
+        browser.find_element(By.CSS_SELECTOR, f"{item} button.retry").click()
+        eventually(lambda: client.get(dead).state == "queued", 10, what="the retried task")
+        browser.save_screenshot(str(tmp_path / "dashboard-auth.png"))
+        severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert all("/login" in e["message"] and "403" in e["message"] for e in severe)
+    finally:
+        dashboard.stop()
