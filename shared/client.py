@@ -13,7 +13,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 
@@ -286,7 +286,14 @@ class Client:
                 self._raise_broken(q, reply)
         return replies
 
-    def _raise_broken(self, queue: str, exc: Exception) -> None:
+    def _queue_script(self, script: Any, queue: str, args: list[Any]) -> Any:
+        """A script over one queue's keys; QueueBroken if a corrupt key of it fails it."""
+        try:
+            return script(self.broker.link, self.broker.block(queue), args)
+        except redis.exceptions.ResponseError as exc:
+            self._raise_broken(queue, exc)
+
+    def _raise_broken(self, queue: str, exc: Exception) -> NoReturn:
         """Raise QueueBroken if a corrupt key of `queue` explains the error `exc`, else exc."""
         if isinstance(exc, redis.exceptions.ResponseError) and not refused(exc) \
                 and (queue in self.broker.quarantine.queues
@@ -441,14 +448,19 @@ class Client:
         with translated(self.url):
             conn = self.broker.conn
             if ids == "all":
-                totals = {q: conn.zcard(self.broker.qkeys(q).dead) for q in queues}
+                totals = {}
+                for q in queues:
+                    try:
+                        totals[q] = conn.zcard(self.broker.qkeys(q).dead)
+                    except redis.exceptions.ResponseError as exc:
+                        self._raise_broken(q, exc)
                 grand = sum(totals.values())
                 for q in queues:
                     left = totals[q]   # bounded: tasks failing again meanwhile are not re-read
                     kept = 0           # unrunnable dead letters stay first in line: skip them
                     while left > 0:
-                        n, k = SCRIPTS.dead(self.broker.link, self.broker.block(q),
-                                            [q, op, min(ADMIN_CHUNK, left), kept])
+                        n, k = self._queue_script(SCRIPTS.dead, q,
+                                                  [q, op, min(ADMIN_CHUNK, left), kept])
                         if n + k == 0:
                             break
                         left -= n + k
@@ -464,7 +476,10 @@ class Client:
             for tid in wanted:
                 for q in queues:
                     pipe.zscore(self.broker.qkeys(q).dead, tid)
-            scores = pipe.execute()
+            scores = pipe.execute(raise_on_error=False)
+            for j, score in enumerate(scores):
+                if isinstance(score, Exception):
+                    self._raise_broken(queues[j % len(queues)], score)
             by_queue: dict[str, list[str]] = {}
             for i, tid in enumerate(wanted):
                 for j, q in enumerate(queues):
@@ -474,8 +489,7 @@ class Client:
             for q, tids in by_queue.items():
                 for start in range(0, len(tids), ADMIN_CHUNK):
                     part = tids[start:start + ADMIN_CHUNK]
-                    done += int(SCRIPTS.dead(self.broker.link, self.broker.block(q),
-                                             [q, op, 0, 0, *part])[0])
+                    done += int(self._queue_script(SCRIPTS.dead, q, [q, op, 0, 0, *part])[0])
                     if progress:
                         progress(done, len(wanted))
         return done
@@ -499,7 +513,7 @@ class Client:
         total = 0
         with translated(self.url):
             while True:
-                n = int(SCRIPTS.purge(self.broker.link, self.broker.block(queue), [ADMIN_CHUNK]))
+                n = int(self._queue_script(SCRIPTS.purge, queue, [ADMIN_CHUNK]))
                 total += n
                 if n == 0:
                     return total
