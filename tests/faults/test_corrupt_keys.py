@@ -31,6 +31,9 @@ CORRUPTIONS = {
 }
 
 
+SELF_HEALING = {"wake"}
+
+
 def tq_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([TQ, *args], capture_output=True, text=True, timeout=60)
 
@@ -60,6 +63,18 @@ def test_a_wrong_typed_key_is_contained_to_its_queue(suffix, masters, client, rc
     ids_b = client.enqueue_many(jobs(50, "b"))
     wait_all(client, ids_b, 20)
     assert m.proc.poll() is None
+    if suffix in SELF_HEALING:
+        # the claim script DELetes a wake list when it finds nothing to claim: the corrupt value
+        # may be gone before anyone trips on it. Either way nothing is lost (checked below).
+        eventually(lambda: rconn.exists("tq:{a}:broken") or rconn.type(key) != b"string",
+                   timeout=15, what="queue a marked broken or healed")
+        if not rconn.exists("tq:{a}:broken"):
+            states = wait_all(client, later_a + waiting, 30)
+            lost, dup = runs.lost_and_duplicated(later_a + waiting + ids_b)
+            table((f"corrupt {suffix}", f"healed by the next empty claim; queue b "
+                   f"{len(ids_b)}/{len(ids_b)}; lost {len(lost)}, duplicated {len(dup)}"))
+            assert lost == [] and dup == [] and set(states.values()) == {"succeeded"}
+            return
     eventually(lambda: rconn.exists("tq:{a}:broken"), timeout=15, what="queue a marked broken")
     mark = json.loads(rconn.get("tq:{a}:broken"))
     assert mark["key"] == key
