@@ -97,10 +97,13 @@ class Recovery:
             self._warned = False
             self.pending.pop(0)
             reports.append(report)
-            if report.requeued or report.dead:
-                log.info("requeued %d task(s) of %s%s", report.requeued, r.worker_id,
-                         f", {len(report.dead)} now dead" if report.dead else "",
+            if report.requeued:
+                log.info("requeued %d task(s) of %s", report.requeued, r.worker_id,
                          extra={"worker": r.worker_id})
+            for tid in report.dead:   # its worker's death was its last attempt, or its Nth kill
+                log.error("task is dead: its run ended with its worker (%s); `tq dead show %s` "
+                          "has the details", r.reason, tid,
+                          extra={"worker": r.worker_id, "task": tid})
         return reports
 
     def at_startup(self) -> None:

@@ -70,6 +70,7 @@ def test_a_task_that_segfaults_every_time_ends_dead_after_max_retries(masters, c
     # the third death is also the third worker it killed: set aside as a poison task
     assert info.state == "dead" and info.error_kind == "killed-worker"
     assert "killed 3 workers" in info.error
+    m.wait_log("task is dead: its run ended with its worker")   # one ERROR line, with its id
     # and the master is still healthy, with its children replaced
     m.wait_ready(2)
     assert client.wait(client.enqueue("pid", {}), timeout=10)

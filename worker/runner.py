@@ -166,8 +166,11 @@ class Runner:
             log.warning("%s task failed (attempt %d of %d), retrying in %.1fs: %s", task.type,
                         outcome.failures, limit + 1, f.delay, f.message, extra=extra)
         elif outcome.outcome == "dead":
-            log.error("%s task is dead after %d attempt(s): %s", task.type, outcome.failures,
-                      f.message, extra=extra)
+            # the one line an operator greps for when a task is lost to the dead letters:
+            # with its traceback, which `tq dead show` has too
+            log.error("%s task is dead after %d attempt(s): %s%s", task.type, outcome.failures,
+                      f.message, f"\n{f.traceback.rstrip()}" if f.traceback else "",
+                      extra=extra)
         else:
             log.warning("%s task was requeued while it ran (stale claim): its failure was "
                         "dropped", task.type, extra=extra)
