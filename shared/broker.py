@@ -164,8 +164,8 @@ class Broker(Registry):
                     pipe.hset(self.qkeys(queue).policy, ttype, _dumps(policy))
                     order.append(queue)
             for queue, reply in zip(order, pipe.execute(raise_on_error=False), strict=True):
-                if isinstance(reply, redis.exceptions.ResponseError) and not refused(reply):
-                    self.quarantine.contain([queue], reply)   # a corrupt policy hash
+                if isinstance(reply, Exception) and not self.quarantine.explains([queue], reply):
+                    raise reply   # a corrupt policy hash sets its queue aside; the rest raise
 
     # -- the worker's round trip --------------------------------------------------------
     def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int = 1, *,
@@ -200,13 +200,9 @@ class Broker(Registry):
         wait = ("WAIT", self.replica_acks, timeout)
         reply, acked = self.link.call_pipelined(
             ("EVALSHA", script.sha, len(keys), *keys, *args), wait)
-        if isinstance(reply, redis.exceptions.NoScriptError):
-            reply = script(self.link, keys, args)   # loads it (Redis restarted) and runs it
+        reply, rerun = self._pipelined_reply(reply, script, keys, args)
+        if rerun:
             acked = self.link.call(*wait)
-        elif isinstance(reply, Exception):
-            if refused(reply):
-                raise RedisUnavailable(self.safe_url, f"it refused the command: {reply}")
-            raise reply
         if isinstance(acked, int):
             self._replicas_short = acked < self.replica_acks
             if self._replicas_short and time.monotonic() - self._replica_warned > 60:
@@ -234,13 +230,20 @@ class Broker(Registry):
         script = SCRIPTS.claim
         _, reply = self.link.call_pipelined(("BLPOP", *wake, block),
                                             ("EVALSHA", script.sha, len(keys), *keys, *args))
+        return self._claim_result(self._pipelined_reply(reply, script, keys, args)[0], queues)
+
+    def _pipelined_reply(self, reply: Any, script: Script, keys: Sequence[Any],
+                         args: Sequence[Any]) -> tuple[Any, bool]:
+        """A script's reply read from a pipeline, as Script.__call__ would give it: after
+        NOSCRIPT (Redis restarted; the script did not run) it is loaded and run again (the
+        flag says so); a refusal raises RedisUnavailable, any other error reply itself."""
         if isinstance(reply, redis.exceptions.NoScriptError):
-            reply = script(self.link, keys, args)   # loads it (Redis restarted) and claims
-        elif isinstance(reply, Exception):
+            return script(self.link, keys, args), True
+        if isinstance(reply, Exception):
             if refused(reply):
                 raise RedisUnavailable(self.safe_url, f"it refused the command: {reply}")
             raise reply
-        return self._claim_result(reply, queues)
+        return reply, False
 
     def _claim_request(self, worker_id: str, queues: Sequence[str], max_tasks: int,
                        acks: Sequence[Ack], stats: dict[tuple[str, str], int] | None,
@@ -355,7 +358,7 @@ class Broker(Registry):
                         1 if killed else 0, max_kills])
                 except redis.exceptions.ResponseError as exc:
                     # A corrupt queue: set it aside; its repair requeues this worker's list.
-                    if refused(exc) or not self.quarantine.contain(
+                    if not self.quarantine.explains(
                             [q], exc, lambda name: self.qkeys(name).proc(worker_id)):
                         raise
                     continue
@@ -412,7 +415,7 @@ class Broker(Registry):
                 try:
                     n, d = SCRIPTS.promote(self.link, self.block(q), [q, limit])
                 except redis.exceptions.ResponseError as exc:
-                    if refused(exc) or not self.quarantine.contain([q], exc):
+                    if not self.quarantine.explains([q], exc):
                         raise
                     continue
                 moved += int(n)

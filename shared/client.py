@@ -19,7 +19,7 @@ import redis
 
 from .broker import Broker
 from .config import replica_acks_setting
-from .connection import refused, translated
+from .connection import translated
 from .errors import (
     ConfigError,
     PayloadError,
@@ -278,9 +278,7 @@ class Client:
                 continue
             break
         for (_, q), reply in zip(pairs, replies, strict=True):
-            if isinstance(reply, redis.exceptions.ResponseError) and not refused(reply) \
-                    and len(pairs) > 1 and (q in self.broker.quarantine.queues
-                                            or self.broker.quarantine.contain([q], reply)):
+            if len(pairs) > 1 and self.broker.quarantine.explains([q], reply):
                 continue   # looking through every queue: a broken one does not hide the rest
             if isinstance(reply, Exception):
                 self._raise_broken(q, reply)
@@ -295,9 +293,7 @@ class Client:
 
     def _raise_broken(self, queue: str, exc: Exception) -> NoReturn:
         """Raise QueueBroken if a corrupt key of `queue` explains the error `exc`, else exc."""
-        if isinstance(exc, redis.exceptions.ResponseError) and not refused(exc) \
-                and (queue in self.broker.quarantine.queues
-                     or self.broker.quarantine.contain([queue], exc)):
+        if self.broker.quarantine.explains([queue], exc):
             raise QueueBroken(queue, self.broker.quarantine.queues[queue]) from None
         raise exc
 

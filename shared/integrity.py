@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from .connection import not_permitted, refused
+
 if TYPE_CHECKING:
     from .keys import QueueKeys
 
@@ -153,6 +155,15 @@ class Quarantine:
                       "; ".join(map(str, problems)), error, name)
         self._next_check = time.monotonic() + RECHECK_EVERY
         return found
+
+    def explains(self, queues: list[str], error: BaseException, procs: Any = None) -> bool:
+        """Does a corrupt key of one of `queues` explain `error`? True if one of them is set
+        aside already, or is now (see contain). Outages, refusals (READONLY, OOM...) and ACL
+        refusals are never a corrupt key: False, without a diagnosis."""
+        if not isinstance(error, redis.exceptions.ResponseError) or refused(error) \
+                or not_permitted(error):
+            return False
+        return any(q in self.queues for q in queues) or bool(self.contain(queues, error, procs))
 
     def recheck(self) -> list[str]:
         """Queues whose broken mark was cleared (repaired): usable again. Cheap to call often."""

@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from .connection import translated
 from .scripts import SCRIPTS
+from .task import _dumps
 
 if TYPE_CHECKING:
     import redis
 
     from .connection import Link
     from .keys import Keys
-
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 class Registry:

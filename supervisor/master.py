@@ -236,6 +236,7 @@ class Supervisor:
         self.generation += 1
         self.reload = Reload(self.generation, old, old_target, old_gen)
         self.config, self.target = new, new.workers
+        self.recovery.max_kills = new.max_worker_kills
         self.status = "reloading"
         self.services.reloading()
         log.info("reloading: replacing children one by one with generation %d (%d children)",
@@ -326,7 +327,6 @@ class Supervisor:
         quiet = d.clean or c.kill_reason in ("quit", "drain_timeout")
         log.log(logging.INFO if quiet else logging.WARNING, "worker[%d] (pid %d) %s%s", c.index,
                 c.pid, d.how, f" [{d.note}]" if d.note else "", extra=extra)
-        self.recovery.max_kills = self.config.max_worker_kills
         report = self.recovery.add(Reap(c.worker_id, c.queues or None, running=d.counted,
                                         kind=d.kind, reason=d.reason, killed=d.killed))
         if d.counted:   # a death is that task's failed run, retried or dead like any other
@@ -438,6 +438,7 @@ class Supervisor:
             if c.generation == r.generation and c.active:
                 self.stop(c, "reload_aborted")
         self.config, self.target, self.generation = r.old_config, r.old_target, r.old_generation
+        self.recovery.max_kills = r.old_config.max_worker_kills
         self.reload = None
         self.status = "running"
         self.services.ready()

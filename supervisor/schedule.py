@@ -17,7 +17,7 @@ import redis
 from redis.connection import AbstractConnection
 
 from tq.broker import Broker
-from tq.connection import OUTAGE, dedicated, refused
+from tq.connection import OUTAGE, dedicated
 
 log = logging.getLogger("tq.master")
 
@@ -57,9 +57,8 @@ class Promoter:
             except OUTAGE:
                 self._drop()
             except redis.exceptions.ResponseError as exc:
-                self._drop()
-                if not refused(exc):   # READONLY after a failover is an outage, not a key
-                    self.broker.quarantine.contain(self.queues, exc)   # a corrupt soon list
+                self._drop()   # a corrupt soon list sets its queue aside; READONLY (a
+                self.broker.quarantine.explains(self.queues, exc)   # failover) is an outage
         self._waiting = False
         self.next_at = 0.0
 

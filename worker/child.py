@@ -287,8 +287,7 @@ class Child:
         set the queue with the corrupt key aside and go on with the others. The failed call
         may have claimed tasks of healthy queues: hand them back (nothing of them started)."""
         queues = self.serving
-        found = self.redis(lambda: self.broker.quarantine.contain(
-            queues, exc, lambda q: self.broker.qkeys(q).proc(self.wid)))
+        found = self.redis(lambda: self.broker.quarantine.explains(queues, exc, self._proc))
         if not found:
             now = time.monotonic()
             if now >= self._unexplained_logged + 60:
@@ -309,6 +308,9 @@ class Child:
         self.redis(lambda: self.broker.release(self.wid, queues))
 
     _unexplained_logged = -60.0
+
+    def _proc(self, queue: str) -> str:
+        return self.broker.qkeys(queue).proc(self.wid)
 
     def _pause_briefly(self) -> None:
         self.blocking = True
@@ -423,8 +425,7 @@ class Child:
                 # explains it; the operation is dropped and its task stays claimed, to be
                 # handed back when this worker leaves (or re-indexed by the queue's repair).
                 try:
-                    self.broker.quarantine.contain(self.serving, exc,
-                                                   lambda q: self.broker.qkeys(q).proc(self.wid))
+                    self.broker.quarantine.explains(self.serving, exc, self._proc)
                 except OUTAGE:
                     pass
                 log.error("Redis refused an operation (%s): dropped", exc, extra=self.extra)

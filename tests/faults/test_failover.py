@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from faultkit import wait_all
+from master_proc import eventually
 from sentinel_setup import start_replicated
 
 import tq
+
+TQ = str(Path(sys.executable).with_name("tq"))
 
 
 @pytest.fixture
@@ -27,8 +34,13 @@ def test_sentinel_url_serves_producer_master_and_cli(sentinel_redis, masters):
         m.wait_ready(1)
         tid = client.enqueue("pid", {}, queue="s")
         assert client.wait(tid, timeout=15) in m.child_pids()
-    assert primary.client().hexists("tq:{s}:tasks", tid) or True   # acked: body removed
+    # the task went through the primary the Sentinels name: its result is there
+    assert primary.client().exists(f"tq:{{s}}:res:{tid}")
     assert "redis+sentinel://127.0.0.1" in m.log()
+    status = subprocess.run([TQ, "--redis-url", sentinels.url, "status", "--json"],
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0, status.stderr
+    assert "s" in json.loads(status.stdout)["queues"]
 
 
 @pytest.mark.parametrize("replica_acks", [1, 0])
@@ -43,8 +55,8 @@ def test_primary_killed_under_load_replica_promoted(sentinel_redis, masters, run
                                    for i in range(1500)])
         m = masters("-c", "2", "-A", "faultapp", "--queues", "a", "--replica-acks",
                     str(replica_acks), url=url)
-        while sum(runs.finished().values()) < 300:
-            time.sleep(0.01)
+        eventually(lambda: sum(runs.finished().values()) >= 300, timeout=30,
+                   what="300 tasks to finish before the kill")
         # When the primary is SIGKILLed and the Sentinels promote the replica
         primary.stop(kill=True)
         killed = time.monotonic()

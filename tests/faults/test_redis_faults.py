@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from faultkit import wait_all
+from master_proc import eventually
 from redis_server import RedisServer
 
 
@@ -21,8 +22,8 @@ def test_redis_kill9_and_restart_with_aof_always_loses_nothing(masters, client, 
         m.wait_ready(2)
         ids = c.enqueue_many([{"type": "job", "queue": "a", "payload": {"n": i, "s": 0.005}}
                               for i in range(400)])
-        while sum(runs.finished().values()) < 100:
-            time.sleep(0.01)
+        eventually(lambda: sum(runs.finished().values()) >= 100, timeout=30,
+                   what="100 tasks to finish before the kill")
         # When Redis is killed with SIGKILL mid-run and started again on its port
         server.stop(kill=True)
         down = time.monotonic()
