@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from .cluster import ClusterLink, is_cluster
 from .connection import (
     Link,
     check_eviction_policy,
@@ -96,10 +97,14 @@ class Broker(Registry):
         self.url = resolve_url(url)
         self.safe_url = redact(self.url)
         self.namespace = namespace
-        self.keys = Keys(namespace)
         self.conn = conn if conn is not None else connect(
             self.url, socket_timeout=socket_timeout, retries=retries, client_name=client_name)
-        self.link = Link(self.conn, retries, self.safe_url)
+        self.cluster = is_cluster(self.conn)
+        self.keys = Keys(namespace, cluster=self.cluster)
+        self.socket_timeout = socket_timeout if self.cluster else \
+            self.conn.connection_pool.connection_kwargs.get("socket_timeout")
+        self.link: Link | ClusterLink = ClusterLink(self.conn, retries, self.safe_url) \
+            if self.cluster else Link(self.conn, retries, self.safe_url)
         self._blocks: dict[str, list[bytes]] = {}
         self._known_queues: dict[str, int] = {}   # queue -> link.connects when registered
         self.quarantine = Quarantine(self.conn, self.keys.queue, client_name or "tq")
@@ -180,11 +185,44 @@ class Broker(Registry):
         Raises redis-py's connection errors untranslated, and refusals (OOM, READONLY...) as
         RedisUnavailable: the worker loop handles both (connection.OUTAGE).
         """
+        if self.cluster and len(queues) > 1:
+            return self._claim_each(worker_id, queues, max_tasks, acks, stats, result_ttl,
+                                    holds_nothing)
         keys, args = self._claim_request(worker_id, queues, max_tasks, acks, stats, result_ttl,
                                          holds_nothing)
         if acks and self.replica_acks:
             return self._claim_result(self.replicated(SCRIPTS.claim, keys, args), queues)
         return self._claim_result(SCRIPTS.claim(self.link, keys, args), queues)
+
+    def _claim_each(self, worker_id: str, queues: Sequence[str], max_tasks: int,
+                    acks: Sequence[Ack], stats: dict[tuple[str, str], int] | None,
+                    result_ttl: float, holds_nothing: bool) -> ClaimResult:
+        """claim() on a cluster, where each queue lives in its own slot: one call per queue, in
+        the caller's order (its priority), each with that queue's acks and stats, until
+        max_tasks are claimed; queues after that get a call only for their acks."""
+        by_queue: dict[str, list[Ack]] = {}
+        for ack in acks:
+            if ack.task.queue not in queues:
+                raise ValueError(f"ack for queue {ack.task.queue!r} outside {list(queues)}")
+            by_queue.setdefault(ack.task.queue, []).append(ack)
+        out = ClaimResult([])
+        for q in queues:
+            want = max_tasks - len(out.tasks)
+            mine = by_queue.get(q, ())
+            part = {(qq, f): n for (qq, f), n in (stats or {}).items() if qq == q}
+            if want <= 0 and not mine and not part:
+                continue
+            got = self.claim(worker_id, [q], max(want, 0), acks=mine, stats=part,
+                             result_ttl=result_ttl, holds_nothing=holds_nothing)
+            out.tasks.extend(got.tasks)
+            out.stale.extend(got.stale)
+            out.strays += got.strays
+            if got.next_due is not None:
+                out.next_due = got.next_due if out.next_due is None else \
+                    min(out.next_due, got.next_due)
+        if out.tasks:
+            out.next_due = None
+        return out
 
     def replicated(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a script, then WAIT until `replica_acks` replicas have its writes (or the
@@ -225,6 +263,12 @@ class Broker(Registry):
         """
         wake = [self.qkeys(q).wake for q in queues]
         block = round(max(self.block_limit(timeout), 0.001), 3)
+        if self.cluster and len(queues) > 1:
+            # Wake lists in several slots: block on each (ClusterLink.wait_any), then claim.
+            assert isinstance(self.link, ClusterLink)
+            self.link.wait_any(wake, block)
+            return self.claim(worker_id, queues, max_tasks, result_ttl=result_ttl,
+                              holds_nothing=holds_nothing)
         keys, args = self._claim_request(worker_id, queues, max_tasks, (), None, result_ttl,
                                          holds_nothing)
         script = SCRIPTS.claim
@@ -285,14 +329,17 @@ class Broker(Registry):
         if timeout <= 0:
             return False
         keys = [self.qkeys(q).wake for q in queues]
-        timeout = self.block_limit(timeout)
-        return self.link.call("BLPOP", *keys, round(max(timeout, 0.001), 3)) is not None
+        timeout = round(max(self.block_limit(timeout), 0.001), 3)
+        if self.cluster and len(queues) > 1:
+            assert isinstance(self.link, ClusterLink)
+            return self.link.wait_any(keys, timeout)
+        return self.link.call("BLPOP", *keys, timeout) is not None
 
     def block_limit(self, seconds: float) -> float:
         """`seconds`, shortened to stay inside the socket timeout; callers block in slices."""
         # A block longer than the socket timeout would read as a dead connection; Redis ends
         # a block up to 1/hz (100 ms) late, so keep a margin.
-        limit = self.conn.connection_pool.connection_kwargs.get("socket_timeout")
+        limit = self.socket_timeout
         if not limit:
             return seconds
         return min(seconds, limit - 1.0 if limit > 2 else limit / 2)

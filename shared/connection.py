@@ -22,12 +22,16 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from . import embedded
+from .cluster import cluster_client, is_cluster_url, unreachable_cluster
 from .config import BY_NAME, config_path, read_file
 from .errors import EvictionPolicyError, NoPermission, RedisUnavailable
 
 ENV_URL = "TQ_REDIS_URL"
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Redis unreachable: a connection failed or timed out; on a cluster also "the cluster is down"
+# or "no node serves that slot" (a primary lost, its replica not yet promoted).
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                redis.exceptions.ClusterError, redis.exceptions.SlotNotCoveredError)
 # Redis unreachable, raw (redis-py) or translated at our boundary: what outage loops catch.
 OUTAGE = (*REDIS_ERRORS, RedisUnavailable)
 
@@ -85,7 +89,7 @@ def redact(url: str) -> str:
 
 
 def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,
-            client_name: str | None = None) -> redis.Redis:
+            client_name: str | None = None) -> redis.Redis:   # or a redis.RedisCluster
     """A Redis client for `url` (not yet connected). RESP2, bytes replies.
 
     retries: how many times redis-py may silently repeat a command after a connection error.
@@ -108,6 +112,8 @@ def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,
         )
         if url.startswith(SENTINEL_SCHEMES):
             return sentinel_master(url, options)
+        if is_cluster_url(url):
+            return cluster_client(url, options)
         conn = redis.Redis.from_url(url, **options)
     except ValueError as exc:
         raise RedisUnavailable(redact(url), f"invalid URL ({exc})") from None
@@ -162,6 +168,10 @@ def translated(url: str) -> Iterator[None]:
     try:
         yield
     except REDIS_ERRORS as exc:
+        raise RedisUnavailable(redact(url), exc) from None
+    except redis.exceptions.RedisClusterException as exc:
+        if not unreachable_cluster(exc):
+            raise
         raise RedisUnavailable(redact(url), exc) from None
     except redis.exceptions.ResponseError as exc:
         if refused(exc):
@@ -227,8 +237,13 @@ def eviction_policy(conn: redis.Redis) -> str:
 
 def check_eviction_policy(conn: redis.Redis, url: str, allow: bool = False) -> str:
     """Refuse a Redis that may evict queue keys, unless `allow` (the user's explicit override).
-    A policy that cannot be read (ACL) is refused too, saying what to grant."""
-    policy = eviction_policy(conn)
+    A policy that cannot be read (ACL) is refused too, saying what to grant. On a Redis
+    Cluster every primary is checked (the first that may evict decides)."""
+    if isinstance(conn, redis.RedisCluster):
+        policies = [eviction_policy(n.redis_connection) for n in conn.get_primaries()]
+        policy = next((p for p in policies if p != "noeviction"), "noeviction")
+    else:
+        policy = eviction_policy(conn)
     if policy == UNKNOWN_POLICY:
         if allow:
             log.warning("cannot read Redis' maxmemory-policy at %s (this user may not run "

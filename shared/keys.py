@@ -1,7 +1,11 @@
 """Every Redis key tq uses, in one place.
 
 All keys of one queue share the hash tag `{queue}`, so each Lua script (which only touches one
-queue's keys, all passed in KEYS) stays inside one Redis Cluster slot. Registry keys are global.
+queue's keys, all passed in KEYS) stays inside one Redis Cluster slot, and queues spread over the
+cluster's shards. The registry, the queue set and the history are global; on a Redis Cluster
+they share the tag {#} (`ns:{#}:workers`...; `#` cannot be in a queue name), so the registry's
+scripts and MGETs stay in one slot. On a standalone or Sentinel-managed Redis they keep their
+untagged names below, which older tq versions of a fleet being upgraded also use.
 
 | key                          | type   | holds                                                   |
 |------------------------------|--------|---------------------------------------------------------|
@@ -51,27 +55,30 @@ from dataclasses import dataclass
 from functools import cached_property
 
 PRIORITY_LEVELS = 10
+GLOBAL_TAG = "{#}"   # the hash tag of the global keys on a Redis Cluster
 
 
 class Keys:
     """Key names of one namespace."""
 
-    def __init__(self, namespace: str = "tq") -> None:
+    def __init__(self, namespace: str = "tq", cluster: bool = False) -> None:
         self.ns = namespace
-        self.queues = f"{namespace}:queues"
-        self.workers = f"{namespace}:workers"
-        self.masters = f"{namespace}:masters"
+        self.cluster = cluster
+        g = self.global_prefix = f"{namespace}:{GLOBAL_TAG}:" if cluster else f"{namespace}:"
+        self.queues = f"{g}queues"
+        self.workers = f"{g}workers"
+        self.masters = f"{g}masters"
         self._queue_cache: dict[str, QueueKeys] = {}
 
     def worker(self, worker_id: str) -> str:
-        return f"{self.ns}:worker:{worker_id}"
+        return f"{self.global_prefix}worker:{worker_id}"
 
     def master(self, master_id: str) -> str:
-        return f"{self.ns}:master:{master_id}"
+        return f"{self.global_prefix}master:{master_id}"
 
     def history(self, resolution: str, bucket: int) -> str:
         """History bucket: resolution 's' or 'm'; bucket is a Unix time divided by its span."""
-        return f"{self.ns}:history:{resolution}:{bucket}"
+        return f"{self.global_prefix}history:{resolution}:{bucket}"
 
     def queue(self, name: str) -> QueueKeys:
         qk = self._queue_cache.get(name)

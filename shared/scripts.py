@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from redis import Redis
+from redis import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
 from .connection import Link
@@ -71,10 +71,15 @@ class Scripts:
     repair: Script
 
     def load_all(self, conn: Redis) -> None:
-        pipe = conn.pipeline(transaction=False)
-        for name in NAMES:
-            pipe.execute_command("SCRIPT", "LOAD", getattr(self, name).source)
-        pipe.execute()
+        """Load every script, on every primary of a Redis Cluster (a failover's new primary
+        loads them on its first NOSCRIPT, see Script.__call__)."""
+        targets = [n.redis_connection for n in conn.get_primaries()] \
+            if isinstance(conn, RedisCluster) else [conn]
+        for target in targets:
+            pipe = target.pipeline(transaction=False)
+            for name in NAMES:
+                pipe.execute_command("SCRIPT", "LOAD", getattr(self, name).source)
+            pipe.execute()
 
 
 SCRIPTS = Scripts()

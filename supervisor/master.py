@@ -121,15 +121,14 @@ class Supervisor:
         now = time.monotonic()
         timeout = max(0.0, min(WAIT_MAX, self.next_tick - now, self.promoter.due_in(now)))
         fds = [self.sig_r] + [c.reader.fd for c in self.children.values() if not c.reader.eof]
-        promoter_fd = self.promoter.fileno()
-        if promoter_fd is not None:
-            fds.append(promoter_fd)
+        promoter_fds = self.promoter.filenos()
+        fds.extend(promoter_fds)
         try:
             ready, _, _ = select.select(fds, [], [], timeout)
         except InterruptedError:
             return
-        if promoter_fd is not None and promoter_fd in ready:
-            self.promoter.on_readable()
+        if any(fd in ready for fd in promoter_fds):
+            self.promoter.on_readable(ready)
         if self.sig_r in ready:
             try:
                 while os.read(self.sig_r, 4096):

@@ -26,18 +26,20 @@ BLOCK = 5               # seconds a BLPOP on the soon lists stays open (then it 
 
 
 class Promoter:
+    """Promotes due tasks of the master's queues. On a Redis Cluster each queue's soon list
+    lives in its own slot, so there is one blocked connection per queue (else one in all)."""
+
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.queues: list[str] = []
         self.next_at = 0.0                 # monotonic time of the next promotion
-        self._conn: AbstractConnection | None = None
-        self._waiting = False              # a BLPOP is in flight on _conn
+        # soon lists of one BLPOP -> its connection, None until armed
+        self._conns: dict[tuple[str, ...], AbstractConnection] = {}   # blocked in a BLPOP
+        self._idle: dict[tuple[str, ...], AbstractConnection] = {}   # answered, reusable
 
-    def fileno(self) -> int | None:
-        """The blocked connection's socket, for the master's select(); None when none."""
-        if self._waiting and self._conn is not None and self._conn._sock is not None:
-            return self._conn._sock.fileno()
-        return None
+    def filenos(self) -> list[int]:
+        """The blocked connections' sockets, for the master's select()."""
+        return [c._sock.fileno() for c in self._conns.values() if c._sock is not None]
 
     def due_in(self, now: float) -> float:
         return max(0.0, self.next_at - now)
@@ -49,17 +51,20 @@ class Promoter:
             self._drop()          # re-arm on the new set of lists
             self.next_at = 0.0
 
-    def on_readable(self) -> None:
-        """A token arrived (or the block timed out): promote at once."""
-        if self._conn is not None:
+    def on_readable(self, fds: Sequence[int] = ()) -> None:
+        """A token arrived (or a block timed out) on one of `fds`: promote at once."""
+        for group, conn in list(self._conns.items()):
+            if conn._sock is None or conn._sock.fileno() not in fds:
+                continue
             try:
-                self._conn.read_response()
+                conn.read_response()
+                del self._conns[group]   # answered: re-armed by run()
+                self._idle[group] = conn
             except OUTAGE:
                 self._drop()
             except redis.exceptions.ResponseError as exc:
                 self._drop()   # a corrupt soon list sets its queue aside; READONLY (a
                 self.broker.quarantine.explains(self.queues, exc)   # failover) is an outage
-        self._waiting = False
         self.next_at = 0.0
 
     def run(self, now: float) -> None:
@@ -74,25 +79,38 @@ class Promoter:
                 self._drop()
                 return
             self.next_at = now + (IDLE_RECHECK if due is None else min(IDLE_RECHECK, due))
-        if not self._waiting:
-            self._arm()
+        self._arm()
+
+    def _groups(self) -> list[tuple[str, ...]]:
+        if self.broker.cluster:
+            return [(q,) for q in self.queues]
+        return [tuple(self.queues)]
 
     def _arm(self) -> None:
-        try:
-            if self._conn is None:
-                self._conn = dedicated(self.broker.conn.connection_pool)
-            keys = [self.broker.qkeys(q).soon for q in self.queues]
-            self._conn.send_command("BLPOP", *keys, BLOCK)
-            self._waiting = True
-        except OUTAGE:
-            self._drop()
+        for group in self._groups():
+            if group in self._conns:
+                continue   # still blocked
+            try:
+                conn = self._idle.pop(group, None)
+                if conn is None:
+                    conn = self._connect(group[0])
+                keys = [self.broker.qkeys(q).soon for q in group]
+                conn.send_command("BLPOP", *keys, BLOCK)
+                self._conns[group] = conn
+            except OUTAGE:
+                self._drop()
+                return
+
+    def _connect(self, queue: str) -> AbstractConnection:
+        if self.broker.cluster:
+            return self.broker.link.connection_for(self.broker.qkeys(queue).soon)
+        return dedicated(self.broker.conn.connection_pool)
 
     def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.disconnect()
-        self._conn = None
-        self._waiting = False
+        for conn in [*self._conns.values(), *self._idle.values()]:
+            conn.disconnect()
+        self._conns = {}
+        self._idle = {}
 
     def close(self) -> None:
         self._drop()
-
