@@ -10,7 +10,39 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from redis_cluster import RedisCluster
 from redis_server import RedisServer
+
+CLUSTER = "cluster"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster_too: runs on the standalone Redis and again on a Redis Cluster "
+        "(3 primaries + 3 replicas), through the redis_url fixture")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+            "cluster_too"):
+        metafunc.parametrize("backend", ["standalone", CLUSTER], indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which Redis redis_url gives: "standalone", or "cluster" for tests marked cluster_too."""
+    return getattr(request, "param", "standalone")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real Redis Cluster, 3 primaries and 3 replicas, started once per session."""
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,14 +80,24 @@ def _emptied(server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The private server's URL, emptied for this test and exported as TQ_REDIS_URL."""
-    return _emptied(redis_server, monkeypatch)
+def redis_url(backend: str, request: pytest.FixtureRequest,
+              monkeypatch: pytest.MonkeyPatch) -> str:
+    """The private server's URL (or the private cluster's, see backend), emptied for this
+    test and exported as TQ_REDIS_URL."""
+    if backend == CLUSTER:
+        cluster = request.getfixturevalue("redis_cluster")
+        cluster.wait_ok()
+        cluster.flush()
+        monkeypatch.setenv("TQ_REDIS_URL", cluster.url)
+        return cluster.url
+    return _emptied(request.getfixturevalue("redis_server"), monkeypatch)
 
 
 @pytest.fixture
-def rconn(redis_url: str, redis_server: RedisServer):
-    conn = redis_server.client()
+def rconn(redis_url: str, backend: str, request: pytest.FixtureRequest):
+    """A plain redis-py client of that server (a RedisCluster on the cluster)."""
+    server = request.getfixturevalue("redis_cluster" if backend == CLUSTER else "redis_server")
+    conn = server.client()
     yield conn
     conn.close()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import redis
 
 TQ_MASTER = str(Path(sys.executable).with_name("tq-master"))
 APPS = Path(__file__).parent / "apps"
@@ -97,3 +98,11 @@ class MasterProcess:
 
 def run_master(redis_url: str, tmp_path: Path, *args: str, **kw: Any) -> MasterProcess:
     return MasterProcess(redis_url, tmp_path / f"master-{time.monotonic_ns()}.log", *args, **kw)
+
+
+def clients(rconn) -> list[dict[str, Any]]:
+    """CLIENT LIST of the server, or of every node of a cluster (a RedisCluster)."""
+    if isinstance(rconn, redis.RedisCluster):
+        return [c for node in rconn.get_nodes()
+                for c in node.redis_connection.client_list()]
+    return rconn.client_list()

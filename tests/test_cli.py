@@ -21,6 +21,9 @@ from tq.cli import LAZY_COMMANDS, cli
 TQ = str(Path(sys.executable).with_name("tq"))
 
 
+pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
+
+
 def run(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 

@@ -18,6 +18,9 @@ PAYLOAD = {"to": "user123@example.com", "subject": "Welcome"}
 K = Keys("tq")
 
 
+pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
+
+
 def redis_ms(rconn) -> int:
     sec, usec = rconn.time()
     return sec * 1000 + usec // 1000

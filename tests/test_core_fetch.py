@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from master_proc import eventually
+from master_proc import clients, eventually
 
 from tq.broker import Ack, Broker, result_record
 from tq.keys import Keys
@@ -15,9 +15,12 @@ from tq.keys import Keys
 K = Keys("tq")
 
 
+pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
+
+
 def blocked(rconn) -> int:
     """How many clients sit in BLPOP (workers waiting for work)."""
-    return sum(1 for c in rconn.client_list() if c.get("cmd") == "blpop")
+    return sum(1 for c in clients(rconn) if c.get("cmd") == "blpop")
 
 
 class Fetcher(threading.Thread):

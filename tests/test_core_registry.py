@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tq.keys import Keys
 
 K = Keys("tq")
+
+
+pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
 
 
 def redis_ms(rconn) -> int:

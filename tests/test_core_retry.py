@@ -14,6 +14,9 @@ from tq.keys import Keys
 K = Keys("tq")
 
 
+pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
+
+
 def redis_ms(rconn) -> int:
     sec, usec = rconn.time()
     return sec * 1000 + usec // 1000

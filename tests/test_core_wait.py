@@ -7,9 +7,12 @@ import threading
 import time
 
 import pytest
+from master_proc import clients
 
 import tq
 from tq.broker import Broker
+
+pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
 
 
 class Later(threading.Thread):
@@ -24,7 +27,7 @@ class Later(threading.Thread):
 
     def run(self) -> None:
         deadline = time.monotonic() + 5
-        while not any(c.get("cmd") == "xread" for c in self.rconn.client_list()):
+        while not any(c.get("cmd") == "xread" for c in clients(self.rconn)):
             assert time.monotonic() < deadline, "wait() never blocked in XREAD"
             time.sleep(0.002)
         self.fn(self.broker)

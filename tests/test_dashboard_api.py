@@ -16,10 +16,12 @@ import tq
 from tq.broker import Broker
 from tq.dashboard.app import create_app
 from tq.history import History
-from tq.keys import Keys
 from tq.tally import Tally
 
 HOST = {"Host": "127.0.0.1:8080"}
+
+
+pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
 
 
 @pytest.fixture
@@ -106,7 +108,7 @@ def test_the_articles_endpoints_and_task_lookup(web, client, broker):
 
 def test_masters_without_a_recent_heartbeat_are_stale(web, broker, rconn):
     broker.heartbeat("m-old", {"host": "gone", "pid": 1, "children": []}, {})
-    keys = Keys()
+    keys = broker.keys
     rconn.zadd(keys.masters, {"m-old": (History(broker).now() - 60) * 1000})
     (master,) = web.get("/api/masters", headers=HOST).get_json()
     assert master["stale"] and master["age"] > 59

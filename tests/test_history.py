@@ -13,6 +13,9 @@ from tq.tally import Tally
 MINUTE = 1_699_999_980.0   # a minute boundary (divisible by 60)
 
 
+pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
+
+
 def tally(succeeded: int = 0, dead: int = 0, retried: int = 0, ttype: str = "email",
           duration: float = 0.003, wait: float = 0.0002) -> Tally:
     """As a child tallies: each run succeeded or failed; a failed one then retried or dead."""

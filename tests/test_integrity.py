@@ -10,6 +10,8 @@ import tq
 from tq.integrity import diagnose
 from tq.keys import Keys
 
+pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
+
 
 def test_diagnosis_names_each_corrupt_key(client, rconn):
     client.enqueue("q", {})

@@ -13,6 +13,8 @@ from tq.broker import Broker
 from tq.supervisor.metrics import Metrics
 from tq.tally import Tally
 
+pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
+
 
 def scrape(address: tuple[str, int] | None) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """{sample name: {sorted labels: value}} from one GET /metrics at (host, port)."""

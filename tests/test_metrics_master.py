@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 from master_proc import eventually
 from redis_server import free_port
 from test_metrics import scrape
 
 from tq.dashboard.api import Board
+
+pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
 
 
 def test_a_running_master_exports_metrics_and_records_history(masters, client):

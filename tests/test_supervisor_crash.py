@@ -10,7 +10,8 @@ from master_proc import eventually
 
 import tq
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.cluster_too]   # each test: on a standalone Redis, then on a Cluster
 
 
 def started(rconn, task_id: str) -> list[int]:

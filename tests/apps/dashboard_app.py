@@ -8,14 +8,16 @@ import time
 import redis
 
 import tq
+from tq.connection import connect
 
 _conn: redis.Redis | None = None
+_pid = 0
 
 
 def _redis() -> redis.Redis:
-    global _conn
-    if _conn is None or _conn.connection_pool.pid != os.getpid():
-        _conn = redis.Redis.from_url(os.environ["TQ_REDIS_URL"], protocol=2)
+    global _conn, _pid
+    if _conn is None or _pid != os.getpid():   # any mode tq takes: standalone, cluster...
+        _conn, _pid = connect(os.environ["TQ_REDIS_URL"]), os.getpid()
     return _conn
 
 
