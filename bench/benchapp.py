@@ -8,14 +8,15 @@ import time
 import redis
 
 import tq
+from tq.connection import connect
 
 _conn = None
 
 
 def _r() -> redis.Redis:
     global _conn
-    if _conn is None:
-        _conn = redis.Redis.from_url(os.environ["TQ_REDIS_URL"], protocol=2)
+    if _conn is None:   # any mode tq takes: standalone, cluster, sentinel
+        _conn = connect(os.environ["TQ_REDIS_URL"])
     return _conn
 
 
