@@ -91,7 +91,10 @@ def main() -> None:
     n = 6000 if args.quick else 30_000
     count = 100 if args.quick else 300
     with tempfile.TemporaryDirectory() as d:
+        # both with one replica per primary, on the same 2 cores: replication costs the same
         srv = RedisServer(Path(d) / "standalone").start()
+        replica = RedisServer(Path(d) / "replica", extra=[
+            "--replicaof", "127.0.0.1", str(srv.port)]).start()
         cluster = RedisCluster(Path(d) / "cluster").start()
         try:
             targets = [
@@ -115,12 +118,13 @@ def main() -> None:
                     rows.append([f"pickup latency {label} (ms), idle, {queues} queue(s)",
                                  s, c, c / s])
             print_table(f"tq-master on a Redis Cluster (3 primaries + 3 replicas) vs standalone "
-                        f"(redis-server {srv.version()}, TCP loopback)",
+                        f"+ 1 replica (redis-server {srv.version()}, TCP loopback)",
                         ["case", "standalone", "cluster", "cluster / standalone"], rows)
             print("queues: with 3, each lives on another primary; the children claim each in "
                   "turn and block\n  on the 3 wake lists at once (one connection per slot)")
         finally:
             cluster.stop()
+            replica.stop()
             srv.stop()
 
 

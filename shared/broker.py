@@ -264,9 +264,17 @@ class Broker(Registry):
         wake = [self.qkeys(q).wake for q in queues]
         block = round(max(self.block_limit(timeout), 0.001), 3)
         if self.cluster and len(queues) > 1:
-            # Wake lists in several slots: block on each (ClusterLink.wait_any), then claim.
+            # Wake lists in several slots: block on each (ClusterLink.wait_any), then claim
+            # from the queues that woke this worker first (in the caller's order: one round
+            # trip where a claim of every queue would take one per queue), else from all.
             assert isinstance(self.link, ClusterLink)
-            self.link.wait_any(wake, block)
+            woke = set(self.link.wait_any(wake, block))
+            first = [q for q, key in zip(queues, wake, strict=True) if key in woke]
+            if first and len(first) < len(queues):
+                got = self.claim(worker_id, first, max_tasks, result_ttl=result_ttl,
+                                 holds_nothing=holds_nothing)
+                if got.tasks:
+                    return got
             return self.claim(worker_id, queues, max_tasks, result_ttl=result_ttl,
                               holds_nothing=holds_nothing)
         keys, args = self._claim_request(worker_id, queues, max_tasks, (), None, result_ttl,
@@ -332,7 +340,7 @@ class Broker(Registry):
         timeout = round(max(self.block_limit(timeout), 0.001), 3)
         if self.cluster and len(queues) > 1:
             assert isinstance(self.link, ClusterLink)
-            return self.link.wait_any(keys, timeout)
+            return bool(self.link.wait_any(keys, timeout))
         return self.link.call("BLPOP", *keys, timeout) is not None
 
     def block_limit(self, seconds: float) -> float:

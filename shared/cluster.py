@@ -233,11 +233,11 @@ class ClusterLink:
         self.connects += 1
         return conn
 
-    def wait_any(self, keys: list[Any], timeout: float) -> bool:
+    def wait_any(self, keys: list[Any], timeout: float) -> list[Any]:
         """BLPOP on several lists of different slots at once: one connection per list, all
-        in one select(). True if a token arrived. The reads still open when one fires are
-        cancelled by closing their connections (Redis then pops nothing for them); those that
-        answered are kept for the next wait."""
+        in one select(). Returns the keys a token came from (none: timed out). The reads still
+        open when one fires are cancelled by closing their connections (Redis then pops
+        nothing for them); those that answered are kept for the next wait."""
         from .connection import REDIS_ERRORS
 
         self._conns()
@@ -250,7 +250,7 @@ class ClusterLink:
                 pending[key] = conn
                 conn.send_command("BLPOP", key, block)
             deadline = time.monotonic() + block + 1.0
-            got = False
+            got: list[Any] = []
             while pending and not got:
                 ready = [k for k, c in pending.items() if c.can_read(0)]
                 if not ready:
@@ -268,7 +268,8 @@ class ClusterLink:
                         self._stale = True   # MOVED: the list lives elsewhere now
                         raise
                     idle[key] = pending.pop(key)
-                    got = got or reply is not None
+                    if reply is not None:
+                        got.append(key)
             return got
         except REDIS_ERRORS:
             self._stale = True
