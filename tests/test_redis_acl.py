@@ -14,24 +14,41 @@ READONLY_RULE = "on >s3cret-ro ~tq:* +@read +@scripting +@connection +time -@wri
 NO_INFO_RULE = "on >s3cret-tq ~tq:* +@read +@write +@scripting +@connection +time -@dangerous"
 
 
+CLUSTER_GRANT = "+cluster|slots"   # on a cluster: the client reads the slot map
+
+
 @pytest.fixture
-def acl(redis_server, redis_url):
-    """Create ACL users on the test's own server; removed after the test."""
-    admin = redis_server.client()
+def acl(redis_url, backend, request):
+    """Create ACL users on the test's own server (on every node of the test's cluster, with
+    the documented extra grant); removed after the test."""
+    if backend == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        admins = [n.client() for n in cluster.live()]
+    else:
+        server = request.getfixturevalue("redis_server")
+        admins = [server.client()]
     made: list[str] = []
 
     def user(name: str, rule: str) -> str:
-        admin.execute_command("ACL", "SETUSER", name, "reset", *rule.split())
+        if backend == "cluster":
+            rule = f"{rule} {CLUSTER_GRANT}"
+        for admin in admins:
+            admin.execute_command("ACL", "SETUSER", name, "reset", *rule.split())
         made.append(name)
         password = next(p[1:] for p in rule.split() if p.startswith(">"))
-        return f"redis://{name}:{password}@127.0.0.1:{redis_server.port}/0"
+        if backend == "cluster":
+            nodes = ",".join(f"127.0.0.1:{n.port}" for n in cluster.live())
+            return f"redis+cluster://{name}:{password}@{nodes}"
+        return f"redis://{name}:{password}@127.0.0.1:{server.port}/0"
 
     yield user
-    for name in made:
-        admin.execute_command("ACL", "DELUSER", name)
-    admin.close()
+    for admin in admins:
+        for name in made:
+            admin.execute_command("ACL", "DELUSER", name)
+        admin.close()
 
 
+@pytest.mark.cluster_too
 def test_the_documented_tq_user_runs_producer_master_and_dashboard(acl, masters):
     url = acl("tq-app", TQ_RULE)
     # a producer, a master (with its eviction check: +info) and the dashboard, all as tq-app
