@@ -27,6 +27,9 @@ from urllib.parse import parse_qs, unquote
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from . import connection  # (partly loaded when it imports this module: used at call time)
+from .errors import RedisUnavailable
+
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 MAX_REDIRECTS = 5
 
@@ -109,7 +112,7 @@ class ClusterLink:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             local.conns, local.pid, local.last = {}, os.getpid(), None
-            local.waiting = {}
+            local.idle = {}   # wait_any's connections whose BLPOP answered, by key
         return local.conns
 
     def _refresh(self) -> None:
@@ -138,10 +141,7 @@ class ClusterLink:
         conns = self._conns()
         conn = conns.get(node.name)
         if conn is None:
-            pool = node.redis_connection.connection_pool
-            conn = pool.connection_class(**pool.connection_kwargs)
-            conn.connect()
-            conns[node.name] = conn
+            conn = conns[node.name] = connection.dedicated(node.redis_connection.connection_pool)
             self.connects += 1
         self._local.last = node
         return conn
@@ -154,9 +154,6 @@ class ClusterLink:
 
     # -- calls ------------------------------------------------------------------------------
     def call(self, *args: object) -> object:
-        from .connection import REDIS_ERRORS, refused
-        from .errors import RedisUnavailable
-
         self._conns()
         key = _first_key(args)
         attempt = redirects = 0
@@ -182,14 +179,14 @@ class ClusterLink:
                     asking = self.client.nodes_manager.get_node(exc.host, exc.port)
                 if asking is None:
                     self._refresh()
-            except REDIS_ERRORS:
+            except connection.REDIS_ERRORS:
                 self._drop(node)
                 if attempt >= self.retries:
                     raise
                 time.sleep(min(0.05 * 2 ** attempt, 1.0))
                 attempt += 1
             except redis.exceptions.ResponseError as exc:
-                if refused(exc):
+                if connection.refused(exc):
                     self._stale = True   # CLUSTERDOWN, READONLY, TRYAGAIN: the map moves
                     raise RedisUnavailable(self.safe_url, f"it refused the command: {exc}") \
                         from None
@@ -198,8 +195,6 @@ class ClusterLink:
     def call_pipelined(self, *commands: tuple[object, ...]) -> list[object]:
         """connection.Link.call_pipelined on the node of the first command's key (every command
         of one call is about one queue, so one slot)."""
-        from .connection import REDIS_ERRORS
-
         self._conns()
         key = _first_key(commands[0])
         for _ in range(MAX_REDIRECTS):
@@ -213,7 +208,7 @@ class ClusterLink:
                         replies.append(conn.read_response())
                     except redis.exceptions.ResponseError as exc:
                         replies.append(exc)
-            except REDIS_ERRORS:
+            except connection.REDIS_ERRORS:
                 self._drop(node)
                 raise
             if isinstance(replies[0], redis.exceptions.AskError):
@@ -227,9 +222,7 @@ class ClusterLink:
 
     def connection_for(self, key: Any) -> Any:
         """A new connection to the primary of `key`'s slot, for the caller to block on."""
-        pool = self._node(key).redis_connection.connection_pool
-        conn = pool.connection_class(**pool.connection_kwargs)
-        conn.connect()
+        conn = connection.dedicated(self._node(key).redis_connection.connection_pool)
         self.connects += 1
         return conn
 
@@ -238,10 +231,8 @@ class ClusterLink:
         in one select(). Returns the keys a token came from (none: timed out). The reads still
         open when one fires are cancelled by closing their connections (Redis then pops
         nothing for them); those that answered are kept for the next wait."""
-        from .connection import REDIS_ERRORS
-
         self._conns()
-        idle: dict[Any, Any] = self._local.waiting
+        idle: dict[Any, Any] = self._local.idle
         block = round(max(timeout, 0.001), 3)
         pending: dict[Any, Any] = {}
         try:
@@ -271,25 +262,18 @@ class ClusterLink:
                     if reply is not None:
                         got.append(key)
             return got
-        except REDIS_ERRORS:
+        except connection.REDIS_ERRORS:
             self._stale = True
             raise
         finally:
             for conn in pending.values():   # still blocked, or failed: cancel by closing
                 conn.disconnect()
 
-    def cancel_waits(self) -> None:
-        waiting = getattr(self._local, "waiting", None)
-        if waiting:
-            for conn in waiting.values():
-                conn.disconnect()
-            waiting.clear()
-
     def close(self) -> None:
-        conns = getattr(self._local, "conns", None)
-        if conns:
-            for conn in conns.values():
-                conn.disconnect()
-            conns.clear()
-        self.cancel_waits()
+        for name in ("conns", "idle"):
+            conns = getattr(self._local, name, None)
+            if conns:
+                for conn in conns.values():
+                    conn.disconnect()
+                conns.clear()
 

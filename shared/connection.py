@@ -21,8 +21,10 @@ import redis.sentinel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from . import embedded
-from .cluster import cluster_client, is_cluster_url, unreachable_cluster
+from . import (
+    cluster,  # (modules import each other: names are looked up at call time)
+    embedded,
+)
 from .config import BY_NAME, config_path, read_file
 from .errors import EvictionPolicyError, NoPermission, RedisUnavailable
 
@@ -112,8 +114,8 @@ def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,
         )
         if url.startswith(SENTINEL_SCHEMES):
             return sentinel_master(url, options)
-        if is_cluster_url(url):
-            return cluster_client(url, options)
+        if cluster.is_cluster_url(url):
+            return cluster.cluster_client(url, options)
         conn = redis.Redis.from_url(url, **options)
     except ValueError as exc:
         raise RedisUnavailable(redact(url), f"invalid URL ({exc})") from None
@@ -170,7 +172,7 @@ def translated(url: str) -> Iterator[None]:
     except REDIS_ERRORS as exc:
         raise RedisUnavailable(redact(url), exc) from None
     except redis.exceptions.RedisClusterException as exc:
-        if not unreachable_cluster(exc):
+        if not cluster.unreachable_cluster(exc):
             raise
         raise RedisUnavailable(redact(url), exc) from None
     except redis.exceptions.ResponseError as exc:

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from redis import Redis, RedisCluster
+from redis import Redis
 from redis.exceptions import NoScriptError
 
+from .cluster import is_cluster
 from .connection import Link
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
@@ -74,7 +75,7 @@ class Scripts:
         """Load every script, on every primary of a Redis Cluster (a failover's new primary
         loads them on its first NOSCRIPT, see Script.__call__)."""
         targets = [n.redis_connection for n in conn.get_primaries()] \
-            if isinstance(conn, RedisCluster) else [conn]
+            if is_cluster(conn) else [conn]
         for target in targets:
             pipe = target.pipeline(transaction=False)
             for name in NAMES:
