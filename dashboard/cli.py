@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import click
 
+from tq.cli.common import open_client
 from tq.client import Client
 from tq.config import split_bind
 from tq.errors import TQError
@@ -43,9 +43,8 @@ def dashboard(ctx: click.Context, bind: tuple[str, int], auth_token: str | None,
     if not is_loopback(host) and not auth_token:
         raise click.UsageError(f"refusing to serve the dashboard on {host}, beyond this "
                                "machine, without --auth-token (or TQ_DASHBOARD_TOKEN)")
-    obj: dict[str, Any] = ctx.obj if isinstance(ctx.obj, dict) else {}
     try:
-        client = Client(obj.get("redis_url"), obj.get("namespace") or "tq")
+        client = open_client(ctx)   # never starts an embedded Redis: it would be empty
         client.broker.ping()
     except TQError as exc:
         raise click.ClickException(str(exc)) from None

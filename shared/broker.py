@@ -93,8 +93,9 @@ class Broker(Registry):
 
     def __init__(self, url: str | None = None, namespace: str = "tq", *,
                  conn: redis.Redis | None = None, retries: int = 0,
-                 socket_timeout: float | None = 10.0, client_name: str | None = None) -> None:
-        self.url = resolve_url(url)
+                 socket_timeout: float | None = 10.0, client_name: str | None = None,
+                 start: bool = True) -> None:
+        self.url = resolve_url(url, start=start)
         self.safe_url = redact(self.url)
         self.namespace = namespace
         self.conn = conn if conn is not None else connect(
@@ -144,16 +145,23 @@ class Broker(Registry):
         with translated(self.url):
             SCRIPTS.load_all(self.conn)
 
-    def register_queues(self, queues: Iterable[str]) -> None:
+    def register_queues(self, queues: Iterable[str], again: bool = False) -> None:
         """Add queues to the set of known queues (once per connection: a restarted Redis
-        without persistence has forgotten them)."""
+        without persistence has forgotten them; `again`: whatever this process thinks)."""
         connects = self.link.connects
-        new = [q for q in queues if self._known_queues.get(q) != connects]
+        new = [q for q in queues if again or self._known_queues.get(q) != connects]
         if new:
             with translated(self.url):
                 self.link.call("SADD", self.keys.queues, *new)
             for q in new:
                 self._known_queues[q] = self.link.connects
+
+    def forget_queue(self, queue: str) -> None:
+        """Take a queue out of the queue set (its keys are gone: drop.lua)."""
+        with translated(self.url):
+            self.link.call("SREM", self.keys.queues, queue)
+            self.link.call("HDEL", self.keys.idle, queue)
+        self._known_queues.pop(queue, None)
 
     def known_queues(self) -> list[str]:
         with translated(self.url):

@@ -248,6 +248,9 @@ class Client:
                 broker.quarantine.contain([queue], exc)   # mark it, for status and workers
                 raise QueueBroken(queue, why, "nothing was enqueued") from None
             broker.register_queues([queue])   # again if that call had to reconnect
+        if len(got) > len(tasks):   # '+': the queue was new or forgotten (see enqueue.lua)
+            got.pop()
+            broker.register_queues([queue], again=True)
         collided = [i for i, g in enumerate(got) if not g]
         if collided:   # the id was taken (54 random bits per millisecond): fresh ids, once more
             if depth >= 3:
@@ -284,10 +287,13 @@ class Client:
                 self._raise_broken(q, reply)
         return replies
 
-    def _queue_script(self, script: Any, queue: str, args: list[Any]) -> Any:
-        """A script over one queue's keys; QueueBroken if a corrupt key of it fails it."""
+    def _queue_script(self, script: Any, queue: str, args: list[Any],
+                      extra: Sequence[Any] = ()) -> Any:
+        """A script over one queue's keys (then `extra`); QueueBroken if a corrupt key of it
+        fails it."""
         try:
-            return script(self.broker.link, self.broker.block(queue), args)
+            keys = [*self.broker.block(queue), *extra] if extra else self.broker.block(queue)
+            return script(self.broker.link, keys, args)
         except redis.exceptions.ResponseError as exc:
             self._raise_broken(queue, exc)
 
@@ -387,6 +393,27 @@ class Client:
                       "scheduled": r[-3], "running": r[-2], "dead": r[-1],
                       "broken": marks.get(q)}
         return out
+
+    def delete_queue(self, queue: str, force: bool = False) -> dict[str, Any]:
+        """Delete a queue and everything in it (ready, scheduled, dead tasks, counters) and
+        forget its name. Refused while tasks of it run, unless force (their acks are then
+        refused: nothing is left to ack). Returns {"deleted": bool, ready, scheduled, running,
+        dead} as counted just before."""
+        validate_name("queue", queue)
+        broker = self.broker
+        qk = broker.qkeys(queue)
+        with translated(self.url):
+            procs = []
+            if force:   # the processing lists of the workers that hold its running tasks
+                holders = {v.split(b"|", 1)[0] for v in broker.conn.hvals(qk.run)}
+                procs = [qk.proc(w.decode()) for w in sorted(holders)]
+            reply = self._queue_script(SCRIPTS.drop, queue, ["delete", "1" if force else "0"],
+                                       extra=[qk.broken, *procs])
+            outcome, counts = reply[0].decode(), [int(n) for n in reply[1:]]
+            if outcome == "dropped":
+                broker.forget_queue(queue)
+        return {"queue": queue, "deleted": outcome == "dropped",
+                **dict(zip(("ready", "scheduled", "running", "dead"), counts, strict=True))}
 
     def repair_queue(self, queue: str) -> RepairReport:
         """Bring a broken queue back: corrupt keys moved aside, the queue re-indexed from its

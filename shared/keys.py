@@ -9,7 +9,9 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 
 | key                          | type   | holds                                                   |
 |------------------------------|--------|---------------------------------------------------------|
-| ns:queues                    | set    | every queue name ever enqueued to or consumed           |
+| ns:queues                    | set    | every queue name enqueued to or consumed (forgotten     |
+|                              |        | when empty, unserved and idle: --forget-queues-after)   |
+| ns:idle                      | hash   | queue -> Redis ms since when it is empty and unserved   |
 | ns:workers                   | zset   | worker id -> last heartbeat (Redis ms)                  |
 | ns:worker:W                  | hash   | worker info: host, pid, master, queues, started         |
 | ns:masters                   | zset   | master id -> last heartbeat (Redis ms)                  |
@@ -68,6 +70,7 @@ class Keys:
         self.queues = f"{g}queues"
         self.workers = f"{g}workers"
         self.masters = f"{g}masters"
+        self.idle = f"{g}idle"
         self._queue_cache: dict[str, QueueKeys] = {}
 
     def worker(self, worker_id: str) -> str:

@@ -31,6 +31,7 @@ from tq.broker import Broker
 from tq.channel import BUSY, IDLE, RECONNECTING, STARTING
 from tq.config import Config, load
 from tq.connection import OUTAGE
+from tq.embedded import ENV_HOME
 from tq.errors import ConfigError
 from tq.ids import new_id
 from tq.tally import Tally
@@ -38,6 +39,7 @@ from tq.worker.child import import_app
 
 from . import report
 from .children import Child, RestartPacer, account, fork_child, process_state, reap
+from .forget import Forgetter, check_every
 from .memory import own_memory
 from .pidfile import Pidfile
 from .recovery import Reap, Recovery
@@ -83,15 +85,18 @@ class Supervisor:
         self.status = "starting"
         self.tally = Tally()
         self.processed = self.failed = self.restarts = 0
-        self.next_tick = self.next_expired = self.next_error_log = 0.0
+        self.next_tick = self.next_expired = self.next_error_log = self.next_forget = 0.0
         self.redis_down = False
         # Other masters' heartbeats read as expired right after an outage (theirs stopped too):
         # reap them only once everyone has had a TTL of good connection to beat again.
         self.reap_others_after = 0.0
         self.own_ids = {self.master_id}
+        if config.home:   # the embedded Redis' state folder, for this process and its children
+            os.environ[ENV_HOME] = config.home
         self.broker = Broker(config.redis_url, config.namespace, retries=0,
                              client_name="tq-master")
         self.recovery = Recovery(self.broker, self.host, self.own_ids)
+        self.forgetter = Forgetter(self.broker)
         self.recovery.max_kills = config.max_worker_kills
         self.pidfile = Pidfile(config.pidfile) if config.pidfile else None
         self.services = Services(self.broker, self.master_id)
@@ -221,9 +226,11 @@ class Supervisor:
         except Exception:   # a reload must never take the running master down
             log.exception("reload: cannot read the configuration, keeping the current one")
             return
-        fixed = {k: getattr(self.config, k) for k in ("redis_url", "namespace", "metrics_bind")}
+        fixed = {k: getattr(self.config, k)
+                 for k in ("redis_url", "home", "namespace", "metrics_bind")}
         if any(getattr(new, k) != v for k, v in fixed.items()):
-            log.warning("reload: redis_url, namespace and metrics_bind need a restart; kept")
+            log.warning("reload: redis_url, home, namespace and metrics_bind need a restart; "
+                        "kept")
         new = dataclasses.replace(new, **fixed)
         if self.config.preload:
             log.warning("reload: handlers were preloaded in the master, so their code is not "
@@ -476,6 +483,10 @@ class Supervisor:
             if now >= self.next_expired and now >= self.reap_others_after:
                 self.next_expired = now + REAP_EXPIRED_EVERY
                 self.recovery.expired(self.config.heartbeat_ttl)
+            after = self.config.forget_queues_after
+            if after and now >= self.next_forget and self.status == "running":
+                self.next_forget = now + check_every(after)
+                self.forgetter.run(after, self.serving())
             self.services.record(done)
         except OUTAGE as exc:
             if not self.redis_down:
@@ -553,6 +564,7 @@ class Supervisor:
             pass
         self.services.close()
         self.promoter.close()
+        self.forgetter.close()
         if self.pidfile:
             self.pidfile.remove()
         if self.boot_error:

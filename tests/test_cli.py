@@ -204,18 +204,23 @@ def test_wait_returns_the_result(client: tq.Client, broker: Broker):
                                          "result": {"sent": True}}
 
 
-def test_wait_timeout_and_dead_exit_1(client: tq.Client, broker: Broker):
+def test_wait_exits_124_on_timeout_and_1_when_dead(client: tq.Client, broker: Broker):
     queued = client.enqueue("email", {})
     started = time.monotonic()
     result = run("wait", queued, "--timeout", "0.3")
-    assert result.exit_code == 1 and "did not finish within 0.3s (state: queued)" in result.output
+    assert result.exit_code == 124
+    assert "did not finish within 0.3s (state: queued)" in result.output
     assert time.monotonic() - started < 3
+    result = run("wait", queued, "--timeout", "0.1", "--json")
+    assert result.exit_code == 124
+    assert json.loads(result.stdout) == {"id": queued, "state": "queued", "timeout": 0.1}
 
     (dead_id,) = make_dead(broker, client, 1, "report")
+    result = run("wait", dead_id)
+    assert result.exit_code == 1 and f"Error: task {dead_id} is dead: boom 0" in result.output
     result = run("wait", dead_id, "--json")
     assert result.exit_code == 1
-    assert json.loads(result.stdout)["error"] == "boom 0"
-    assert f"Error: task {dead_id} is dead: boom 0" in result.output
+    assert json.loads(result.stdout)["error"] == "boom 0"   # one JSON document, nothing else
     assert run("wait", "nope", "--timeout", "1").exit_code == 1
 
 

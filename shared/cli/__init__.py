@@ -4,20 +4,25 @@
     tq enqueue email --payload '{"to": "a@example.com"}'
     tq dead list / tq dead retry --all
 
-Exit codes: 0 ok, 1 failure (unknown id, Redis unreachable, a dead task...), 2 usage.
+Exit codes: 0 ok, 1 failure (unknown id, Redis unreachable, a dead task...), 2 usage or a bad
+value, 124 `tq wait` timed out. Under --json an error is a JSON object on stdout too.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import click
 import redis
 
+from .. import exitcodes
 from ..config import load
+from ..embedded import ENV_HOME
 from ..errors import ConfigError, TQError
-from .common import configure_logging
+from .common import JSON_META, configure_logging
+from .output import echo_json
 
 # name -> (module:attribute, short help): imported only when used, so `tq --help` stays light.
 LAZY_COMMANDS = {
@@ -63,18 +68,31 @@ class TqGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
-        except TQError as exc:
-            raise click.ClickException(str(exc)) from None
-        except redis.RedisError as exc:
-            raise click.ClickException(f"Redis error: {exc}") from None
+            try:
+                return super().invoke(ctx)
+            except TQError as exc:
+                raise click.ClickException(str(exc)) from None
+            except redis.RedisError as exc:
+                raise click.ClickException(f"Redis error: {exc}") from None
+        except click.ClickException as exc:
+            if not ctx.meta.get(JSON_META):
+                raise
+            # --json: the error is a JSON object on stdout (what a script parses), same code
+            echo_json({"error": exc.format_message(), "exit_code": exc.exit_code,
+                       "kind": "usage" if isinstance(exc, click.UsageError) else
+                       "bad_value" if exc.exit_code == exitcodes.USAGE else "failure"})
+            ctx.exit(exc.exit_code)
 
 
 @click.group(cls=TqGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--redis-url", metavar="URL", default=None,
               help="Redis URL (redis://, rediss://, unix://, redis+sentinel://...); default: "
-                   "TQ_REDIS_URL, the config file, else the embedded Redis under TQ_HOME "
-                   "(./.tq)")
+                   "TQ_REDIS_URL, the config file, else the embedded Redis of the state folder")
+@click.option("--home", metavar="DIR", default=None, envvar="TQ_HOME",
+              type=click.Path(file_okay=False),
+              help="state folder of the embedded Redis (default: TQ_HOME, else "
+                   "$XDG_STATE_HOME/tq, i.e. ~/.local/state/tq; a systemd master's is "
+                   "/var/lib/tq)")
 @click.option("--namespace", metavar="NAME", default=None,
               help="prefix of every Redis key (default: tq)")
 @click.option("--config", "config_file", metavar="PATH", default=None,
@@ -83,10 +101,12 @@ class TqGroup(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="debug logs on stderr")
 @click.version_option(package_name="tq", prog_name="tq")
 @click.pass_context
-def cli(ctx: click.Context, redis_url: str | None, namespace: str | None,
+def cli(ctx: click.Context, redis_url: str | None, home: str | None, namespace: str | None,
         config_file: str | None, quiet: bool, verbose: bool) -> None:
     """Operate tq: queues, tasks, workers and dead letters."""
     configure_logging(-1 if quiet else 1 if verbose else 0)
+    if home:   # tq.embedded reads it from the environment, like every tq process
+        os.environ[ENV_HOME] = home
     try:
         cfg = load({"redis_url": redis_url, "namespace": namespace}, config_file=config_file)
     except ConfigError as exc:

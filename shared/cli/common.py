@@ -15,8 +15,19 @@ from ..connection import resolve_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="print JSON (for scripts) instead of text")
+JSON_META = "tq.json"   # ctx.meta (shared by the whole command line): --json was given
+
+
+def _remember_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta[JSON_META] = True   # read by TqGroup when the command fails
+    return value
+
+
+# Eager: processed before the other options, so an error in one of them is JSON too.
+json_option = click.option("--json", "as_json", is_flag=True, is_eager=True,
+                           callback=_remember_json,
+                           help="print JSON (for scripts) instead of text; errors too")
 yes_option = click.option("--yes", "-y", is_flag=True, help="do not ask for confirmation")
 
 
@@ -26,10 +37,15 @@ class BadInput(click.ClickException):
     exit_code = 2
 
 
-def open_client(ctx: click.Context) -> Client:
-    """A tq.Client for the group's --redis-url/--namespace/--config, closed with the command."""
+def open_client(ctx: click.Context, start: bool = False) -> Client:
+    """A tq.Client for the group's --redis-url/--namespace/--config, closed with the command.
+
+    With no Redis URL configured it uses the embedded Redis of the state folder if one runs;
+    only commands that put work in (start=True: `tq enqueue`) start one. A command that reads
+    or changes what is there must not start an empty server and report "nothing here".
+    """
     obj = ctx.find_root().obj or {}
-    url = resolve_url(obj.get("redis_url"), config_file=obj.get("config_file"))
+    url = resolve_url(obj.get("redis_url"), config_file=obj.get("config_file"), start=start)
     client = Client(url, obj.get("namespace") or "tq")
     ctx.call_on_close(client.close)
     return client

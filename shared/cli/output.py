@@ -16,6 +16,16 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str, sort_keys=False))
 
 
+def dumps(data: Any) -> str:
+    """A JSON document on one line (--watch --json prints one per frame)."""
+    return json.dumps(data, ensure_ascii=False, default=str, sort_keys=False)
+
+
+def pretty_json(line: str) -> str:
+    """A one-line document as echo_json prints it."""
+    return json.dumps(json.loads(line), indent=2, ensure_ascii=False, sort_keys=False)
+
+
 def compact(value: Any) -> str:
     """A JSON value on one line (payloads and results in human output)."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)

@@ -1,4 +1,4 @@
-"""`tq embedded status|start|stop`: the embedded Redis under TQ_HOME."""
+"""`tq embedded status|start|stop`: the embedded Redis of the state folder (--home)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ..embedded import EmbeddedRedis, display_path
+from ..embedded import EmbeddedRedis, display_path, home_origin
 from . import output as out
 from .common import json_option
 
@@ -15,14 +15,15 @@ def _describe(server: EmbeddedRedis) -> dict[str, Any]:
     files = list(server.home.glob("appendonly*")) if server.home.exists() else []
     stored = sum(f.stat().st_size for p in files for f in ([p] if p.is_file() else p.iterdir()))
     version = server.version()
-    return {"home": str(server.home), "url": server.url, "running": version is not None,
-            "version": version, "pid": server.pid(), "aof_bytes": stored,
+    return {"home": str(server.home), "home_from": home_origin(), "url": server.url,
+            "running": version is not None, "version": version, "pid": server.pid(),
+            "aof_bytes": stored,
             "log": str(server.logfile)}
 
 
 @click.group()
 def embedded() -> None:
-    """The embedded Redis (used when no Redis URL is configured), under TQ_HOME or ./.tq."""
+    """The embedded Redis (used when no Redis URL is configured), under --home / TQ_HOME."""
 
 
 @embedded.command("status")
@@ -36,6 +37,7 @@ def status_(as_json: bool) -> None:
         return
     click.echo(out.fields({
         "state": "running" if info["running"] else "stopped",
+        "home": f"{info['home']} (from {info['home_from']})",
         "socket": display_path(server.socket), "version": info["version"],
         "pid": info["pid"], "stored": out.size(info["aof_bytes"]), "log": info["log"]}))
 

@@ -9,8 +9,10 @@ import click
 
 from ..client import Client
 from ..history import History
+from ..ids import created_ms
+from ..task import validate_name
 from . import output as out
-from .common import json_option, open_client
+from .common import BadInput, json_option, open_client
 
 RATE_WINDOW = 60.0       # seconds of history behind the processed/failed rates
 LATENCY_WINDOW = 300.0   # seconds of history behind the duration/wait percentiles
@@ -81,26 +83,96 @@ def _rates_line(rates: dict[str, float]) -> str:
             f"{rates['failed']:.2f} failed/s")
 
 
-@click.command()
-@json_option
-@click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Queues (depth per priority, scheduled, running, dead), masters, children, throughput."""
-    client = open_client(ctx)
+def queue_view(client: Client, name: str, now: float) -> dict[str, Any]:
+    """One queue in detail: its depths, counters, oldest ready task, next due, consumers."""
+    sizes = client.queue_sizes().get(name)
+    if sizes is None:
+        raise click.ClickException(f"no queue named {name!r} (known: "
+                                   f"{', '.join(client.queues()) or 'none'})")
+    conn, k = client.broker.conn, client.broker.qkeys(name)
+    pipe = conn.pipeline(transaction=False)
+    for key in k.ready:
+        pipe.lindex(key, 0)
+    pipe.zrange(k.sched, 0, 0, withscores=True)
+    replies = pipe.execute(raise_on_error=False)
+    created = [created_ms(r.decode()) for r in replies[:-1] if isinstance(r, bytes)]
+    oldest = min((c for c in created if c is not None), default=None)
+    due = replies[-1][0][1] / 1000 if isinstance(replies[-1], list) and replies[-1] else None
+    consumers = [{"master": m["id"], "host": m.get("host"), "children": len(
+        m.get("children") or [])} for m in client.broker.registry("masters")
+        if name in (m.get("queues") or [])]
+    return {"queue": name, **sizes, "counters": client.stats()["by_queue"].get(name, {}),
+            "oldest_ready_age": None if oldest is None else max(now - oldest / 1000, 0.0),
+            "next_due": due, "consumers": consumers}
+
+
+def render_queue(view: dict[str, Any], now: float) -> str:
+    counters = view["counters"]
+    text = out.fields({
+        "queue": view["queue"],
+        "health": f"BROKEN: {view['broken'].get('problem', '?')} (run `tq queue repair "
+                  f"{view['queue']}`)" if view.get("broken") else "ok",
+        "ready": f"{view['ready']} ({out.priorities(view['by_priority'])})",
+        "oldest ready": out.duration(view["oldest_ready_age"]),
+        "scheduled": view["scheduled"], "next due": out.when(view["next_due"], now),
+        "running": view["running"], "dead": view["dead"],
+        "counted": ", ".join(f"{n} {e}" for e, n in counters.items() if n) or "nothing yet",
+        "consumed by": ", ".join(f"{c['master']} on {c['host']} ({c['children']} children)"
+                                 for c in view["consumers"]) or "no live master",
+    })
+    return text
+
+
+def _snapshot(client: Client, queue: str | None, as_json: bool) -> str:
+    """One frame of `tq status` (text, or one JSON document)."""
     now = time.time()
+    if queue is not None:
+        view = queue_view(client, queue, now)
+        return out.dumps(view) if as_json else render_queue(view, now)
     sizes = client.queue_sizes()
-    view = workers_view(client, now)
+    workers = workers_view(client, now)
     rates = History(client.broker).rates(window=RATE_WINDOW)
     if as_json:
-        out.echo_json({"redis": client.safe_url, "namespace": client.namespace, "time": now,
-                       "queues": sizes, "rates": rates, **view})
+        return out.dumps({"redis": client.safe_url, "namespace": client.namespace,
+                          "time": now, "queues": sizes, "rates": rates, **workers})
+    return "\n".join([f"Redis {client.safe_url}, namespace {client.namespace}",
+                      _rates_line(rates), "", render_queues(sizes), "",
+                      render_workers(workers)])
+
+
+@click.command()
+@click.argument("queue", metavar="[QUEUE]", required=False)
+@click.option("--watch", "-w", type=click.FloatRange(min=0.1), is_flag=False, flag_value=2.0,
+              default=None, metavar="[SECONDS]",
+              help="redraw every SECONDS (2 if not given) until Ctrl-C; with --json, one "
+                   "JSON document per line")
+@json_option
+@click.pass_context
+def status(ctx: click.Context, queue: str | None, watch: float | None, as_json: bool) -> None:
+    """Queues (depth per priority, scheduled, running, dead), masters, children, throughput;
+    with QUEUE, that queue in detail (oldest ready task, next due, counters, consumers)."""
+    client = open_client(ctx)
+    if queue is not None:
+        try:
+            validate_name("queue", queue)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+    if watch is None:
+        frame = _snapshot(client, queue, as_json)
+        click.echo(out.pretty_json(frame) if as_json else frame)
         return
-    click.echo(f"Redis {client.safe_url}, namespace {client.namespace}")
-    click.echo(_rates_line(rates))
-    click.echo()
-    click.echo(render_queues(sizes))
-    click.echo()
-    click.echo(render_workers(view))
+    try:
+        while True:
+            frame = _snapshot(client, queue, as_json)
+            if as_json:
+                click.echo(frame)
+            else:
+                click.clear()
+                click.echo(f"every {watch:g}s, Ctrl-C to stop    {time.strftime('%H:%M:%S')}")
+                click.echo(frame)
+            time.sleep(watch)   # a redraw interval, not synchronisation
+    except KeyboardInterrupt:
+        pass
 
 
 @click.command()

@@ -9,6 +9,7 @@ from typing import IO, Any
 
 import click
 
+from .. import exitcodes
 from ..client import Client
 from ..errors import TaskFailed, WaitTimeout
 from ..task import MAX_RETRIES, TaskInfo
@@ -103,7 +104,7 @@ def enqueue(ctx: click.Context, task_type: str | None, payload: dict[str, Any] |
     if file is None:
         if task_type is None:
             raise click.UsageError("give a TYPE (and --payload), or --file tasks.jsonl")
-        client = open_client(ctx)
+        client = open_client(ctx, start=True)
         try:
             task_id = client.enqueue(task_type, payload or {}, **options)
         except ValueError as exc:   # a bad name or payload: bad input, like a bad option
@@ -116,7 +117,7 @@ def enqueue(ctx: click.Context, task_type: str | None, payload: dict[str, Any] |
     if payload is not None:
         raise click.UsageError("--payload and --file exclude each other")
     specs, lines = _read_specs(file, task_type, options)
-    client = open_client(ctx)
+    client = open_client(ctx, start=True)
     name = getattr(file, "name", "-")
     with progress(len(specs), "enqueuing") as update:
         try:   # enqueue_many checks every spec before it sends any: a bad line sends nothing
@@ -167,29 +168,40 @@ def get(ctx: click.Context, task_id: str, queue: str | None, as_json: bool) -> N
 @click.command()
 @click.argument("task_id", metavar="ID")
 @click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-              help="give up after this long (exit 1); default: wait for ever")
+              help=f"give up after this long (exit {exitcodes.TIMED_OUT}); default: wait for "
+                   "ever")
 @click.option("--queue", default=None, help="the task's queue, if known")
 @json_option
 @click.pass_context
 def wait(ctx: click.Context, task_id: str, timeout: float | None, queue: str | None,
          as_json: bool) -> None:
-    """Wait for a task to finish; print its result (exit 1 if it ends dead or time runs out)."""
+    """Wait for a task to finish and print its result.
+
+    Exit 0 when it succeeded, 1 when it ended dead (its error on stderr), 124 when --timeout
+    ran out first (it may still run).
+    """
     client = open_client(ctx)
     try:
         result = client.wait(task_id, timeout=timeout, queue=queue)
     except TaskFailed as exc:
-        if as_json:
-            out.echo_json({"id": task_id, "state": "dead", "error": exc.error,
-                           "traceback": exc.traceback})
-        raise
+        if not as_json:
+            raise
+        out.echo_json({"id": task_id, "state": "dead", "error": exc.error,
+                       "traceback": exc.traceback})
+        ctx.exit(exitcodes.FAILURE)
     except WaitTimeout as exc:
-        if as_json:
-            out.echo_json({"id": task_id, "state": exc.state, "timeout": timeout})
-        raise
+        if not as_json:
+            raise TimedOut(str(exc)) from None
+        out.echo_json({"id": task_id, "state": exc.state, "timeout": timeout})
+        ctx.exit(exitcodes.TIMED_OUT)
     if as_json:
         out.echo_json({"id": task_id, "state": "succeeded", "result": result})
     else:
         click.echo(out.compact(result))
+
+
+class TimedOut(click.ClickException):
+    exit_code = exitcodes.TIMED_OUT
 
 
 COMMANDS = (enqueue, get, wait)

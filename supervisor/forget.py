@@ -1,0 +1,100 @@
+"""Forgetting queues nobody uses: empty, served by no live master, idle for a while.
+
+A queue name stays in the queue set as long as anything may need it. Without this, a fleet
+that made queues per customer or per day would list (and export metric series for) every queue
+it ever had. A queue is forgotten when, for --forget-queues-after seconds (Redis' clock) in a
+row, it held no task (ready, scheduled, running or dead) and no live master or worker listed it
+among the queues it consumes. Any master may do it; doing it twice is harmless.
+
+The drop script deletes the queue's keys only if it is still empty, atomically in its slot;
+the name then leaves the queue set, which is a global key (another slot on a Redis Cluster),
+so an enqueue may slip in between. It is caught both ways: the enqueue finds the queue's stats
+hash gone and adds the name back itself (enqueue.lua's '+'), and here the name is put back if
+the stats hash came back before it was removed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from tq.broker import Broker
+from tq.client import Client
+from tq.scripts import SCRIPTS
+
+log = logging.getLogger("tq.master")
+
+
+def check_every(after: float) -> float:
+    """How often to look: a quarter of the idle time, from 1 s to a minute."""
+    return min(max(after / 4, 1.0), 60.0)
+
+
+class Forgetter:
+    """Finds idle, empty, unserved queues and forgets them (one master's view)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.client: Client | None = None   # its own connections (queue_sizes, scripts)
+
+    def run(self, after: float, serving: list[str]) -> list[str]:
+        """One pass; returns the queues it forgot. `serving`: this master's own queues."""
+        if self.client is None:
+            self.client = Client(self.broker.url, self.broker.namespace)
+        client, keys = self.client, self.broker.keys
+        conn = client.broker.conn
+        sizes = client.queue_sizes()
+        served = set(serving)
+        for kind in ("masters", "workers"):
+            for entry in client.broker.registry(kind):
+                served.update(entry.get("queues") or [])
+        idle = {q.decode(): int(v) for q, v in conn.hgetall(keys.idle).items()}
+        now = _redis_ms(conn)
+        busy = [q for q, s in sizes.items() if q in served or s.get("broken") or
+                s["ready"] or s["scheduled"] or s["running"] or s["dead"]]
+        stale = [q for q in busy if q in idle] + [q for q in idle if q not in sizes]
+        if stale:
+            conn.hdel(keys.idle, *stale)
+        forgotten = []
+        for q in sorted(set(sizes) - set(busy)):
+            since = idle.get(q)
+            if since is None:
+                conn.hsetnx(keys.idle, q, now)
+            elif now - since >= after * 1000 and self._forget(q):
+                forgotten.append(q)
+        if forgotten:
+            log.info("forgot %d queue(s) empty, unserved and idle for %gs: %s", len(forgotten),
+                     after, ", ".join(forgotten))
+        return forgotten
+
+    def _forget(self, queue: str) -> bool:
+        client = self.client
+        assert client is not None
+        broker = client.broker
+        qk = broker.qkeys(queue)
+        try:
+            reply: Any = SCRIPTS.drop(broker.link, [*broker.block(queue), qk.broken],
+                                      ["forget", "0"])
+        except redis.exceptions.ResponseError as exc:   # a corrupt key: not empty, keep it
+            log.debug("not forgetting queue %s: %s", queue, exc)
+            return False
+        if reply[0] != b"dropped":
+            broker.conn.hdel(broker.keys.idle, queue)   # it got work meanwhile: idle anew
+            return False
+        broker.forget_queue(queue)
+        if broker.conn.exists(qk.stats):   # an enqueue came in between: keep the name
+            broker.register_queues([queue], again=True)
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+def _redis_ms(conn: Any) -> int:
+    seconds, micros = conn.time()
+    return int(seconds) * 1000 + int(micros) // 1000
