@@ -434,16 +434,19 @@ class Client:
         total = dict.fromkeys(events, 0)
         by_type: dict[str, dict[str, int]] = {}
         by_queue: dict[str, dict[str, int]] = {}
+        by_queue_type: dict[str, dict[str, dict[str, int]]] = {}
         for q, fields in zip(queues, replies, strict=True):
             per_q = by_queue.setdefault(q, dict.fromkeys(events, 0))
             for f, v in fields.items():
                 ttype, _, event = f.decode().rpartition(":")
                 n = int(v)
+                by_queue_type.setdefault(q, {}).setdefault(ttype, {})[event] = n
                 by_type.setdefault(ttype, dict.fromkeys(events, 0))
                 by_type[ttype][event] = by_type[ttype].get(event, 0) + n
                 per_q[event] = per_q.get(event, 0) + n
                 total[event] = total.get(event, 0) + n
-        return {"total": total, "by_type": by_type, "by_queue": by_queue}
+        return {"total": total, "by_type": by_type, "by_queue": by_queue,
+                "by_queue_type": by_queue_type}
 
     # -- dead letters -------------------------------------------------------------------
     def dead(self, limit: int = 50, offset: int = 0, queue: str | None = None) -> list[TaskInfo]:

@@ -42,7 +42,8 @@ class Child:
     state: ChildState = field(default_factory=ChildState)
     uss: int = 0
     rss: int = 0
-    cpu: float = 0.0
+    cpu: float = 0.0                 # percent of one core since the last measure
+    cpu_seconds: float = 0.0         # user + system CPU time used so far
     exited: str = ""                 # how it ended, once reaped
 
     def signal(self, sig: int) -> None:

@@ -99,7 +99,7 @@ class Supervisor:
         self.forgetter = Forgetter(self.broker)
         self.recovery.max_kills = config.max_worker_kills
         self.pidfile = Pidfile(config.pidfile) if config.pidfile else None
-        self.services = Services(self.broker, self.master_id)
+        self.services = Services(self.broker, self.master_id, self.host, self.started)
         self.promoter = Promoter(self.broker)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -521,6 +521,8 @@ class Supervisor:
             try:
                 proc = psutil.Process(c.pid)
                 c.cpu = proc.cpu_percent(None) if c.cpu or c.ready else 0.0
+                times = proc.cpu_times()
+                c.cpu_seconds = times.user + times.system
             except psutil.Error:
                 pass
             if limit and c.active and c.uss > limit * 1024 * 1024:

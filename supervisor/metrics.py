@@ -7,13 +7,20 @@ update mmap'ed files per task and the scrape merge one file per pid ever started
 children's hot path stays free of metrics, and one process serves them from memory.
 
 Histograms arrive pre-aggregated, so a custom collector emits them (and the counters) from
-plain sums. Queue depths are read from Redis at scrape time: fresh, and free between scrapes.
+plain sums. Queue depths and enqueue counts are read from Redis at scrape time: fresh, free
+between scrapes, and the same from every master (aggregate them with max(), not sum()).
+
+Names follow Prometheus' conventions: base units (seconds, bytes), `_total` on counters. No
+label changes across a master restart: a master is its scrape target's `instance` plus the
+`host` of tq_master_info; children are labelled by their slot index (0..N-1), which their
+replacements keep.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,9 +53,12 @@ _BOUNDS = [floatToGoString(b) for b in BUCKETS]
 class Metrics:
     """What one master knows, as Prometheus metrics (its own registry, not the global one)."""
 
-    def __init__(self, broker: Broker, master_id: str) -> None:
+    def __init__(self, broker: Broker, master_id: str, host: str = "",
+                 started: float | None = None) -> None:
         self.broker = broker
         self.master_id = master_id
+        self.host = host
+        self.started = time.time() if started is None else started
         self._lock = threading.Lock()   # observe() runs in the master loop, collect() in HTTP
         self._tasks: dict[tuple[str, str], int] = {}
         self._durations: dict[str, Histogram] = {}
@@ -116,12 +126,12 @@ class Metrics:
                     {t: Histogram(list(h.counts), h.total) for t, h in self._waits.items()},
                     list(self._children), dict(self._restarts))
 
-    def queue_sizes(self) -> dict[str, dict[str, Any]] | None:
-        """Queue depths from Redis (one pipeline), None when Redis cannot be reached."""
+    def queue_sizes(self) -> tuple[dict[str, dict[str, Any]], dict[str, Any]] | None:
+        """Queue depths and counters from Redis, None when Redis cannot be reached."""
         try:
             if self._client is None:
                 self._client = Client(self.broker.url, self.broker.namespace, socket_timeout=2.0)
-            return self._client.queue_sizes()
+            return self._client.queue_sizes(), self._client.stats()["by_queue_type"]
         except TQError as exc:
             log.warning("metrics: queue depths unavailable: %s", exc)
             return None
@@ -134,9 +144,12 @@ class _Collector(Collector):
     def collect(self) -> Iterator[Metric]:
         m = self.metrics
         tasks, durations, waits, children, restarts = m.snapshot()
-        info = GaugeMetricFamily("tq_master_info", "This master", labels=["master", "version"])
-        info.add_metric([m.master_id, __version__], 1)
+        info = GaugeMetricFamily("tq_master_info", "This master (1): its host and tq version",
+                                 labels=["host", "version"])
+        info.add_metric([m.host, __version__], 1)
         yield info
+        yield GaugeMetricFamily("tq_master_start_time_seconds", "When this master started "
+                                "(Unix time)", value=m.started)
 
         counter = CounterMetricFamily("tq_tasks", "Finished task runs by type and outcome",
                                       labels=["type", "outcome"])
@@ -160,13 +173,14 @@ class _Collector(Collector):
                                 labels=["child"])
         uss = GaugeMetricFamily("tq_child_uss_bytes", "Memory of a child's own (USS)",
                                 labels=["child"])
-        cpu = GaugeMetricFamily("tq_child_cpu_percent", "CPU use of a child (% of one core)",
-                                labels=["child"])
+        cpu = CounterMetricFamily("tq_child_cpu_seconds", "CPU time (user + system) used by "
+                                  "the child in this slot (resets when it is replaced)",
+                                  labels=["child"])
         for c in children:
             state = str(c.get("state", "starting"))
             by_state[state] = by_state.get(state, 0) + 1
             label = [str(c.get("index", c.get("pid", "?")))]
-            for fam, field in ((rss, "rss"), (uss, "uss"), (cpu, "cpu")):
+            for fam, field in ((rss, "rss"), (uss, "uss"), (cpu, "cpu_seconds")):
                 if isinstance(c.get(field), int | float):
                     fam.add_metric(label, c[field])
         states = GaugeMetricFamily("tq_children", "Children of this master by state",
@@ -181,18 +195,26 @@ class _Collector(Collector):
             restart.add_metric([reason], n)
         yield restart
 
-        sizes = m.queue_sizes()
+        read = m.queue_sizes()
+        sizes, counts = read if read is not None else ({}, {})
         yield GaugeMetricFamily("tq_redis_up", "1 if the last scrape could read Redis",
-                                value=0 if sizes is None else 1)
+                                value=0 if read is None else 1)
         depth = GaugeMetricFamily("tq_queue_depth", "Tasks in a queue by state (read at "
                                   "scrape time; the same from every master)",
                                   labels=["queue", "state"])
         broken = GaugeMetricFamily("tq_queue_broken", "1 while a queue is set aside because "
                                    "one of its keys is corrupt (see `tq queue repair`)",
                                    labels=["queue"])
-        for queue, size in sorted((sizes or {}).items()):
+        for queue, size in sorted(sizes.items()):
             for state in QUEUE_STATES:
                 depth.add_metric([queue, state], size.get(state, 0))
             broken.add_metric([queue], 1 if size.get("broken") else 0)
         yield depth
         yield broken
+        enqueued = CounterMetricFamily("tq_tasks_enqueued", "Tasks enqueued, by queue and type "
+                                       "(read from Redis at scrape time; the same from every "
+                                       "master)", labels=["queue", "type"])
+        for queue, by_type in sorted(counts.items()):
+            for ttype, events in sorted(by_type.items()):
+                enqueued.add_metric([queue, ttype], events.get("enqueued", 0))
+        yield enqueued

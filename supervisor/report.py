@@ -23,6 +23,7 @@ def child_info(c: Child, host: str, master_id: str) -> dict[str, Any]:
         "task": st.task or None, "type": st.type or None, "queue": st.queue or None,
         "since": st.started if st.state == BUSY else None,
         "rss": c.rss, "uss": c.uss, "cpu": round(c.cpu, 1),
+        "cpu_seconds": round(c.cpu_seconds, 3),
         "processed": st.processed, "failed": st.failed,
         "started": time.time() - (time.monotonic() - c.born),
     }

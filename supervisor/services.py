@@ -19,9 +19,12 @@ log = logging.getLogger("tq.master")
 
 
 class Services:
-    def __init__(self, broker: Broker, master_id: str) -> None:
+    def __init__(self, broker: Broker, master_id: str, host: str = "",
+                 started: float | None = None) -> None:
         self.broker = broker
         self.master_id = master_id
+        self.host = host
+        self.started = started
         self.notifier: Notifier | None = None
         self.metrics: Metrics | None = None
         self.history: History | None = None
@@ -31,7 +34,8 @@ class Services:
         self.notifier = Notifier()
         self.history = History(self.broker)
         if config.metrics_bind:
-            self.metrics = Metrics(self.broker, self.master_id)
+            self.metrics = Metrics(self.broker, self.master_id, host=self.host,
+                                   started=self.started)
             self.metrics.serve(config.metrics_bind)
             log.info("Prometheus metrics on http://%s/metrics", config.metrics_bind)
 

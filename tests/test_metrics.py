@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -9,6 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis_server import free_port
 
+import tq
 from tq.broker import Broker
 from tq.supervisor.metrics import Metrics
 from tq.tally import Tally
@@ -31,7 +35,7 @@ def scrape(address: tuple[str, int] | None) -> dict[str, dict[tuple[tuple[str, s
 
 @pytest.fixture
 def metrics(broker: Broker):
-    m = Metrics(broker, "m-test")
+    m = Metrics(broker, "m-test", host="web-1", started=1_700_000_000.5)
     m.serve(f"127.0.0.1:{free_port()}")
     yield m
     m.close()
@@ -49,7 +53,8 @@ def test_tasks_histograms_children_restarts_and_queue_depth(metrics: Metrics, cl
     metrics.observe(a)
     metrics.observe(b)
     metrics.set_children([
-        {"index": 0, "pid": 11, "state": "busy", "rss": 50_000_000, "uss": 20_000_000, "cpu": 97.5},
+        {"index": 0, "pid": 11, "state": "busy", "rss": 50_000_000, "uss": 20_000_000, "cpu": 97.5,
+         "cpu_seconds": 12.25},
         {"index": 1, "pid": 12, "state": "idle", "rss": 40_000_000, "uss": 9_000_000, "cpu": 0.0},
     ])
     metrics.child_restarted("signal")
@@ -79,7 +84,8 @@ def test_tasks_histograms_children_restarts_and_queue_depth(metrics: Metrics, cl
                                   (("state", "starting"),): 0, (("state", "stopping"),): 0}
     assert got["tq_child_rss_bytes"][(("child", "0"),)] == 50_000_000
     assert got["tq_child_uss_bytes"][(("child", "1"),)] == 9_000_000
-    assert got["tq_child_cpu_percent"][(("child", "0"),)] == 97.5
+    assert got["tq_child_cpu_seconds_total"][(("child", "0"),)] == 12.25
+    assert not [name for name in got if "percent" in name]   # base units only
     restarts = got["tq_child_restarts_total"]
     assert restarts[(("reason", "signal"),)] == 2
     assert restarts[(("reason", "memory"),)] == 1
@@ -89,7 +95,10 @@ def test_tasks_histograms_children_restarts_and_queue_depth(metrics: Metrics, cl
     assert depth[(("queue", "email"), ("state", "scheduled"))] == 1
     assert depth[(("queue", "email"), ("state", "dead"))] == 0
     assert got["tq_redis_up"][()] == 1
-    assert got["tq_master_info"][(("master", "m-test"), ("version", "0.1.0"))] == 1
+    # no label that changes when the master restarts (its id does)
+    assert got["tq_master_info"] == {(("host", "web-1"), ("version", tq.__version__)): 1}
+    assert got["tq_master_start_time_seconds"][()] == 1_700_000_000.5
+    assert got["tq_tasks_enqueued_total"] == {(("queue", "email"), ("type", "email")): 3}
 
 
 def test_counters_accumulate_and_children_are_replaced(metrics: Metrics):
@@ -134,21 +143,59 @@ def test_close_stops_serving(broker: Broker):
         urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2)
 
 
-def test_the_grafana_example_only_uses_metrics_we_export(broker: Broker):
+def test_the_grafana_example_only_uses_metrics_we_export(broker: Broker, client):
     import json
     import re
     from pathlib import Path
 
+    client.enqueue("noop", {})   # so that the counters read from Redis have a sample
     m = Metrics(broker, "m-grafana")
     t = Tally()
     t.add("noop", "succeeded", 0.001, 0.001)
     m.observe(t)
-    m.set_children([{"index": 0, "pid": 1, "state": "idle", "rss": 1, "uss": 1, "cpu": 0}])
+    m.set_children([{"index": 0, "pid": 1, "state": "idle", "rss": 1, "uss": 1, "cpu": 0,
+                     "cpu_seconds": 1.0}])
     families = list(m.registry.collect())
     exported = {f.name for f in families} | {s.name for f in families for s in f.samples}
     m.close()
     board = json.loads((Path(__file__).parent.parent / "examples" / "grafana-dashboard.json")
                        .read_text())
-    used = {name for p in board["panels"] for target in p["targets"]
-            for name in re.findall(r"\btq_[a-z_]+", target["expr"])}
+    exprs = [target["expr"] for p in board["panels"] for target in p["targets"]]
+    variables = {v["name"]: v["query"]["query"] for v in board["templating"]["list"]}
+    used = {name for e in [*exprs, *variables.values()] for name in re.findall(r"\btq_[a-z_]+", e)}
     assert used and used <= exported, used - exported
+    # instance, queue and type pick what every panel shows, where its metric has that label
+    assert set(variables) == {"instance", "queue", "type"}
+    for e in exprs:
+        for name, label in (("tq_tasks_total", "type"), ("tq_queue_depth", "queue"),
+                            ("tq_children", "instance"), ("tq_child_uss_bytes", "instance")):
+            if name + "{" in e:
+                assert f'{label}=~"${label}"' in e, e
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        why = "promtool missing (apt-get install prometheus)"
+        if os.environ.get("CI"):
+            pytest.fail(why)   # CI installs it: a skip there would hide bad exposition
+        pytest.skip(why)
+    return path
+
+
+def test_promtool_finds_nothing_to_lint(metrics: Metrics, client):
+    """Prometheus' own linter on a full /metrics page: names, units, help, types."""
+    client.enqueue("email", {})
+    t = Tally()
+    t.add("email", "succeeded", duration=0.003, wait=0.0002)
+    metrics.observe(t)
+    metrics.set_children([{"index": 0, "pid": 11, "state": "busy", "rss": 5, "uss": 4,
+                           "cpu_seconds": 1.5}])
+    metrics.child_restarted("signal")
+    host, port = metrics.address
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as reply:
+        page = reply.read()
+    done = subprocess.run([_promtool(), "check", "metrics"], input=page, capture_output=True,
+                          timeout=30, check=False)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    assert b"tq_child_cpu_seconds_total" in page and b"tq_tasks_enqueued_total" in page
