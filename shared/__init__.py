@@ -26,6 +26,7 @@ from .errors import (
     WaitTimeout,
 )
 from .handlers import Backoff, Context, Handler, handler
+from .hooks import Middleware, add_middleware, remove_middleware
 from .task import Task, TaskInfo
 
 __version__ = "0.1.0"
@@ -37,6 +38,7 @@ __all__ = [
     "Context",
     "EvictionPolicyError",
     "Handler",
+    "Middleware",
     "PayloadError",
     "PermanentError",
     "QueueBroken",
@@ -48,5 +50,7 @@ __all__ = [
     "TaskInfo",
     "TaskNotFound",
     "WaitTimeout",
+    "add_middleware",
     "handler",
+    "remove_middleware",
 ]

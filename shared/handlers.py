@@ -18,7 +18,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from .task import (
     DEFAULT_MAX_RETRIES,
@@ -52,6 +52,8 @@ class Backoff:
 
 
 DEFAULT_BACKOFF = Backoff()
+
+_H = TypeVar("_H")   # what @tq.handler decorates: returned unchanged, types and all
 
 
 class Context(Protocol):
@@ -113,16 +115,21 @@ def _check_policy(max_retries: int, timeout: float | None, soft_timeout: float |
 def handler(task_type: str, *, queue: str | None = None, max_retries: int = DEFAULT_MAX_RETRIES,
             timeout: float | None = None, soft_timeout: float | None = None,
             backoff: Callable[[int], float] | Backoff | None = None,
-            result_ttl: float | None = None) -> Callable[[Any], Any]:
-    """Register a function `(payload, ctx) -> JSON-serialisable result | None` for a task type."""
+            result_ttl: float | None = None) -> Callable[[_H], _H]:
+    """Register a function `(payload, ctx) -> JSON-serialisable result | None` for a task type.
+
+    The decorated function (or Handler class) is returned as it is, so a type checker keeps its
+    signature: calling it directly in a test, or reading it in an editor, shows the real types.
+    """
     validate_name("type", task_type)
     validate_name("queue", queue or task_type)
     _check_policy(max_retries, timeout, soft_timeout)
 
-    def register(func: Any) -> Any:
-        if isinstance(func, type) and issubclass(func, Handler):
-            func = func()
-        call = func.handle if isinstance(func, Handler) else func
+    def register(func: _H) -> _H:
+        target: Any = func
+        if isinstance(target, type) and issubclass(target, Handler):
+            target = target()
+        call = target.handle if isinstance(target, Handler) else target
         if not callable(call):
             raise TypeError(f"@tq.handler needs a function (payload, ctx), got {func!r}")
         _register(HandlerSpec(task_type, call, queue or task_type, max_retries, timeout,

@@ -158,7 +158,7 @@ def test_the_grafana_example_only_uses_metrics_we_export(broker: Broker, client)
     families = list(m.registry.collect())
     exported = {f.name for f in families} | {s.name for f in families for s in f.samples}
     m.close()
-    board = json.loads((Path(__file__).parent.parent / "examples" / "grafana-dashboard.json")
+    board = json.loads((Path(__file__).parent.parent / "shared" / "ops" / "grafana-dashboard.json")
                        .read_text())
     exprs = [target["expr"] for p in board["panels"] for target in p["targets"]]
     variables = {v["name"]: v["query"]["query"] for v in board["templating"]["list"]}

@@ -12,9 +12,10 @@ import pytest
 
 from tq.config import BY_NAME
 
-UNITS = Path(__file__).resolve().parent.parent / "systemd"
+UNITS = Path(__file__).resolve().parent.parent / "shared" / "ops"
 PLAIN = UNITS / "tq-master.service"
 TEMPLATE = UNITS / "tq-master@.service"
+DASHBOARD = UNITS / "tq-dashboard.service"
 TQ_MASTER = str(Path(sys.executable).with_name("tq-master"))
 
 
@@ -87,14 +88,16 @@ def test_every_directive_is_explained_or_obvious():
 
 def _installed_copy(tmp_path: Path) -> Path:
     """The units with ExecStart pointing at this venv's tq-master (verify checks it exists)."""
-    for path in (PLAIN, TEMPLATE):
+    for path in (PLAIN, TEMPLATE, DASHBOARD):
         (tmp_path / path.name).write_text(
-            path.read_text().replace("/opt/tq/venv/bin/tq-master", TQ_MASTER))
+            path.read_text().replace("/opt/tq/venv/bin/tq-master", TQ_MASTER)
+            .replace("/opt/tq/venv/bin/tq ", str(Path(TQ_MASTER).with_name("tq")) + " "))
     return tmp_path
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze here")
-@pytest.mark.parametrize("name", ["tq-master.service", "tq-master@billing.service"])
+@pytest.mark.parametrize("name", ["tq-master.service", "tq-master@billing.service",
+                                  "tq-dashboard.service"])
 def test_systemd_analyze_verify(tmp_path: Path, name: str):
     folder = _installed_copy(tmp_path)
     done = subprocess.run(["systemd-analyze", "verify", str(folder / name)],
@@ -104,10 +107,11 @@ def test_systemd_analyze_verify(tmp_path: Path, name: str):
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze here")
-def test_systemd_security_exposure_is_low(tmp_path: Path):
+@pytest.mark.parametrize("name", ["tq-master.service", "tq-dashboard.service"])
+def test_systemd_security_exposure_is_low(tmp_path: Path, name: str):
     folder = _installed_copy(tmp_path)
     done = subprocess.run(["systemd-analyze", "security", "--offline=yes",
-                           str(folder / "tq-master.service")],
+                           str(folder / name)],
                           capture_output=True, text=True, timeout=60)
     if done.returncode != 0 and "offline" in done.stderr:
         pytest.skip("systemd-analyze security --offline needs systemd >= 250")

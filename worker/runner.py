@@ -6,11 +6,13 @@ import json
 import logging
 import math
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tq import hooks
 from tq.broker import Ack, Broker, FailOutcome, result_record
 from tq.errors import PermanentError, Retry
 from tq.handlers import DEFAULT_BACKOFF, REGISTRY, HandlerSpec
@@ -52,11 +54,13 @@ class TaskContext:
     __slots__ = ("_runner", "attempt", "deadline", "log", "max_retries", "queue", "task_id",
                  "type", "worker_id")
 
-    def __init__(self, runner: Runner, task: Task, spec: HandlerSpec, deadline: float | None):
+    def __init__(self, runner: Runner, task: Task, spec: HandlerSpec | None,
+                 deadline: float | None):
         self._runner = runner
         self.task_id, self.type, self.queue = task.id, task.type, task.queue
         self.attempt = task.attempt
-        self.max_retries = task.max_retries if task.max_retries is not None else spec.max_retries
+        default = spec.max_retries if spec is not None else 0
+        self.max_retries = task.max_retries if task.max_retries is not None else default
         self.deadline = deadline
         self.worker_id = runner.worker_id
         self.log = logging.LoggerAdapter(logging.getLogger(f"tq.task.{task.type}"),
@@ -78,6 +82,8 @@ class Failure:
     retry: bool
     delay: float = 0.0
     default_max_retries: int = DEFAULT_MAX_RETRIES
+    exc: BaseException | None = None      # what the handler raised, for middleware
+    ctx: TaskContext | None = None
 
 
 class Runner:
@@ -115,6 +121,8 @@ class Runner:
         max_retries = task.max_retries if task.max_retries is not None else spec.max_retries
         on_start(task, time.monotonic() + lim.hard if lim.hard else 0.0, max_retries)
         ctx = TaskContext(self, task, spec, time.time() + lim.soft if lim.soft else None)
+        if hooks.MIDDLEWARE:
+            hooks.call("before", ctx, task.payload)
         started = time.time()
         t0 = time.perf_counter()
         failure: Failure | None = None
@@ -139,12 +147,15 @@ class Runner:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         elapsed = time.perf_counter() - t0
         if failure is not None:
+            failure.ctx = ctx
             return failure, elapsed
         try:
             result_json = _dumps(result)
         except (TypeError, ValueError) as exc:
             return Failure(task, "error", f"result is not JSON-serialisable: {exc}", None,
-                           retry=False), elapsed
+                           retry=False, exc=exc, ctx=ctx), elapsed
+        if hooks.MIDDLEWARE:
+            hooks.call("after", ctx, task.payload, result)
         return Ack(task, result_record(task, result_json, self.worker_id, started, time.time()),
                    spec.result_ttl), elapsed
 
@@ -152,7 +163,8 @@ class Runner:
     def _failure(task: Task, spec: HandlerSpec, kind: str, message: str, retry: bool,
                  delay: float | None = None) -> Failure:
         return Failure(task, kind, message, traceback.format_exc(), retry,
-                       backoff(spec, task.attempt) if delay is None else delay, spec.max_retries)
+                       backoff(spec, task.attempt) if delay is None else delay, spec.max_retries,
+                       exc=sys.exc_info()[1])
 
     def record(self, f: Failure) -> FailOutcome:
         """Write a failure to Redis (retry or dead letter) and log the outcome."""
@@ -174,7 +186,17 @@ class Runner:
         else:
             log.warning("%s task was requeued while it ran (stale claim): its failure was "
                         "dropped", task.type, extra=extra)
+        if hooks.MIDDLEWARE and outcome.outcome in ("retry", "dead"):
+            self._hooks(f, outcome.outcome == "retry")
         return outcome
+
+    def _hooks(self, f: Failure, will_retry: bool) -> None:
+        ctx = f.ctx or TaskContext(self, f.task, REGISTRY.get(f.task.type), None)
+        payload = None if f.task.malformed else f.task.payload
+        if f.kind not in ("malformed", "unknown_type"):   # it ran (or tried to)
+            hooks.call("on_failure", ctx, payload, f.exc, will_retry)
+        if not will_retry:
+            hooks.call("on_dead", ctx, payload, f.message, f.traceback)
 
 
 def backoff(spec: HandlerSpec, attempt: int) -> float:
