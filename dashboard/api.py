@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tq.client import Client
-from tq.history import History
+from tq.history import History, _tally_of
+from tq.tally import Histogram
 from tq.task import Task
 
 STALE_AFTER = 15.0          # s without a heartbeat before a master is shown as stale
@@ -73,6 +75,41 @@ class Board:
              ) -> list[dict[str, Any]]:
         return [info.to_dict() for info in self.client.dead(limit, offset, queue)]
 
+    def queue_types(self, queue: str) -> set[str]:
+        """The task types enqueued to a queue (from its counters)."""
+        fields = self.broker.conn.hkeys(self.broker.qkeys(queue).stats)
+        return {f.decode().rpartition(":")[0] for f in fields}
+
+    def series(self, span: int, queue: str | None = None) -> dict[str, Any]:
+        """Throughput and run time over the last `span` seconds (an hour or a day) per
+        minute, for one queue (the task types enqueued to it) or all: {"start", "step",
+        "processed", "failed", "p50", "p99"} (seconds; None where nothing ran)."""
+        now = self.history.now()
+        end = int(now) // 60 + 1                   # the current minute included
+        minutes = range(end - max(1, span // 60), end)
+        pipe = self.broker.conn.pipeline(transaction=False)
+        for m in minutes:
+            pipe.hgetall(self.broker.keys.history("m", m))
+        replies = pipe.execute()
+        types = self.queue_types(queue) if queue else None
+        out: dict[str, Any] = {"start": minutes.start * 60, "step": 60, "queue": queue,
+                               "types": sorted(types) if types is not None else None,
+                               "processed": [], "failed": [], "p50": [], "p99": []}
+        for fields in replies:
+            tally = _tally_of(fields)
+            chosen = [t for t in tally.counts if types is None or t in types]
+            succeeded = sum(tally.counts[t].get("succeeded", 0) for t in chosen)
+            failed = sum(tally.counts[t].get("failed", 0) for t in chosen)
+            merged = Histogram()
+            for t, h in tally.durations.items():
+                if types is None or t in types:
+                    merged.merge(h)
+            out["processed"].append(succeeded + failed)
+            out["failed"].append(failed)
+            out["p50"].append(_finite(merged.quantile(0.5)))
+            out["p99"].append(_finite(merged.quantile(0.99)))
+        return out
+
     def overview(self, since: int | None = None) -> dict[str, Any]:
         """Everything the page polls for, in one reply."""
         now = self.history.now()
@@ -91,3 +128,8 @@ class Board:
             "masters": self.masters(now),
             "scheduled": self.scheduled(),
         }
+
+
+def _finite(value: float | None) -> float | None:
+    """A percentile for JSON: the histogram's open last bucket (infinity) as None."""
+    return value if value is not None and math.isfinite(value) else None

@@ -15,24 +15,28 @@ from werkzeug.routing import BaseConverter
 
 from tq.client import Client
 from tq.errors import RedisUnavailable, TaskNotFound
+from tq.task import validate_name
 
 from .api import Board
-from .security import Guard, harden
+from .security import SESSION_COOKIE, SESSION_TTL, Guard, harden
+from .tasks import STATES, Filter, Lister
 
 MAX_PAGE = 500             # rows a list answers at most (limit)
 MAX_OFFSET = 10**9         # far beyond any dead-letter queue, far below Redis' int64 ranges
 MAX_SPAN = 86400           # seconds of history or latency one read covers
 MAX_SINCE = 10**12         # a Unix second (year 33658)
-OPEN_PATHS = ("/login", "/static/")   # served before logging in
+OPEN_PATHS = ("/login", "/logout", "/static/")   # served before logging in
 
 
-def create_app(client: Client, token: str | None = None) -> Flask:
+def create_app(client: Client, token: str | None = None,
+               session_ttl: float = SESSION_TTL) -> Flask:
     """The app for one tq.Client (its namespace); `token` turns authentication on."""
     app = Flask(__name__)
     app.url_map.converters["queue"] = QueueName
     app.config.update(MAX_CONTENT_LENGTH=1 << 20)
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    board, guard = Board(client), Guard(token)
+    board, guard = Board(client), Guard(token, session_ttl)
+    lister = Lister(client)
     app.extensions["tq"] = board
 
     @app.before_request
@@ -47,7 +51,9 @@ def create_app(client: Client, token: str | None = None) -> Flask:
             return None
         if request.path.startswith(("/api/", "/stats", "/queues", "/failed")):
             return _error(401, "authentication required (Authorization: Bearer TOKEN)")
-        return redirect(url_for("login"))
+        # a session cookie that no longer counts: it expired, or was logged out elsewhere
+        expired = SESSION_COOKIE in request.cookies
+        return redirect(url_for("login", expired=1) if expired else url_for("login"))
 
     app.after_request(harden)
 
@@ -78,7 +84,16 @@ def create_app(client: Client, token: str | None = None) -> Flask:
                 guard.set_session(reply, secure=request.is_secure)
                 return reply
             wrong = True
-        return render_template("login.html", wrong=wrong), 403 if wrong else 200
+        return render_template("login.html", wrong=wrong,
+                               expired=request.args.get("expired") == "1"), \
+            403 if wrong else 200
+
+    @app.post("/logout")
+    def logout() -> Any:
+        guard.end_session(request.cookies.get(SESSION_COOKIE, ""))
+        reply = redirect(url_for("login"))
+        guard.clear_session(reply)
+        return reply
 
     # -- reads --------------------------------------------------------------------------
     def route(*paths: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -120,6 +135,20 @@ def create_app(client: Client, token: str | None = None) -> Flask:
     def workers() -> Response:
         return jsonify(board.workers())
 
+    @route("/api/tasks")
+    def tasks() -> Response:
+        f = _filter(client)
+        return jsonify(lister.page(f, request.args.get("cursor") or None,
+                                   _int_arg("limit", 50, 1, MAX_PAGE)))
+
+    @route("/api/series")
+    def series() -> Response:
+        span = _int_arg("span", 3600, 60, MAX_SPAN)
+        queue = request.args.get("queue") or None
+        if queue is not None:
+            validate_name("queue", queue)
+        return jsonify(board.series(span, queue))
+
     @route("/api/tasks/<task_id>")
     def task(task_id: str) -> Response:
         try:
@@ -151,6 +180,42 @@ def create_app(client: Client, token: str | None = None) -> Flask:
         ids, queue = _targets()
         return jsonify({"deleted": client.delete_dead(ids, queue)})
 
+    @app.post("/api/scheduled/run")
+    def run_now() -> Response:
+        ids, queue = _targets()
+        if not isinstance(ids, list) or queue is None:
+            raise ValueError('give "ids" and their "queue"')
+        return jsonify({"ran": client.run_now(ids, queue)})
+
+    @app.post("/api/scheduled/delete")
+    def delete_scheduled() -> Response:
+        ids, queue = _targets()
+        if not isinstance(ids, list) or queue is None:
+            raise ValueError('give "ids" and their "queue"')
+        return jsonify({"deleted": client.delete_scheduled(ids, queue)})
+
+    @app.post("/api/tasks/bulk")
+    def bulk() -> Response:
+        """An action on every task a filter matches: retry or delete dead ones, run or
+        delete scheduled ones. {"state", "action", "queue", "type", "text"}."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ValueError("send a JSON object")
+        f = _filter(client, body)
+        action = body.get("action")
+        ops = {("dead", "retry"): client.retry_dead, ("dead", "delete"): client.delete_dead,
+               ("scheduled", "run"): client.run_now,
+               ("scheduled", "delete"): client.delete_scheduled}
+        op = ops.get((f.state, action))
+        if op is None:
+            raise ValueError("bulk actions: dead tasks retry or delete, scheduled tasks run "
+                             "or delete")
+        if f.state == "dead" and not f.narrows:   # the whole of some queues: one script each
+            done = sum(op("all", q) for q in f.queues)   # type: ignore[operator]
+        else:
+            done = sum(op(ids, q) for q, ids in lister.all_matching(f))   # type: ignore[operator]
+        return jsonify({"action": action, "state": f.state, "done": done})
+
     # merge_slashes off: "a//b" is a queue name, not a URL to tidy up (and redirect).
     @app.post("/api/queues/<queue:queue>/purge", merge_slashes=False)
     def purge(queue: str) -> Response:
@@ -176,6 +241,28 @@ def _targets() -> tuple[list[str] | str, str | None]:
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise ValueError('give "ids": [task ids] or "all": true')
     return ids, queue
+
+
+def _filter(client: Client, args: Any = None) -> Filter:
+    """A task filter from query arguments (or a JSON body): state, queue, type, text."""
+    args = request.args if args is None else args
+
+    def text(name: str, limit: int = 200) -> str | None:
+        value = args.get(name) or None
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            raise ValueError(f"{name} must be a string of at most {limit} characters")
+        return value
+
+    state = text("state") or "dead"
+    if state not in STATES:
+        raise ValueError(f"state is one of {', '.join(STATES)}")
+    queue = text("queue")
+    if queue is not None:
+        validate_name("queue", queue)
+    ttype = text("type")
+    if ttype is not None:
+        validate_name("type", ttype)
+    return Filter(state, [queue] if queue else client.queues(), ttype, text("text"))
 
 
 class QueueName(BaseConverter):

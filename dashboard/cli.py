@@ -11,7 +11,7 @@ from tq.client import Client
 from tq.config import split_bind
 from tq.errors import TQError
 
-from .security import MIN_TOKEN_LENGTH, is_loopback
+from .security import MIN_TOKEN_LENGTH, SESSION_TTL, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,12 @@ def _bind(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, 
               "prefer the TQ_DASHBOARD_TOKEN variable, a flag shows in `ps`")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64),
               help="requests served at once")
+@click.option("--session-ttl", envvar="TQ_DASHBOARD_SESSION_TTL", default=SESSION_TTL,
+              show_default=True, type=click.FloatRange(1, 30 * 86400), metavar="SECONDS",
+              help="how long a browser login lasts")
 @click.pass_context
 def dashboard(ctx: click.Context, bind: tuple[str, int], auth_token: str | None,
-              threads: int) -> None:
+              threads: int, session_ttl: float) -> None:
     """Serve the web dashboard: queues, throughput, workers, dead letters and their actions."""
     host, port = bind
     if auth_token is not None and len(auth_token) < MIN_TOKEN_LENGTH:
@@ -48,16 +51,17 @@ def dashboard(ctx: click.Context, bind: tuple[str, int], auth_token: str | None,
         client.broker.ping()
     except TQError as exc:
         raise click.ClickException(str(exc)) from None
-    serve(client, host, port, auth_token, threads)
+    serve(client, host, port, auth_token, threads, session_ttl)
 
 
-def serve(client: Client, host: str, port: int, token: str | None, threads: int = 8) -> None:
+def serve(client: Client, host: str, port: int, token: str | None, threads: int = 8,
+          session_ttl: float = SESSION_TTL) -> None:
     """Run the dashboard in the foreground until interrupted."""
     import waitress
 
     from .app import create_app
 
-    server = waitress.create_server(create_app(client, token), host=host, port=port,
+    server = waitress.create_server(create_app(client, token, session_ttl), host=host, port=port,
                                     threads=threads, ident="tq-dashboard")
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"tq dashboard on http://{shown}:{port}/ (Redis {client.safe_url}, namespace "

@@ -2,8 +2,9 @@
 
 Threats and answers:
 - another user of a shared network: binding beyond loopback needs --auth-token; the browser
-  logs in once with it and gets an HttpOnly, SameSite=Strict session cookie derived from it;
-  API clients send `Authorization: Bearer TOKEN`;
+  logs in once with it and gets an HttpOnly, SameSite=Strict session cookie, signed with a key
+  derived from the token, that expires (--session-ttl, 12 h) and ends at logout; API clients
+  send `Authorization: Bearer TOKEN`;
 - a web page in the operator's browser posting to the dashboard (CSRF): every POST must carry
   the X-CSRF-Token of the page (same-origin JS can read it, other origins cannot) and a
   matching Origin when the browser sends one; a bearer request needs no CSRF token (browsers
@@ -20,12 +21,15 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+import threading
+import time
 from urllib.parse import urlsplit
 
 from flask import Request, Response
 
 SESSION_COOKIE = "tq_session"
 MIN_TOKEN_LENGTH = 16
+SESSION_TTL = 12 * 3600.0   # seconds a login lasts
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
@@ -52,13 +56,45 @@ def _host_of(netloc: str) -> str:
 class Guard:
     """Authentication and CSRF checks for one dashboard process."""
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, session_ttl: float = SESSION_TTL) -> None:
         self.token = token or None
+        self.session_ttl = session_ttl
         # With a token the secrets derive from it, so every instance sharing it agrees and a
         # new token logs everyone out; without one they are random per process.
         key = self.token.encode() if self.token else secrets.token_bytes(32)
-        self.session = hmac.new(key, b"tq-dashboard-session", hashlib.sha256).hexdigest()
+        self._session_key = hmac.new(key, b"tq-dashboard-session", hashlib.sha256).digest()
         self.csrf = hmac.new(key, b"tq-dashboard-csrf", hashlib.sha256).hexdigest()
+        self._ended: dict[str, float] = {}   # sessions logged out here: nonce -> expiry
+        self._lock = threading.Lock()
+
+    # -- sessions: "expiry.nonce.mac", the mac over "expiry.nonce" ------------------------
+    def _mac(self, body: str) -> str:
+        return hmac.new(self._session_key, body.encode(), hashlib.sha256).hexdigest()
+
+    def new_session(self, now: float | None = None) -> str:
+        expires = int((time.time() if now is None else now) + self.session_ttl)
+        body = f"{expires}.{secrets.token_hex(12)}"
+        return f"{body}.{self._mac(body)}"
+
+    def session_valid(self, cookie: str, now: float | None = None) -> bool:
+        expires, _, rest = cookie.partition(".")
+        nonce, _, mac = rest.partition(".")
+        if not (expires.isdigit() and nonce and mac):
+            return False
+        if not hmac.compare_digest(mac.encode(), self._mac(f"{expires}.{nonce}").encode()):
+            return False
+        with self._lock:
+            return int(expires) > (time.time() if now is None else now) and \
+                nonce not in self._ended
+
+    def end_session(self, cookie: str) -> None:
+        """Logout: this session is refused from now on (by this process; it also expires)."""
+        if self.session_valid(cookie):
+            expires, nonce, _ = cookie.split(".")
+            now = time.time()
+            with self._lock:
+                self._ended = {n: e for n, e in self._ended.items() if e > now}
+                self._ended[nonce] = float(expires)
 
     def host_allowed(self, request: Request) -> bool:
         """Without a token only loopback Host headers are served (DNS rebinding)."""
@@ -73,9 +109,7 @@ class Guard:
     def authenticated(self, request: Request) -> bool:
         if not self.token:
             return True
-        cookie = request.cookies.get(SESSION_COOKIE, "")
-        return self.bearer(request) or hmac.compare_digest(cookie.encode(),
-                                                           self.session.encode())
+        return self.bearer(request) or self.session_valid(request.cookies.get(SESSION_COOKIE, ""))
 
     def same_origin(self, request: Request) -> bool:
         """False when the browser says the request comes from another origin."""
@@ -87,7 +121,8 @@ class Guard:
     def csrf_ok(self, request: Request) -> bool:
         if self.bearer(request):
             return True
-        sent = request.headers.get("X-CSRF-Token", "")
+        # the page's fetch() sends a header; its one plain form (logout) a field
+        sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf", "")
         return self.same_origin(request) and hmac.compare_digest(sent.encode(),
                                                                  self.csrf.encode())
 
@@ -95,8 +130,13 @@ class Guard:
         return bool(self.token) and hmac.compare_digest(token.encode(), self.token.encode())
 
     def set_session(self, response: Response, secure: bool) -> None:
-        response.set_cookie(SESSION_COOKIE, self.session, httponly=True, samesite="Strict",
-                            secure=secure, path="/")
+        response.set_cookie(SESSION_COOKIE, self.new_session(), httponly=True,
+                            samesite="Strict", secure=secure, path="/",
+                            max_age=int(self.session_ttl))
+
+    @staticmethod
+    def clear_session(response: Response) -> None:
+        response.delete_cookie(SESSION_COOKIE, path="/", samesite="Strict", httponly=True)
 
 
 def harden(response: Response) -> Response:

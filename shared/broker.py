@@ -123,12 +123,12 @@ class Broker(Registry):
         return self.keys.queue(queue)
 
     def block(self, queue: str) -> list[bytes]:
-        """The 23 keys of a queue, in the order _lib.lua's qkeys() reads them."""
+        """The 24 keys of a queue, in the order _lib.lua's qkeys() reads them."""
         b = self._blocks.get(queue)
         if b is None:
             q = self.keys.queue(queue)
             names = [*q.ready, q.tasks, q.sched, q.run, q.fails, q.errors, q.dead, q.wake,
-                     q.seq, q.stats, q.policy, q.waiters, q.events, q.soon]
+                     q.seq, q.stats, q.policy, q.waiters, q.events, q.soon, q.done]
             b = self._blocks[queue] = [n.encode() for n in names]
         return b
 

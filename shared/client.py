@@ -533,6 +533,27 @@ class Client:
         """Delete dead tasks for good; returns how many."""
         return self._dead_op("delete", ids, queue, progress)
 
+    def run_now(self, ids: Iterable[str], queue: str) -> int:
+        """Make scheduled tasks (delayed, or waiting for a retry) of `queue` ready at once;
+        returns how many were still scheduled."""
+        return self._sched_op("now", ids, queue)
+
+    def delete_scheduled(self, ids: Iterable[str], queue: str) -> int:
+        """Delete scheduled tasks of `queue` before they run; returns how many."""
+        return self._sched_op("delete", ids, queue)
+
+    def _sched_op(self, op: str, ids: Iterable[str], queue: str) -> int:
+        validate_name("queue", queue)
+        if isinstance(ids, str):
+            raise ValueError("ids must be a list of task ids")
+        wanted = list(dict.fromkeys(ids))
+        done = 0
+        with translated(self.url):
+            for i in range(0, len(wanted), ADMIN_CHUNK):
+                done += int(self._queue_script(SCRIPTS.sched, queue,
+                                               [queue, op, *wanted[i:i + ADMIN_CHUNK]]))
+        return done
+
     def purge(self, queue: str) -> int:
         """Delete every waiting (ready or scheduled) task of a queue; returns how many."""
         validate_name("queue", queue)
@@ -557,6 +578,10 @@ def _info(task_id: str, queue: str, reply: list[Any]) -> TaskInfo:
             info.error, info.error_kind = err.get("message"), err.get("kind")
             info.traceback = err.get("traceback")
             info.failed_at = err["at"] / 1000 if err.get("at") else None
+            info.history = [{"kind": h.get("kind"), "message": h.get("message"),
+                             "at": h["at"] / 1000 if isinstance(h.get("at"), int | float)
+                             else None, "worker": h.get("worker")}
+                            for h in err.get("history") or [] if isinstance(h, dict)]
         except (ValueError, TypeError, AttributeError):
             info.error = error.decode("utf-8", "replace")
     if body is not None:

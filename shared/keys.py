@@ -23,7 +23,8 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 | ns:{Q}:proc:W                | list   | ids claimed by worker W, in the order it runs them      |
 | ns:{Q}:fails                 | hash   | id -> failed attempts so far (absent: none);            |
 |                              |        | "id:k" -> how many workers its runs killed (crashes)    |
-| ns:{Q}:errors                | hash   | id -> last error (JSON: message, kind, traceback, time) |
+| ns:{Q}:errors                | hash   | id -> last error (JSON: message, kind, traceback, time, |
+|                              |        | history: earlier attempts' errors, up to 20)            |
 | ns:{Q}:dead                  | zset   | id -> time it was dead-lettered (Redis ms)              |
 | ns:{Q}:res:ID                | string | result record (JSON), expires after the result TTL     |
 | ns:{Q}:uniq:DIGEST           | string | id of the task holding a unique_for lock                |
@@ -34,6 +35,7 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 | ns:{Q}:policy                | hash   | type -> handler policy (JSON), published by workers     |
 | ns:{Q}:waiters               | hash   | id -> clients blocked in wait()                         |
 | ns:{Q}:events                | stream | finished ids, for waiters (capped)                      |
+| ns:{Q}:done                  | list   | ids of the last 1000 succeeded tasks, newest first      |
 | ns:{Q}:broken                | string | set when a key of the queue is corrupt (JSON: key,      |
 |                              |        | problem, error, by, at); the queue is not served        |
 | ns:{Q}:KEY:corrupt:MS        | any    | a corrupt key, moved aside by `tq queue repair`         |
@@ -165,6 +167,10 @@ class QueueKeys:
     @cached_property
     def events(self) -> str:
         return self.prefix + "events"
+
+    @cached_property
+    def done(self) -> str:
+        return self.prefix + "done"
 
     @cached_property
     def broken(self) -> str:

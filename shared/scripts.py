@@ -19,7 +19,7 @@ from .cluster import is_cluster
 from .connection import Link
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
-         "heartbeat", "expired", "repair", "drop")
+         "heartbeat", "expired", "repair", "drop", "sched")
 
 
 def _source(name: str) -> str:

@@ -273,6 +273,9 @@ class TaskInfo:
     finished_at: float | None = None
     failed_at: float | None = None
     worker: str | None = None
+    # the errors of earlier failed attempts, oldest first ({kind, message, at, worker}); the
+    # last one is error/error_kind/traceback. Kept while the task is not finished.
+    history: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-// tq dashboard: polls /api/overview every second and redraws. No framework, no build step.
-// Everything that comes from a task (payload, error, traceback, names) is inserted with
-// textContent or as an attribute value, never parsed as HTML.
+// tq dashboard: three views behind the URL's #fragment (overview, tasks, one task), polled
+// from the JSON API. No framework, no build step. Everything that comes from a task (payload,
+// error, traceback, names) is inserted with textContent or as an attribute value, never
+// parsed as HTML.
 "use strict";
 
 const POLL_MS = 1000;
@@ -58,7 +59,22 @@ function bytes(n) {
   return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
 }
 
-const clock = (t) => (t ? new Date(t * 1000).toLocaleTimeString() : "–");
+// A time: the clock alone today, with the date when older (or later) than that.
+function clock(t) {
+  if (!t) return "–";
+  const d = new Date(t * 1000);
+  const now = new Date();
+  if (Math.abs(now - d) < 86400e3 && d.toDateString() === now.toDateString()) {
+    return d.toLocaleTimeString();
+  }
+  return `${d.toLocaleDateString(undefined, {year: "numeric", month: "short", day: "numeric"})} ${d.toLocaleTimeString()}`;
+}
+
+function ago(t, now) {
+  if (!t) return "–";
+  const s = (now || Date.now() / 1000) - t;
+  return s >= 0 ? `${secs(s)} ago` : `in ${secs(-s)}`;
+}
 const json = (v) => JSON.stringify(v, null, 1);
 
 function toast(text, bad) {
@@ -91,6 +107,14 @@ async function post(url, body) {
   return data;
 }
 
+async function get(url) {
+  const reply = await fetch(url, {credentials: "same-origin"});
+  if (reply.status === 401) { window.location = "/login?expired=1"; throw new Error("logged out"); }
+  const data = await reply.json().catch(() => ({}));
+  if (!reply.ok) throw Object.assign(new Error(data.error || `HTTP ${reply.status}`), {status: reply.status});
+  return data;
+}
+
 async function act(url, body, done) {
   try {
     const data = await post(url, body);
@@ -99,12 +123,79 @@ async function act(url, body, done) {
     toast(`Failed: ${err.message}`, true);
   }
   deadKey = null;
-  poll();
+  refresh();
 }
 
-// -- throughput chart (SVG polylines over the last hour) -------------------------------------
+// -- charts: SVG polylines, a y axis, time labels and a hover tooltip -----------------------
+// A chart is {svg, lines: {name: polyline}, width}; data is {start, step, series: {name: []}}.
+function makeChart(id, lineIds, tipId, axisId, cursorId, format) {
+  const svg = $(id);
+  const chart = {svg, lines: lineIds, tip: $(tipId), axis: $(axisId), cursor: $(cursorId),
+                 box: svg.parentElement, data: null, format, peak: 1};
+  svg.addEventListener("mousemove", (ev) => hover(chart, ev));
+  svg.addEventListener("mouseleave", () => { chart.tip.hidden = true; chart.cursor.style.display = "none"; });
+  return chart;
+}
+
+function drawSeries(chart, data, scale) {
+  chart.data = data;
+  const n = data.length;
+  const width = Math.max(n, 1);
+  chart.svg.setAttribute("viewBox", `0 0 ${width} 100`);
+  for (const g of chart.svg.querySelectorAll("line.grid")) g.setAttribute("x2", String(width));
+  let peak = 0;
+  for (const name of Object.keys(chart.lines)) {
+    for (const v of data.series[name]) if (v !== null && v > peak) peak = v;
+  }
+  peak = peak > 0 ? peak : 1;
+  chart.peak = peak;
+  for (const [name, lineId] of Object.entries(chart.lines)) {
+    const values = data.series[name];
+    const out = [];
+    for (let i = 0; i < n; i++) {
+      const v = values[i] === null || values[i] === undefined ? 0 : values[i];
+      out.push(`${i},${(100 - (v / peak) * 96).toFixed(2)}`);
+    }
+    $(lineId).setAttribute("points", out.join(" "));
+  }
+  const y = chart.box.querySelector(".yaxis");
+  y.querySelector(".ymax").textContent = scale(peak);
+  y.querySelector(".ymid").textContent = scale(peak / 2);
+  // time labels: five, from the first bucket to the last
+  chart.axis.replaceChildren();
+  for (let k = 0; k <= 4; k++) {
+    const i = Math.round((n - 1) * k / 4);
+    const t = data.start + i * data.step;
+    chart.axis.append(el("span", {}, n ? timeLabel(t, data.step) : ""));
+  }
+}
+
+function timeLabel(t, step) {
+  const d = new Date(t * 1000);
+  return d.toLocaleTimeString([], step >= 60 ? {hour: "2-digit", minute: "2-digit"} : {hour: "2-digit", minute: "2-digit", second: "2-digit"});
+}
+
+function hover(chart, ev) {
+  const data = chart.data;
+  if (!data || !data.length) return;
+  const rect = chart.svg.getBoundingClientRect();
+  const i = Math.min(data.length - 1, Math.max(0, Math.floor((ev.clientX - rect.left) / rect.width * data.length)));
+  chart.cursor.setAttribute("x1", String(i + 0.5));
+  chart.cursor.setAttribute("x2", String(i + 0.5));
+  chart.cursor.style.display = "";
+  const t = data.start + i * data.step;
+  chart.tip.textContent = `${clock(t)} · ${chart.format(data, i)}`;
+  chart.tip.hidden = false;
+  const x = ev.clientX - chart.box.getBoundingClientRect().left;
+  chart.tip.style.left = `${Math.min(Math.max(x - 80, 0), chart.box.clientWidth - 170)}px`;
+}
+
+// Throughput: per second over the last hour for all queues (incremental, from the overview
+// poll); per minute for a day, or for one queue (its task types), from /api/series.
 const points = new Map();   // second -> [processed, failed]
 let lastSecond = null;      // the newest complete second we have
+const view = {range: "hour", queue: ""};
+let minuteSeries = null, minuteFetched = 0;
 
 function addHistory(h) {
   for (let i = 0; i < h.processed.length; i++) {
@@ -116,25 +207,47 @@ function addHistory(h) {
   }
 }
 
-function drawChart() {
-  if (lastSecond === null) return;
+let throughput = null, runtime = null;
+
+function secondData() {
   const first = lastSecond - HOUR + 1;
-  let peak = 1;
-  for (const [p] of points.values()) peak = Math.max(peak, p);
-  const line = (k) => {
-    const out = [];
-    for (let s = first; s <= lastSecond; s++) {
-      const v = (points.get(s) || [0, 0])[k];
-      out.push(`${s - first},${(100 - (v / peak) * 96).toFixed(2)}`);
-    }
-    return out.join(" ");
-  };
-  $("line-processed").setAttribute("points", line(0));
-  $("line-failed").setAttribute("points", line(1));
-  $("chart-peak").textContent = num(peak);
+  const processed = [], failed = [];
+  for (let s = first; s <= lastSecond; s++) {
+    const v = points.get(s) || [0, 0];
+    processed.push(v[0]);
+    failed.push(v[1]);
+  }
+  return {start: first, step: 1, length: HOUR, series: {processed, failed}};
 }
 
-// -- sections ------------------------------------------------------------------------------
+function drawCharts() {
+  const perSecond = view.range === "hour" && !view.queue;
+  $("chart-unit").textContent = perSecond ? "second" : "minute";
+  if (perSecond && lastSecond !== null) {
+    drawSeries(throughput, secondData(), num);
+    $("chart-peak").textContent = num(throughput.peak);
+  }
+  if (minuteSeries) {
+    const m = minuteSeries;
+    const data = (s) => ({start: m.start, step: m.step, length: m.processed.length, series: s});
+    if (!perSecond) {
+      drawSeries(throughput, data({processed: m.processed, failed: m.failed}), num);
+      $("chart-peak").textContent = num(throughput.peak);
+    }
+    drawSeries(runtime, data({p50: m.p50, p99: m.p99}), (v) => secs(v));
+  }
+}
+
+async function refreshSeries(force) {
+  if (!force && Date.now() - minuteFetched < 10000) return;
+  minuteFetched = Date.now();
+  const span = view.range === "day" ? 86400 : 3600;
+  const q = view.queue ? `&queue=${encodeURIComponent(view.queue)}` : "";
+  minuteSeries = await get(`/api/series?span=${span}${q}`);
+  drawCharts();
+}
+
+// -- overview sections ---------------------------------------------------------------------
 function drawCards(o) {
   const qs = Object.values(o.queues);
   const sum = (k) => qs.reduce((a, q) => a + q[k], 0);
@@ -156,17 +269,32 @@ function priorityBar(byPriority) {
   return bar;
 }
 
+const tasksLink = (state, queue, text) =>
+  el("a", {href: `#/tasks?state=${state}&queue=${encodeURIComponent(queue)}`}, text);
+
 function drawQueues(queues) {
-  const rows = Object.entries(queues).sort(([a], [b]) => a.localeCompare(b)).map(([name, q]) =>
-    el("tr", {data: {queue: name}, class: q.broken ? "broken" : ""},
-      el("td", {}, name, q.broken ? el("span", {class: "badge bad", title: `${q.broken.problem || "a key is corrupt"}: run tq queue repair ${name}`}, " BROKEN") : ""),
-      el("td", {class: "num"}, num(q.ready)),
+  const names = Object.keys(queues).sort((a, b) => a.localeCompare(b));
+  for (const select of [$("chart-queue"), $("filter-queue")]) setOptions(select, names);
+  const rows = names.map((name) => {
+    const q = queues[name];
+    return el("tr", {data: {queue: name}, class: q.broken ? "broken" : ""},
+      el("td", {}, tasksLink("ready", name, name), q.broken ? el("span", {class: "badge bad", title: `${q.broken.problem || "a key is corrupt"}: run tq queue repair ${name}`}, " BROKEN") : ""),
+      el("td", {class: "num"}, tasksLink("ready", name, num(q.ready))),
       el("td", {}, priorityBar(q.by_priority)),
-      el("td", {class: "num"}, num(q.scheduled)),
-      el("td", {class: "num"}, num(q.running)),
-      el("td", {class: "num"}, num(q.dead)),
-      el("td", {}, el("button", {type: "button", class: "danger small purge", onclick: () => purge(name, q)}, "Purge"))));
+      el("td", {class: "num"}, tasksLink("scheduled", name, num(q.scheduled))),
+      el("td", {class: "num"}, tasksLink("running", name, num(q.running))),
+      el("td", {class: "num"}, tasksLink("dead", name, num(q.dead))),
+      el("td", {}, el("button", {type: "button", class: "danger small purge", onclick: () => purge(name, q)}, "Purge")));
+  });
   fill($("queues").tBodies[0], rows, "no queue yet", 7);
+}
+
+function setOptions(select, names) {
+  const have = [...select.options].slice(1).map((o) => o.value).join("\n");
+  if (have === names.join("\n")) return;
+  const chosen = select.value;
+  select.replaceChildren(select.options[0], ...names.map((n) => el("option", {value: n}, n)));
+  select.value = names.includes(chosen) ? chosen : "";
 }
 
 function drawLatency(latency, windowSeconds) {
@@ -199,7 +327,7 @@ function drawMasters(masters) {
     const rows = children.map((c) => el("tr", {},
       el("td", {class: "num"}, c.index ?? ""), el("td", {class: "num"}, c.pid ?? ""),
       el("td", {}, el("span", {class: `state ${c.state || ""}`}, c.state || "?")),
-      el("td", {}, c.task ? `${c.type || "?"} ` : "", c.task ? el("code", {}, c.task) : "–"),
+      el("td", {}, c.task ? `${c.type || "?"} ` : "", c.task ? el("a", {href: `#/task/${encodeURIComponent(c.task)}`}, el("code", {}, c.task)) : "–"),
       el("td", {class: "num"}, secs(c.task_age)),
       el("td", {class: "num"}, bytes(c.rss)), el("td", {class: "num"}, bytes(c.uss)),
       el("td", {class: "num"}, typeof c.cpu === "number" ? `${c.cpu.toFixed(0)} %` : "–"),
@@ -209,20 +337,22 @@ function drawMasters(masters) {
         .map((h, i) => el("th", {class: i === 2 || i === 3 ? "" : "num"}, h)))),
       el("tbody"));
     fill(table.tBodies[0], rows, "no children", 9);
-    box.append(el("div", {class: "master", data: {master: m.id}}, head, table));
+    box.append(el("div", {class: "master", data: {master: m.id}}, head, el("div", {class: "scroll"}, table)));
   }
 }
+
+const taskLink = (id) => el("a", {href: `#/task/${encodeURIComponent(id)}`}, el("code", {}, id));
 
 function drawScheduled(items, now) {
   const rows = items.map((t) => el("tr", {},
     el("td", {}, t.eta <= now ? "due" : `in ${secs(t.eta - now)}`),
-    el("td", {}, el("code", {}, t.id)), el("td", {}, t.queue), el("td", {}, t.type),
+    el("td", {}, taskLink(t.id)), el("td", {}, t.queue), el("td", {}, t.type),
     el("td", {class: "num"}, num(t.failures)),
     el("td", {}, el("code", {class: "payload"}, JSON.stringify(t.payload)))));
   fill($("scheduled").tBodies[0], rows, "nothing scheduled", 6);
 }
 
-// -- dead letters --------------------------------------------------------------------------
+// -- dead letters on the overview ----------------------------------------------------------
 let deadKey = null;     // ids shown now: the list is rebuilt only when they change
 let deadFetched = 0;
 
@@ -230,9 +360,7 @@ async function refreshDead(count) {
   const stale = Date.now() - deadFetched > DEAD_REFRESH_MS;
   if (deadKey !== null && !stale && count === drawDead.count) return;
   deadFetched = Date.now();
-  const reply = await fetch("/api/failed?limit=50", {credentials: "same-origin"});
-  if (!reply.ok) return;
-  const items = await reply.json();
+  const items = await get("/api/failed?limit=50");
   const key = items.map((t) => t.id).join(",");
   drawDead.count = count;
   if (key === deadKey) return;
@@ -251,7 +379,7 @@ function drawDead(items) {
     if (open.has(t.id)) tb.open = true;
     box.append(el("article", {class: "dead-item", data: {id: t.id, queue: t.queue}},
       el("div", {class: "dead-head"},
-        el("code", {}, t.id), ` ${t.queue} · ${t.type} · ${num(t.attempts)} attempt(s) · died ${clock(t.finished_at || t.failed_at)} `,
+        taskLink(t.id), ` ${t.queue} · ${t.type} · ${num(t.attempts)} attempt(s) · died ${clock(t.finished_at || t.failed_at)} `,
         el("span", {class: "badge bad"}, t.error_kind || "error"),
         el("span", {class: "spacer"}),
         el("button", {type: "button", class: "small retry", onclick: () => retry([t])}, "Retry"),
@@ -273,13 +401,210 @@ async function remove(tasks) {
     (d) => `Deleted ${d.deleted} task(s)`);
 }
 
+function runNow(t) {
+  act("/api/scheduled/run", {ids: [t.id], queue: t.queue}, (d) => `Made ${d.ran} task(s) ready to run now`);
+}
+
+async function unschedule(t) {
+  if (!(await ask(`Delete scheduled task ${t.id} before it runs?`))) return;
+  act("/api/scheduled/delete", {ids: [t.id], queue: t.queue}, (d) => `Deleted ${d.deleted} task(s)`);
+}
+
 async function purge(name, q) {
   const n = q.ready + q.scheduled;
   if (!(await ask(`Purge queue “${name}”? Its ${num(n)} waiting task(s) (ready and scheduled) are deleted for good. Running and dead tasks stay.`))) return;
   act(`/api/queues/${encodeURIComponent(name)}/purge`, {confirm: name}, (d) => `Purged ${d.purged} task(s) from ${name}`);
 }
 
-// -- the loop ------------------------------------------------------------------------------
+// -- the tasks view: one state, filters, pages ----------------------------------------------
+const list = {state: "dead", queue: "", type: "", text: "", cursors: [""], page: 0, key: null};
+
+function listQuery(extra) {
+  const p = new URLSearchParams({state: list.state});
+  for (const k of ["queue", "type", "text"]) if (list[k]) p.set(k, list[k]);
+  for (const [k, v] of Object.entries(extra || {})) if (v) p.set(k, v);
+  return p.toString();
+}
+
+function openTasks(params) {
+  const state = params.get("state") || "dead";
+  const next = {state, queue: params.get("queue") || "", type: params.get("type") || "", text: params.get("text") || ""};
+  const key = JSON.stringify(next);
+  if (key !== list.key) Object.assign(list, next, {cursors: [""], page: 0, key});
+  for (const b of $("state-tabs").querySelectorAll("button")) {
+    b.setAttribute("aria-selected", String(b.dataset.state === state));
+  }
+  $("filter-queue").value = list.queue;
+  if (list.queue && $("filter-queue").value !== list.queue) {   // not listed yet: add it
+    $("filter-queue").append(el("option", {value: list.queue}, list.queue));
+    $("filter-queue").value = list.queue;
+  }
+  $("filter-type").value = list.type;
+  $("filter-text").value = list.text;
+  $("when-head").textContent = {scheduled: "due", ready: "enqueued", running: "started",
+    dead: "died", finished: "finished"}[state];
+  for (const b of $("bulk").querySelectorAll("button")) b.hidden = !b.dataset.for.split(" ").includes(state);
+  $("bulk-label").textContent = ["dead", "scheduled"].includes(state) ? "For everything the filter matches:" : "";
+  loadPage();
+}
+
+function go(params) {
+  window.location.hash = `#/tasks?${params}`;
+}
+
+async function loadPage() {
+  const cursor = list.cursors[list.page];
+  try {
+    const page = await get(`/api/tasks?${listQuery({cursor, limit: "50"})}`);
+    drawList(page);
+  } catch (err) {
+    if (err.message !== "logged out") toast(`Failed: ${err.message}`, true);
+  }
+}
+
+function drawList(page) {
+  const now = Date.now() / 1000;
+  const rows = page.items.map((t) => {
+    const when = {scheduled: () => (t.eta <= now ? "due" : `in ${secs(t.eta - now)}`),
+      ready: () => clock(t.created_at), running: () => `${clock(t.started_at)} (${ago(t.started_at, now)})`,
+      dead: () => clock(t.finished_at || t.failed_at), finished: () => clock(t.finished_at)}[page.state]();
+    const actions = el("td", {class: "actions"});
+    if (page.state === "dead") {
+      actions.append(el("button", {type: "button", class: "small retry", onclick: () => retry([t])}, "Retry"),
+        el("button", {type: "button", class: "small danger delete", onclick: () => remove([t])}, "Delete"));
+    } else if (page.state === "scheduled") {
+      actions.append(el("button", {type: "button", class: "small run-now", onclick: () => runNow(t)}, "Run now"),
+        el("button", {type: "button", class: "small danger delete", onclick: () => unschedule(t)}, "Delete"));
+    }
+    const detail = t.error ? el("span", {class: "error-text"}, t.error)
+      : el("code", {class: "payload"}, t.payload === null || t.payload === undefined ? (t.extra && t.extra.result === "not kept" ? "(result not kept)" : JSON.stringify(t.result)) : JSON.stringify(t.payload));
+    return el("tr", {data: {id: t.id, queue: t.queue}},
+      el("td", {}, taskLink(t.id)), el("td", {}, t.queue), el("td", {}, t.type),
+      el("td", {class: "num"}, num(t.attempts)), el("td", {}, when), el("td", {class: "detail"}, detail), actions);
+  });
+  const empty = page.total === null && page.next ? `no match among ${num(page.scanned)} tasks searched: look further with Next` : "nothing here";
+  fill($("task-list").tBodies[0], rows, empty, 7);
+  for (const b of $("state-tabs").querySelectorAll("button")) {
+    if (b.dataset.state === page.state) {
+      b.querySelector(".count").textContent = num(Object.values(page.counts).reduce((a, n) => a + n, 0));
+    }
+  }
+  list.cursors[list.page + 1] = page.next;
+  $("page-prev").disabled = list.page === 0;
+  $("page-next").disabled = !page.next;
+  const first = list.page * 50 + 1;
+  const info = page.total === null
+    ? `page ${list.page + 1} · ${num(page.items.length)} match(es) · ${num(page.scanned)} searched`
+    : page.items.length ? `${num(first)}–${num(first + page.items.length - 1)} of ${num(page.total)}` : `0 of ${num(page.total)}`;
+  $("page-info").textContent = info;
+}
+
+async function bulk(action) {
+  const what = list.type || list.text || list.queue ? "every task matching the filter" : `every ${list.state} task`;
+  const verb = {retry: "Retry", run: "Run now", delete: "Delete for good"}[action];
+  if (!(await ask(`${verb}: ${what} (${list.state}${list.queue ? ` in ${list.queue}` : ""})?`))) return;
+  const body = {state: list.state, action, queue: list.queue || null, type: list.type || null, text: list.text || null};
+  try {
+    const d = await post("/api/tasks/bulk", body);
+    toast(`${verb}: ${d.done} task(s)`);
+  } catch (err) {
+    toast(`Failed: ${err.message}`, true);
+  }
+  list.cursors = [""];
+  list.page = 0;
+  refresh();
+}
+
+// -- one task --------------------------------------------------------------------------------
+async function openTask(id) {
+  $("task-id").textContent = id;
+  $("task-missing").hidden = true;
+  try {
+    drawTask(await get(`/api/tasks/${encodeURIComponent(id)}`));
+  } catch (err) {
+    if (err.message === "logged out") return;
+    $("task-body").hidden = true;
+    $("task-state").textContent = "";
+    $("task-actions").replaceChildren();
+    $("task-missing").textContent = err.status === 404 ? `No task with id ${id}: never enqueued, or finished and its result expired.` : `Failed: ${err.message}`;
+    $("task-missing").hidden = false;
+  }
+}
+
+function drawTask(t) {
+  $("task-body").hidden = false;
+  $("task-state").textContent = t.state;
+  $("task-state").className = `badge state-${t.state}`;
+  const fields = [["queue", t.queue], ["type", t.type], ["state", t.state], ["priority", t.priority],
+    ["attempts", `${num(t.attempts)}${t.max_retries !== null && t.max_retries !== undefined ? ` (retries allowed: ${t.max_retries})` : ""}`],
+    ["timeout", t.timeout ? secs(t.timeout) : null], ["created", clock(t.created_at)],
+    ["due", t.eta ? `${clock(t.eta)} (${ago(t.eta)})` : null], ["started", t.started_at ? clock(t.started_at) : null],
+    ["finished", t.finished_at ? clock(t.finished_at) : null], ["last failure", t.failed_at ? clock(t.failed_at) : null],
+    ["run time", t.started_at && t.finished_at && t.state === "succeeded" ? secs(t.finished_at - t.started_at) : null],
+    ["worker", t.worker]];
+  const dl = $("task-fields");
+  dl.replaceChildren();
+  for (const [k, v] of fields) {
+    if (v === null || v === undefined || v === "–") continue;
+    dl.append(el("dt", {}, k), el("dd", {}, String(v)));
+  }
+  $("task-payload").textContent = t.payload === null ? "(not kept once a task is finished)" : json(t.payload);
+  $("task-result-box").hidden = t.state !== "succeeded";
+  $("task-result").textContent = json(t.result);
+  $("task-error-box").hidden = !t.error;
+  $("task-error").textContent = t.error ? `${t.error_kind ? `[${t.error_kind}] ` : ""}${t.error}` : "";
+  $("task-traceback").textContent = t.traceback || "(no traceback)";
+  const rows = (t.history || []).map((h, i) => el("tr", {},
+    el("td", {class: "num"}, i + 1), el("td", {}, clock(h.at)), el("td", {}, `failed (${h.kind || "error"})`),
+    el("td", {}, h.worker || "–"), el("td", {}, h.message || "")));
+  const last = (t.history || []).length + 1;
+  if (t.error) {
+    rows.push(el("tr", {}, el("td", {class: "num"}, last), el("td", {}, clock(t.failed_at)),
+      el("td", {}, `${t.state === "dead" ? "dead" : "failed"} (${t.error_kind || "error"})`), el("td", {}, t.worker || "–"), el("td", {}, t.error)));
+  }
+  if (t.state === "running" || t.state === "succeeded") {
+    rows.push(el("tr", {}, el("td", {class: "num"}, num(t.attempts)), el("td", {}, clock(t.started_at)),
+      el("td", {}, t.state), el("td", {}, t.worker || "–"), el("td", {}, t.state === "succeeded" ? `took ${secs(t.finished_at - t.started_at)}` : "")));
+  }
+  fill($("task-history").tBodies[0], rows, "not run yet", 5);
+  const box = $("task-actions");
+  box.replaceChildren();
+  if (t.state === "dead") {
+    box.append(el("button", {type: "button", class: "retry", onclick: () => retry([t])}, "Retry"),
+      el("button", {type: "button", class: "danger delete", onclick: () => remove([t])}, "Delete"));
+  } else if (t.state === "scheduled" || t.state === "failed-will-retry") {
+    box.append(el("button", {type: "button", class: "run-now", onclick: () => runNow(t)}, "Run now"),
+      el("button", {type: "button", class: "danger delete", onclick: () => unschedule(t)}, "Delete"));
+  }
+}
+
+// -- routing and the loop ------------------------------------------------------------------
+let route = {name: "overview"};
+
+function parseRoute() {
+  const hash = window.location.hash.replace(/^#\/?/, "");
+  if (hash.startsWith("task/")) return {name: "task", id: decodeURIComponent(hash.slice(5))};
+  if (hash.startsWith("tasks")) return {name: "tasks", params: new URLSearchParams(hash.split("?")[1] || "")};
+  return {name: "overview"};
+}
+
+function show() {
+  route = parseRoute();
+  for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${route.name}`;
+  for (const a of document.querySelectorAll("nav a")) {
+    a.classList.toggle("on", a.dataset.view === (route.name === "task" ? "tasks" : route.name));
+  }
+  if (route.name === "tasks") openTasks(route.params);
+  if (route.name === "task") openTask(route.id);
+  refresh();
+}
+
+function refresh() {
+  if (route.name === "overview") poll();
+  else if (route.name === "tasks") loadPage();
+  else if (route.name === "task") openTask(route.id);
+}
+
 let timer = null;
 let inFlight = false;
 let again = false;   // an action asked for a refresh while a poll was running
@@ -291,18 +616,18 @@ async function poll() {
   const status = $("status");
   try {
     const since = lastSecond === null ? "" : String(lastSecond);
-    const reply = await fetch(`/api/overview?since=${since}`, {credentials: "same-origin"});
-    const o = await reply.json().catch(() => ({}));
-    if (reply.status === 401) { window.location = "/login"; return; }
-    if (!reply.ok) throw new Error(o.error || `HTTP ${reply.status}`);
+    const o = await get(`/api/overview?since=${since}`);
     addHistory(o.history);
-    drawChart();
     drawCards(o);
     drawQueues(o.queues);
-    drawLatency(o.latency, o.latency_window);
-    drawMasters(o.masters);
-    drawScheduled(o.scheduled, o.now);
-    await refreshDead(o.dead);
+    if (route.name === "overview") {
+      await refreshSeries(false);
+      drawCharts();
+      drawLatency(o.latency, o.latency_window);
+      drawMasters(o.masters);
+      drawScheduled(o.scheduled, o.now);
+      await refreshDead(o.dead);
+    }
     status.textContent = `live · ${new Date().toLocaleTimeString()}`;
     status.className = "status ok";
   } catch (err) {
@@ -316,6 +641,21 @@ async function poll() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  throughput = makeChart("chart", {processed: "line-processed", failed: "line-failed"}, "chart-tip", "chart-axis", "chart-cursor",
+    (d, i) => `${num(d.series.processed[i])} processed · ${num(d.series.failed[i])} failed`);
+  runtime = makeChart("latency-chart", {p50: "line-p50", p99: "line-p99"}, "latency-tip", "latency-axis", "latency-cursor",
+    (d, i) => `p50 ${secs(d.series.p50[i])} · p99 ${secs(d.series.p99[i])}`);
+  for (const [id, range] of [["range-hour", "hour"], ["range-day", "day"]]) {
+    $(id).addEventListener("click", () => {
+      view.range = range;
+      for (const b of ["range-hour", "range-day"]) {
+        $(b).classList.toggle("on", b === id);
+        $(b).setAttribute("aria-pressed", String(b === id));
+      }
+      refreshSeries(true);
+    });
+  }
+  $("chart-queue").addEventListener("change", () => { view.queue = $("chart-queue").value; refreshSeries(true); });
   $("retry-all").addEventListener("click", async () => {
     if (await ask("Retry every dead task? They go back to their queues with attempts reset.")) {
       act("/api/failed/retry", {all: true}, (d) => `Retried ${d.retried} task(s)`);
@@ -326,5 +666,26 @@ document.addEventListener("DOMContentLoaded", () => {
       act("/api/failed/delete", {all: true}, (d) => `Deleted ${d.deleted} task(s)`);
     }
   });
-  poll();
+  $("search").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const id = $("search-id").value.trim();
+    if (id) window.location.hash = `#/task/${encodeURIComponent(id)}`;
+  });
+  for (const b of $("state-tabs").querySelectorAll("button")) {
+    b.addEventListener("click", () => { list.state = b.dataset.state; go(listQuery()); });
+  }
+  $("filters").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    list.queue = $("filter-queue").value;
+    list.type = $("filter-type").value.trim();
+    list.text = $("filter-text").value.trim();
+    go(listQuery());
+  });
+  $("filter-queue").addEventListener("change", () => $("filters").requestSubmit());
+  $("filter-clear").addEventListener("click", () => go(new URLSearchParams({state: list.state}).toString()));
+  $("page-next").addEventListener("click", () => { if (list.cursors[list.page + 1]) { list.page += 1; loadPage(); } });
+  $("page-prev").addEventListener("click", () => { if (list.page > 0) { list.page -= 1; loadPage(); } });
+  for (const b of $("bulk").querySelectorAll("button")) b.addEventListener("click", () => bulk(b.dataset.action));
+  window.addEventListener("hashchange", show);
+  show();
 });

@@ -9,7 +9,7 @@ local rcall = redis.call
 -- Redis < 5 replicated scripts verbatim, which forbids writes after TIME; 5+ replicates effects.
 pcall(redis.replicate_commands)
 
-local QBLOCK = 23
+local QBLOCK = 24
 -- LMPOP (Redis 7) pops from the first non-empty of many lists in one call; 6.2 LPOPs each.
 local HAS_LMPOP = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
 
@@ -29,6 +29,7 @@ local function qkeys(base)
   q.waiters = KEYS[base + 20]
   q.events  = KEYS[base + 21]
   q.soon    = KEYS[base + 22]
+  q.done    = KEYS[base + 23]
   return q
 end
 
@@ -87,6 +88,26 @@ end
 local function error_json(kind, message, traceback, at, worker)
   return cjson.encode({kind = kind, message = message, traceback = traceback,
                        at = at, worker = worker})
+end
+
+-- The last error of a task, with the errors of its earlier attempts (without their
+-- tracebacks, at most HISTORY of them) as "history", oldest first: the task page lists them.
+local HISTORY = 20
+local function record_error(q, id, kind, message, traceback, at, worker)
+  local entry = {kind = kind, message = message, traceback = traceback, at = at,
+                 worker = worker}
+  local old = rcall('HGET', q.errors, id)
+  if old then
+    local ok, prev = pcall(cjson.decode, old)
+    if ok and type(prev) == 'table' then
+      local history = type(prev.history) == 'table' and prev.history or {}
+      history[#history + 1] = {kind = prev.kind, message = prev.message, at = prev.at,
+                               worker = prev.worker}
+      while #history > HISTORY do table.remove(history, 1) end
+      entry.history = history
+    end
+  end
+  rcall('HSET', q.errors, id, cjson.encode(entry))
 end
 
 -- Something in a ready list or the schedule that tq cannot run: keep it as a dead letter with

@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ claim: settle finished tasks, then claim the next ones, for one worker, in one round trip.
 
-  KEYS: nq queue blocks (23 each), then the worker's processing list of each queue (nq),
+  KEYS: nq queue blocks (24 each), then the worker's processing list of each queue (nq),
         then one result key per ack
   ARGV: worker, nq, max_tasks, promote_limit, result_ttl_ms, n_acks, n_stats,
         holds_nothing ('1': after the acks, the worker holds no claimed task),
@@ -33,6 +33,7 @@ local n_acks = tonumber(ARGV[6])
 local n_stats = tonumber(ARGV[7])
 local holds_nothing = ARGV[8] == '1'
 local MAX_BURY = 1000
+local DONE_KEEP = 1000   -- ids in each queue's list of recently finished tasks
 local names, Q, P = {}, {}, {}
 for i = 1, nq do
   names[i] = ARGV[8 + i]
@@ -99,6 +100,10 @@ for qi, g in pairs(groups) do
     else
       for _, id in ipairs(ok) do rcall('LREM', P[qi], 1, id) end
     end
+    -- the recently finished, newest first, for the dashboard (bookkeeping: a corrupt key
+    -- must not fail the claim half-way)
+    redis.pcall('LPUSH', q.done, unpack(ok))
+    redis.pcall('LTRIM', q.done, 0, DONE_KEEP - 1)
     local waiting = rcall('HMGET', q.waiters, unpack(ok))
     for i, ack in ipairs(ok_acks) do
       if result_ttl > 0 then rcall('SET', ack.rkey, ack.record, 'PX', result_ttl) end

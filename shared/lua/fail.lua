@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ fail: record a failed attempt of a claimed task, then schedule its retry or bury it.
 
-  KEYS: queue block (23), the worker's processing list of this queue
+  KEYS: queue block (24), the worker's processing list of this queue
   ARGV: queue, worker, id, token, kind, message, traceback, retry ('1'/'0'), delay_ms,
         default_max_retries
   Returns: {outcome, failures, due_ms}: outcome 'retry' (due_ms: when), 'dead' or 'stale'
@@ -23,7 +23,7 @@ rcall('HDEL', q.run, id)
 rcall('LREM', proc, 1, id)
 local failures = rcall('HINCRBY', q.fails, id, 1)
 if traceback == '' then traceback = nil end
-rcall('HSET', q.errors, id, error_json(kind, message, traceback, now, worker))
+record_error(q, id, kind, message, traceback, now, worker)
 
 local body = rcall('HGET', q.tasks, id)
 local ttype, _, m = nil, nil, nil

@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ purge: delete up to `limit` waiting tasks (ready and scheduled) of one queue.
 
-  KEYS: queue block (23)
+  KEYS: queue block (24)
   ARGV: limit
   Returns: number deleted (call again until it returns 0). Running and dead tasks are kept.
 ]]

@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ repair: re-index a queue from its task bodies, once its corrupt keys were moved aside.
 
-  KEYS: queue block (23), the queue's broken mark, then n_live processing lists of workers
+  KEYS: queue block (24), the queue's broken mark, then n_live processing lists of workers
         that are registered, then the processing lists of workers that are gone
   ARGV: queue, n_live
   Returns: {restored, buried}

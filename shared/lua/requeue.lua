@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ requeue: give back everything a worker holds in one queue, to the front of its ready list.
 
-  KEYS: queue block (23), the worker's processing list of this queue
+  KEYS: queue block (24), the worker's processing list of this queue
   ARGV: queue, mode, running_id, kind, message, default_max_retries, killed ('1'/'0'),
         max_kills
     mode 'none': nothing is counted (prefetched tasks, a graceful drain, a lost connection)
@@ -48,7 +48,7 @@ for i = #ids, 1, -1 do
         k = 'killed-worker'
         why = 'killed ' .. kills .. ' workers (poison task), the last one: ' .. message
       end
-      rcall('HSET', q.errors, id, error_json(k, why, nil, now, w))
+      record_error(q, id, k, why, nil, now, w)
       count(q, ttype, 'failed')
       if k == 'killed-worker' or failures > max_retries(q, ttype, m, default) then
         rcall('ZADD', q.dead, now, id)

@@ -1,0 +1,233 @@
+"""Lists of tasks for the dashboard: by state, across queues, filtered, paged at bounded cost.
+
+Each queue keeps its tasks of a state in one ordered Redis structure: the schedule (a zset by
+due time), the dead letters (a zset by time of death), the ready lists (priority 9 to 0, FIFO
+within a level), the run hash (by time of claim) and the list of recently finished tasks. A
+page across queues is a merge of each queue's own order, and its cursor is each queue's own
+offset: reading a page costs the page (plus, with a filter, at most SCAN_BUDGET examined
+tasks), however deep the queues are. Offsets shift as tasks come and go, like any live list:
+a task may show on two pages or on none while the operator pages.
+
+Filters (type, text in the last error) need the task itself; each request examines at most
+SCAN_BUDGET tasks and says how far it got, and the page asks for more. Bulk actions over a
+filter walk everything that matches, in chunks.
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import json
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from tq.client import Client, _info
+from tq.ids import created_ms
+from tq.keys import PRIORITY_LEVELS
+from tq.task import TaskInfo
+
+STATES = ("scheduled", "ready", "running", "dead", "finished")
+SCAN_BUDGET = 2000       # tasks a filtered page examines at most per request
+FETCH = 100              # entries read from one queue's structure per round trip
+MAX_RUNNING = 10_000     # running tasks read from one queue (its run hash) at most
+
+
+@dataclass(frozen=True)
+class Filter:
+    state: str
+    queues: list[str]
+    type: str | None = None
+    text: str | None = None      # case-insensitive, in the last error message
+
+    @property
+    def narrows(self) -> bool:
+        return bool(self.type or self.text)
+
+    def match(self, info: TaskInfo) -> bool:
+        if self.type and info.type != self.type:
+            return False
+        return not self.text or self.text.lower() in (info.error or "").lower()
+
+
+def encode_cursor(pos: dict[str, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(pos, separators=(",", ":")).encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> dict[str, int]:
+    if not cursor:
+        return {}
+    try:
+        pos = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("cursor is not one this dashboard gave out") from exc
+    if not isinstance(pos, dict) or not all(isinstance(k, str) and isinstance(v, int) and
+                                            0 <= v < 10**9 for k, v in pos.items()):
+        raise ValueError("cursor is not one this dashboard gave out")
+    return pos
+
+
+class Lister:
+    """Reads one state's tasks of some queues, in the dashboard's order."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.broker = client.broker
+        self.conn = client.broker.conn
+
+    # -- per-queue sources: (sort key, id) from an offset -------------------------------
+    def _window(self, state: str, queue: str, start: int, n: int) -> list[tuple[Any, str]]:
+        """Up to n entries of one queue from offset `start`, each (sort key, task id)."""
+        k = self.broker.qkeys(queue)
+        conn = self.conn
+        if state == "scheduled":
+            return [((score, tid.decode()), tid.decode()) for tid, score in
+                    conn.zrange(k.sched, start, start + n - 1, withscores=True)]
+        if state == "dead":
+            return [((-score, tid.decode()), tid.decode()) for tid, score in
+                    conn.zrevrange(k.dead, start, start + n - 1, withscores=True)]
+        if state == "finished":
+            ids = conn.lrange(k.done, start, start + n - 1)
+            return [((queue, start + i), tid.decode()) for i, tid in enumerate(ids)]
+        if state == "ready":
+            return self._ready_window(queue, start, n)
+        if state == "running":
+            claims = sorted((int(v.decode().split("|")[2]), tid.decode())
+                            for tid, v in self._running(queue).items())
+            return [((ms, tid), tid) for ms, tid in claims[start:start + n]]
+        raise ValueError(f"state is one of {', '.join(STATES)}")
+
+    def _ready_window(self, queue: str, start: int, n: int) -> list[tuple[Any, str]]:
+        """The ready lists of a queue as one list: priority 9 first, FIFO within a level."""
+        k = self.broker.qkeys(queue)
+        pipe = self.conn.pipeline(transaction=False)
+        for key in k.ready:
+            pipe.llen(key)
+        lengths = pipe.execute()
+        out: list[tuple[Any, str]] = []
+        skip = start
+        for level, (key, length) in enumerate(zip(k.ready, lengths, strict=True)):
+            if skip >= length:
+                skip -= length
+                continue
+            ids = self.conn.lrange(key, skip, skip + (n - len(out)) - 1)
+            priority = PRIORITY_LEVELS - 1 - level
+            out.extend(((-priority, created_ms(t.decode()) or 0, t.decode()), t.decode())
+                       for t in ids)
+            skip = 0
+            if len(out) >= n:
+                break
+        return out
+
+    def _running(self, queue: str) -> dict[bytes, bytes]:
+        run = self.broker.qkeys(queue).run
+        if self.conn.hlen(run) <= MAX_RUNNING:
+            return self.conn.hgetall(run)
+        out: dict[bytes, bytes] = {}
+        for tid, v in self.conn.hscan_iter(run, count=1000):
+            out[tid] = v
+            if len(out) >= MAX_RUNNING:
+                break
+        return out
+
+    def counts(self, state: str, queues: list[str]) -> dict[str, int]:
+        """How many tasks of the state each queue has (one pipeline)."""
+        pipe = self.conn.pipeline(transaction=False)
+        for q in queues:
+            k = self.broker.qkeys(q)
+            if state == "scheduled":
+                pipe.zcard(k.sched)
+            elif state == "dead":
+                pipe.zcard(k.dead)
+            elif state == "finished":
+                pipe.llen(k.done)
+            elif state == "running":
+                pipe.hlen(k.run)
+            else:
+                for key in k.ready:
+                    pipe.llen(key)
+        replies = [r if isinstance(r, int) else 0 for r in pipe.execute(raise_on_error=False)]
+        if state == "ready":
+            return {q: sum(replies[i * PRIORITY_LEVELS:(i + 1) * PRIORITY_LEVELS])
+                    for i, q in enumerate(queues)}
+        return dict(zip(queues, replies, strict=True))
+
+    # -- the merge ----------------------------------------------------------------------
+    def _merged(self, f: Filter, pos: dict[str, int]) -> Iterator[tuple[str, str]]:
+        """(queue, id) in the page order, from each queue's offset in `pos`, advancing `pos`
+        as entries are taken (so `pos` is the next page's cursor at any point)."""
+        order = {q: i for i, q in enumerate(f.queues)}
+        fetch_at = {q: pos.get(q, 0) for q in f.queues}
+        buffers: dict[str, deque[tuple[Any, str]]] = {}
+        heap: list[tuple[Any, int, str]] = []
+
+        def refill(q: str) -> None:
+            got = self._window(f.state, q, fetch_at[q], FETCH)
+            fetch_at[q] += len(got)
+            buffers[q] = deque(got)
+            if got:
+                heapq.heappush(heap, (got[0][0], order[q], q))
+
+        for q in f.queues:
+            refill(q)
+        while heap:
+            _, _, q = heapq.heappop(heap)
+            _, tid = buffers[q].popleft()
+            pos[q] = pos.get(q, 0) + 1
+            yield q, tid
+            if buffers[q]:
+                heapq.heappush(heap, (buffers[q][0][0], order[q], q))
+            else:
+                refill(q)
+
+    def page(self, f: Filter, cursor: str | None, limit: int) -> dict[str, Any]:
+        """One page: {"items": [task dicts], "next": cursor or None, "total": n (None when
+        filtered), "counts": {queue: n}, "scanned": tasks examined, "exhausted": bool}."""
+        pos = {q: v for q, v in decode_cursor(cursor).items() if q in f.queues}
+        counts = self.counts(f.state, f.queues)
+        stream = self._merged(f, pos)
+        items: list[dict[str, Any]] = []
+        scanned = 0
+        budget = SCAN_BUDGET if f.narrows else limit
+        while len(items) < limit and scanned < budget:
+            want = min(FETCH, budget - scanned) if f.narrows else limit - len(items)
+            batch = list(islice(stream, want))
+            if not batch:
+                break
+            scanned += len(batch)
+            for i, info in enumerate(self.details(batch)):
+                if len(items) >= limit:   # give the rest back: the next page starts there
+                    for q2, _ in batch[i:]:
+                        pos[q2] -= 1
+                    break
+                if info is None and f.state == "finished":   # its result was not kept
+                    q, tid = batch[i]
+                    info = TaskInfo(tid, q, "?", "succeeded", extra={"result": "not kept"})
+                if info is not None and f.match(info):
+                    items.append(info.to_dict())
+        more = any(pos.get(q, 0) < n for q, n in counts.items())
+        return {"state": f.state, "items": items, "next": encode_cursor(pos) if more else None,
+                "total": None if f.narrows else sum(counts.values()), "counts": counts,
+                "scanned": scanned, "exhausted": not more}
+
+    def details(self, pairs: list[tuple[str, str]]) -> list[TaskInfo | None]:
+        """What client.get() would say of each (queue, id), in one pipeline."""
+        replies = self.client._inspect_many([(tid, q) for q, tid in pairs])
+        return [None if isinstance(r, Exception) or (r[0] is None and r[6] is None)
+                else _info(tid, q, r) for (q, tid), r in zip(pairs, replies, strict=True)]
+
+    def all_matching(self, f: Filter) -> list[tuple[str, list[str]]]:
+        """(queue, ids) chunks of every task that passes the filter (for bulk actions).
+        Collected before anyone acts: acting moves entries, which would shift the offsets."""
+        chunks: list[tuple[str, list[str]]] = []
+        stream = self._merged(f, {})
+        while batch := list(islice(stream, 1000)):
+            infos = self.details(batch) if f.narrows else [None] * len(batch)
+            by_queue: dict[str, list[str]] = {}
+            for (q, tid), info in zip(batch, infos, strict=True):
+                if not f.narrows or (info is not None and f.match(info)):
+                    by_queue.setdefault(q, []).append(tid)
+            chunks.extend(by_queue.items())
+        return chunks
