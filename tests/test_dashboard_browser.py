@@ -147,6 +147,29 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         wait_for(lambda: browser.find_element(By.ID, "line-processed").get_attribute(
             "points").count(",") == 3600, 10, "the chart")
         wait_for(lambda: "work" in text(browser, "#latency"), 10, "latency of work")
+        # the chart has a y axis, time labels and a tooltip under the mouse
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        assert number(browser, "#throughput .ymax") >= 1
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#chart-axis span")) == 5
+        ActionChains(browser).move_to_element(browser.find_element(By.ID, "chart")).perform()
+        wait_for(lambda: "processed" in text(browser, "#chart-tip"), 5, "the tooltip")
+        # a day per minute, and one queue's own chart
+        browser.find_element(By.ID, "range-day").click()
+        wait_for(lambda: browser.find_element(By.ID, "line-processed").get_attribute(
+            "points").count(",") == 1440, 10, "the day chart")
+        assert text(browser, "#chart-unit") == "minute"
+        from selenium.webdriver.support.ui import Select
+
+        browser.find_element(By.ID, "range-hour").click()
+        Select(browser.find_element(By.ID, "chart-queue")).select_by_value("work")
+        wait_for(lambda: browser.find_element(By.ID, "line-processed").get_attribute(
+            "points").count(",") == 60, 10, "the queue's hour, per minute")
+        wait_for(lambda: browser.find_element(By.ID, "line-p50").get_attribute("points"), 10,
+                 "the run time chart")
+        Select(browser.find_element(By.ID, "chart-queue")).select_by_value("")
+        wait_for(lambda: browser.find_element(By.ID, "line-processed").get_attribute(
+            "points").count(",") == 3600, 10, "the hour per second again")
         bulk = '#queues tr[data-queue="bulk"]'
         assert text(browser, bulk).split()[:2] == ["bulk", "4"]
         # and the master with its two children

@@ -272,7 +272,21 @@ function priorityBar(byPriority) {
 const tasksLink = (state, queue, text) =>
   el("a", {href: `#/tasks?state=${state}&queue=${encodeURIComponent(queue)}`}, text);
 
+let lastSizes = {};
+
+// The tabs' counts come from the overview's queue sizes (recently finished: from its list).
+function drawTabCounts() {
+  const sizes = Object.entries(lastSizes).filter(([name]) => !list.queue || name === list.queue);
+  for (const b of $("state-tabs").querySelectorAll("button")) {
+    const state = b.dataset.state;
+    if (state === "finished") continue;
+    b.querySelector(".count").textContent = num(sizes.reduce((a, [, q]) => a + q[state], 0));
+  }
+}
+
 function drawQueues(queues) {
+  lastSizes = queues;
+  drawTabCounts();
   const names = Object.keys(queues).sort((a, b) => a.localeCompare(b));
   for (const select of [$("chart-queue"), $("filter-queue")]) setOptions(select, names);
   const rows = names.map((name) => {
@@ -489,6 +503,7 @@ function drawList(page) {
       b.querySelector(".count").textContent = num(Object.values(page.counts).reduce((a, n) => a + n, 0));
     }
   }
+  drawTabCounts();
   list.cursors[list.page + 1] = page.next;
   $("page-prev").disabled = list.page === 0;
   $("page-next").disabled = !page.next;
