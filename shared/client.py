@@ -429,7 +429,9 @@ class Client:
             pipe = self.broker.conn.pipeline(transaction=False)
             for q in queues:
                 pipe.hgetall(self.broker.qkeys(q).stats)
-            replies = pipe.execute()
+            # a corrupt counter hash (its queue is set aside) costs that queue's counters only
+            replies = [r if isinstance(r, dict) else {}
+                       for r in pipe.execute(raise_on_error=False)]
         events = ("enqueued", "started", "succeeded", "failed", "retried", "dead")
         total = dict.fromkeys(events, 0)
         by_type: dict[str, dict[str, int]] = {}
@@ -439,7 +441,10 @@ class Client:
             per_q = by_queue.setdefault(q, dict.fromkeys(events, 0))
             for f, v in fields.items():
                 ttype, _, event = f.decode().rpartition(":")
-                n = int(v)
+                try:
+                    n = int(v)
+                except ValueError:   # a counter that is not a number: skipped, not fatal
+                    continue
                 by_queue_type.setdefault(q, {}).setdefault(ttype, {})[event] = n
                 by_type.setdefault(ttype, dict.fromkeys(events, 0))
                 by_type[ttype][event] = by_type[ttype].get(event, 0) + n

@@ -3,26 +3,22 @@ real tq-master (tests/apps/dashboard_app.py) run tasks.
 
 The page loads, its numbers move while tasks run, the master and its children show, a task
 whose payload and error carry HTML shows them as text, a dead task is retried from the page,
-a queue is purged after confirming, and a screenshot is saved (TQ_SCREENSHOT=docs also writes
-docs/dashboard.png, with an hour of history recorded first so the chart has a shape).
+a queue is purged after confirming, and a screenshot is saved. (The docs' screenshots come from
+a real run of the example app: `python -m examples.screenshot`.)
 """
 
 from __future__ import annotations
 
-import math
 import os
-import shutil
 import signal
 import threading
 from pathlib import Path
 
 import pytest
-from dashboard_support import ROOT, DashboardProcess
+from dashboard_support import DashboardProcess
 from master_proc import eventually
 
 import tq
-from tq.history import History
-from tq.tally import Tally
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 XSS_PAYLOAD = "<script>window.__tqxss = 1</script><img src=x onerror=\"window.__tqxss = 2\">"
@@ -99,21 +95,6 @@ def number(driver, css: str) -> float | None:
         return None
 
 
-def seed_history(broker) -> None:
-    """An hour of made-up load through History.record, for the docs screenshot only."""
-    history = History(broker)
-    now = history.now()
-    for back in range(3600, 3, -1):
-        t = Tally()
-        n = int(40 + 30 * math.sin(back / 300) + 5 * math.sin(back / 17))
-        for i in range(n):
-            t.add("work", "succeeded", 0.002 * (1 + i % 9), 0.0004 * (1 + i % 5))
-        if back % 97 < 3:
-            t.add("work", "failed", 0.01, 0.001)
-            t.add("work", "retried")
-        history.record(t, now=now - back)
-
-
 def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, redis_url,
                                                            client, broker, tmp_path):
     from selenium.webdriver.common.by import By
@@ -121,9 +102,6 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
     def wait_for(check, timeout: float, what: str):
         return eventually(check, timeout, what=what)
 
-    docs = os.environ.get("TQ_SCREENSHOT") == "docs"
-    if docs:
-        seed_history(broker)
     # Given a master with two children, a stream of tasks, one that dies with HTML in its
     # payload and error, and a queue nobody consumes
     xss_id = client.enqueue("flaky", {"html": XSS_PAYLOAD, "error": XSS_ERROR})
@@ -190,8 +168,6 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         shot = tmp_path / "dashboard.png"
         browser.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
-        if docs:
-            shutil.copyfile(shot, ROOT / "docs" / "dashboard.png")
 
         # When the operator retries it from the page, it runs again (and succeeds this time)
         browser.find_element(By.CSS_SELECTOR, f"{item} button.retry").click()
