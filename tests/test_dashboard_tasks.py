@@ -242,3 +242,14 @@ def test_sessions_expire():
     assert not guard.session_valid(cookie, now + 11)
     assert not guard.session_valid("garbage", now)
     assert not Guard("another-long-enough-token!", 10).session_valid(cookie, now)
+
+
+def test_the_recently_finished_list_stays_bounded(client, broker):
+    client.enqueue_many([("send", {"n": i}) for i in range(1150)])
+    while tasks := broker.fetch("w-test", ["send"], max_tasks=100):
+        for t in tasks:
+            broker.ack("w-test", t)
+    kept = broker.conn.llen(broker.qkeys("send").done)
+    assert 1000 <= kept <= 1100
+    page = Lister(client).page(Filter("finished", ["send"]), None, 50)
+    assert len(page["items"]) == 50 and page["items"][0]["state"] == "succeeded"

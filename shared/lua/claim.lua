@@ -33,7 +33,7 @@ local n_acks = tonumber(ARGV[6])
 local n_stats = tonumber(ARGV[7])
 local holds_nothing = ARGV[8] == '1'
 local MAX_BURY = 1000
-local DONE_KEEP = 1000   -- ids in each queue's list of recently finished tasks
+local DONE_KEEP = 1000   -- ids in each queue's list of recently finished tasks (+100)
 local names, Q, P = {}, {}, {}
 for i = 1, nq do
   names[i] = ARGV[8 + i]
@@ -102,8 +102,10 @@ for qi, g in pairs(groups) do
     end
     -- the recently finished, newest first, for the dashboard (bookkeeping: a corrupt key
     -- must not fail the claim half-way)
-    redis.pcall('LPUSH', q.done, unpack(ok))
-    redis.pcall('LTRIM', q.done, 0, DONE_KEEP - 1)
+    local kept = redis.pcall('LPUSH', q.done, unpack(ok))
+    if type(kept) == 'number' and kept > DONE_KEEP + 100 then   -- trimmed now and then
+      redis.pcall('LTRIM', q.done, 0, DONE_KEEP - 1)
+    end
     local waiting = rcall('HMGET', q.waiters, unpack(ok))
     for i, ack in ipairs(ok_acks) do
       if result_ttl > 0 then rcall('SET', ack.rkey, ack.record, 'PX', result_ttl) end
