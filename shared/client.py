@@ -583,10 +583,7 @@ def _info(task_id: str, queue: str, reply: list[Any]) -> TaskInfo:
             info.error, info.error_kind = err.get("message"), err.get("kind")
             info.traceback = err.get("traceback")
             info.failed_at = err["at"] / 1000 if err.get("at") else None
-            info.history = [{"kind": h.get("kind"), "message": h.get("message"),
-                             "at": h["at"] / 1000 if isinstance(h.get("at"), int | float)
-                             else None, "worker": h.get("worker")}
-                            for h in err.get("history") or [] if isinstance(h, dict)]
+            info.history = _history(err.get("history"))
         except (ValueError, TypeError, AttributeError):
             info.error = error.decode("utf-8", "replace")
     if body is not None:
@@ -617,4 +614,14 @@ def _info(task_id: str, queue: str, reply: list[Any]) -> TaskInfo:
     info.finished_at = rec["f"] / 1000 if rec.get("f") else None
     if rec.get("e"):
         info.error = rec["e"]
+    info.history = _history(rec.get("h"))
     return info
+
+
+def _history(raw: Any) -> list[dict[str, Any]]:
+    """Earlier attempts' errors as stored ({kind, message, at ms, worker}), at in seconds."""
+    if not isinstance(raw, list):
+        return []
+    return [{"kind": h.get("kind"), "message": h.get("message"),
+             "at": h["at"] / 1000 if isinstance(h.get("at"), int | float) else None,
+             "worker": h.get("worker")} for h in raw if isinstance(h, dict)]

@@ -143,8 +143,14 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         Select(browser.find_element(By.ID, "chart-queue")).select_by_value("work")
         wait_for(lambda: browser.find_element(By.ID, "line-processed").get_attribute(
             "points").count(",") == 60, 10, "the queue's hour, per minute")
-        wait_for(lambda: browser.find_element(By.ID, "line-p50").get_attribute("points"), 10,
+        wait_for(lambda: browser.find_element(By.ID, "line-p50").get_attribute("d"), 10,
                  "the run time chart")
+        # the last 15 minutes, per second
+        Select(browser.find_element(By.ID, "chart-queue")).select_by_value("")
+        browser.find_element(By.ID, "range-15m").click()
+        wait_for(lambda: browser.find_element(By.ID, "line-processed").get_attribute(
+            "points").count(",") == 900, 10, "15 minutes per second")
+        browser.find_element(By.ID, "range-hour").click()
         Select(browser.find_element(By.ID, "chart-queue")).select_by_value("")
         wait_for(lambda: browser.find_element(By.ID, "line-processed").get_attribute(
             "points").count(",") == 3600, 10, "the hour per second again")

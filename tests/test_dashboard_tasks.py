@@ -253,3 +253,19 @@ def test_the_recently_finished_list_stays_bounded(client, broker):
     assert 1000 <= kept <= 1100
     page = Lister(client).page(Filter("finished", ["send"]), None, 50)
     assert len(page["items"]) == 50 and page["items"][0]["state"] == "succeeded"
+
+
+def test_a_success_after_failures_keeps_their_errors(client, broker):
+    tid = client.enqueue("send", {}, queue="email", max_retries=3)
+    for attempt in range(2):
+        if attempt:
+            client.run_now([tid], "email")
+        (task,) = broker.fetch("w-test", ["email"], 1)
+        broker.fail("w-test", task, f"attempt {attempt + 1}: smtp busy", delay=0)
+    client.run_now([tid], "email")
+    (task,) = broker.fetch("w-test", ["email"], 1)
+    assert broker.ack("w-test", task, {"sent": 1.1})
+    info = client.get(tid)
+    assert info.state == "succeeded" and info.result == {"sent": 1.1} and info.attempts == 3
+    assert [h["message"] for h in info.history] == ["attempt 1: smtp busy",
+                                                    "attempt 2: smtp busy"]

@@ -151,12 +151,25 @@ function drawSeries(chart, data, scale) {
   chart.peak = peak;
   for (const [name, lineId] of Object.entries(chart.lines)) {
     const values = data.series[name];
+    const line = $(lineId);
+    const y = (v) => (100 - (v / peak) * 96).toFixed(2);
+    if (line.tagName === "path") {   // a gap where nothing ran (null), not a fall to zero
+      let d = "", open = false;
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (v === null || v === undefined) { open = false; continue; }
+        d += `${open ? "L" : "M"}${i},${y(v)} ${open ? "" : `L${i + 1},${y(v)} `}`;
+        open = true;
+      }
+      line.setAttribute("d", d.trim());
+      continue;
+    }
     const out = [];
     for (let i = 0; i < n; i++) {
       const v = values[i] === null || values[i] === undefined ? 0 : values[i];
-      out.push(`${i},${(100 - (v / peak) * 96).toFixed(2)}`);
+      out.push(`${i},${y(v)}`);
     }
-    $(lineId).setAttribute("points", out.join(" "));
+    line.setAttribute("points", out.join(" "));
   }
   const y = chart.box.querySelector(".yaxis");
   y.querySelector(".ymax").textContent = scale(peak);
@@ -209,22 +222,25 @@ function addHistory(h) {
 
 let throughput = null, runtime = null;
 
-function secondData() {
-  const first = lastSecond - HOUR + 1;
+function secondData(span) {
+  const first = lastSecond - span + 1;
   const processed = [], failed = [];
   for (let s = first; s <= lastSecond; s++) {
     const v = points.get(s) || [0, 0];
     processed.push(v[0]);
     failed.push(v[1]);
   }
-  return {start: first, step: 1, length: HOUR, series: {processed, failed}};
+  return {start: first, step: 1, length: span, series: {processed, failed}};
 }
 
+const RANGES = {"15m": 900, hour: HOUR, day: 86400};
+
 function drawCharts() {
-  const perSecond = view.range === "hour" && !view.queue;
+  const span = RANGES[view.range];
+  const perSecond = span <= HOUR && !view.queue;
   $("chart-unit").textContent = perSecond ? "second" : "minute";
   if (perSecond && lastSecond !== null) {
-    drawSeries(throughput, secondData(), num);
+    drawSeries(throughput, secondData(span), num);
     $("chart-peak").textContent = num(throughput.peak);
   }
   if (minuteSeries) {
@@ -241,7 +257,7 @@ function drawCharts() {
 async function refreshSeries(force) {
   if (!force && Date.now() - minuteFetched < 10000) return;
   minuteFetched = Date.now();
-  const span = view.range === "day" ? 86400 : 3600;
+  const span = Math.max(RANGES[view.range], 3600);   // per minute: at least the hour
   const q = view.queue ? `&queue=${encodeURIComponent(view.queue)}` : "";
   minuteSeries = await get(`/api/series?span=${span}${q}`);
   drawCharts();
@@ -660,10 +676,11 @@ document.addEventListener("DOMContentLoaded", () => {
     (d, i) => `${num(d.series.processed[i])} processed · ${num(d.series.failed[i])} failed`);
   runtime = makeChart("latency-chart", {p50: "line-p50", p99: "line-p99"}, "latency-tip", "latency-axis", "latency-cursor",
     (d, i) => `p50 ${secs(d.series.p50[i])} · p99 ${secs(d.series.p99[i])}`);
-  for (const [id, range] of [["range-hour", "hour"], ["range-day", "day"]]) {
+  const rangeButtons = [["range-15m", "15m"], ["range-hour", "hour"], ["range-day", "day"]];
+  for (const [id, range] of rangeButtons) {
     $(id).addEventListener("click", () => {
       view.range = range;
-      for (const b of ["range-hour", "range-day"]) {
+      for (const [b] of rangeButtons) {
         $(b).classList.toggle("on", b === id);
         $(b).setAttribute("aria-pressed", String(b === id));
       }

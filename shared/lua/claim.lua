@@ -85,6 +85,22 @@ for qi, g in pairs(groups) do
     rcall('HDEL', q.run, unpack(ok))
     rcall('HDEL', q.tasks, unpack(ok))
     if #failed > 0 then
+      -- a success after failures keeps its earlier attempts' errors in its result record
+      -- (spliced in as "h": the handler's result is not re-encoded)
+      local errs = rcall('HMGET', q.errors, unpack(failed))
+      local by_id = {}
+      for i, id in ipairs(failed) do by_id[id] = errs[i] end
+      for _, ack in ipairs(ok_acks) do
+        local err = by_id[ack.id]
+        if err and string.sub(ack.record, -1) == '}' then
+          local fine, e = pcall(cjson.decode, err)
+          if fine and type(e) == 'table' then
+            local h = type(e.history) == 'table' and e.history or {}
+            h[#h + 1] = {kind = e.kind, message = e.message, at = e.at, worker = e.worker}
+            ack.record = string.sub(ack.record, 1, -2) .. ',"h":' .. cjson.encode(h) .. '}'
+          end
+        end
+      end
       rcall('HDEL', q.errors, unpack(failed))
       for i = 1, #failed do failed[#failed + 1] = failed[i] .. ':k' end   -- workers it killed
       rcall('HDEL', q.fails, unpack(failed))
