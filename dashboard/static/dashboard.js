@@ -257,7 +257,7 @@ function drawCharts() {
 async function refreshSeries(force) {
   if (!force && Date.now() - minuteFetched < 10000) return;
   minuteFetched = Date.now();
-  const span = Math.max(RANGES[view.range], 3600);   // per minute: at least the hour
+  const span = RANGES[view.range];   // per minute: 15, 60 or 1,440 points
   const q = view.queue ? `&queue=${encodeURIComponent(view.queue)}` : "";
   minuteSeries = await get(`/api/series?span=${span}${q}`);
   drawCharts();
