@@ -47,3 +47,9 @@ def latency(payload, ctx):
 def slow(payload, ctx):
     _r().rpush("bench:started", f"{time.time()}|{os.getpid()}")
     time.sleep(payload["s"])
+
+
+@tq.handler("incr_ctx")
+def incr_ctx(payload, ctx):
+    """The same INCR through ctx.redis: the worker's dedicated connection for handlers."""
+    ctx.redis.incr("bench:counter")

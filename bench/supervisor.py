@@ -100,6 +100,41 @@ def baseline_consumers(srv: RedisServer, n: int, workers: int, incr: bool = Fals
     return rate(n, time.perf_counter() - t0)
 
 
+SPIKE_CLAIM = """
+-- ack the previous batch (drop the processing list), then claim up to ARGV[1] ids
+redis.call('DEL', KEYS[2])
+local ids = redis.call('LPOP', KEYS[1], ARGV[1])
+if not ids then return {} end
+redis.call('RPUSH', KEYS[2], unpack(ids))
+return ids
+"""
+
+
+def spike(srv: RedisServer, n: int, workers: int, incr: bool = False) -> float:
+    """The ceiling of a reliable consumer (issue 12): `workers` forked processes, each claiming
+    32 ids per Lua call into its own processing list and acking the batch with the next claim,
+    the handler's INCR on its own connection. No bodies, no bookkeeping, no supervision."""
+    srv.client().flushall()
+    r = srv.client()
+    r.rpush("spike:ready", *(str(i) for i in range(n)))
+    sha = r.script_load(SPIKE_CLAIM)
+    t0 = time.perf_counter()
+    pids = []
+    for w in range(workers):
+        pid = os.fork()
+        if pid == 0:
+            c, h = srv.client(), srv.client()
+            while ids := c.evalsha(sha, 2, "spike:ready", f"spike:proc:{w}", 32):
+                for _ in ids:
+                    if incr:
+                        h.incr("spike:counter")
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    return rate(n, time.perf_counter() - t0)
+
+
 def calibrate(ms: float) -> int:
     loops = 100_000
     while True:
@@ -194,9 +229,18 @@ def main() -> None:
         noop = throughput(srv, "noop", n, 2, {})
         base = baseline_consumers(srv, n, 2)
         rows.append([f"no-op tasks/s, -c 2, {n:,} queued", noop, base, noop / base])
+        ceiling = spike(srv, n, 2)
+        rows.append(["  no-op vs the spike (batch claim 32 + ack)", noop, ceiling,
+                     noop / ceiling])
         inc = throughput(srv, "incr", n, 2, {})
         base = baseline_consumers(srv, n, 2, incr=True)
         rows.append(["one INCR per task, tasks/s, -c 2", inc, base, inc / base])
+        ceiling = spike(srv, n, 2, incr=True)
+        rows.append(["  one INCR vs the spike (batch claim 32 + ack)", inc, ceiling,
+                     inc / ceiling])
+        inc_ctx = throughput(srv, "incr_ctx", n, 2, {})
+        rows.append(["  the INCR through ctx.redis, vs the spike", inc_ctx, ceiling,
+                     inc_ctx / ceiling])
         loops = calibrate(20)
         c1 = throughput(srv, "cpu", n_cpu, 1, {"loops": loops})
         c2 = throughput(srv, "cpu", n_cpu, 2, {"loops": loops})
@@ -217,7 +261,9 @@ def main() -> None:
         print(f"\npeers on the same machine (issue 3): no-op tasks/s with 2 processes: "
               f"{PEERS_NOOP};\n  pickup latency p50/p99 ms: {PEERS_LATENCY}")
         print("baselines: no bookkeeping at all - forked processes LPOP (and INCR) until the "
-              "list is empty;\n  latency: a forked BLPOP consumer woken by RPUSH")
+              "list is empty;\n  the spike: the same processes claiming 32 ids per Lua call "
+              "into a processing list, acked with the next claim;\n  latency: a forked BLPOP "
+              "consumer woken by RPUSH")
 
 
 if __name__ == "__main__":

@@ -111,12 +111,15 @@ def redact(url: str) -> str:
 
 
 def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,
-            client_name: str | None = None) -> redis.Redis:   # or a redis.RedisCluster
+            client_name: str | None = None,
+            single_connection: bool = False) -> redis.Redis:   # or a redis.RedisCluster
     """A Redis client for `url` (not yet connected). RESP2, bytes replies.
 
     retries: how many times redis-py may silently repeat a command after a connection error.
     Producers use a few (a restarted Redis is reconnected to transparently); workers use none,
     because a repeated claim whose first reply was lost would hide tasks in their own list.
+    single_connection: one dedicated connection instead of a pool (standalone and unix URLs;
+    no pool checkout and pid check per command), for a single-threaded user such as a handler.
     """
     try:
         retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries) if retries else Retry(
@@ -136,7 +139,7 @@ def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,
             return sentinel_master(url, options)
         if cluster.is_cluster_url(url):
             return cluster.cluster_client(url, options)
-        conn = redis.Redis.from_url(url, **options)
+        conn = redis.Redis.from_url(url, single_connection_client=single_connection, **options)
     except ValueError as exc:
         raise RedisUnavailable(redact(url), f"invalid URL ({exc})") from None
     return conn

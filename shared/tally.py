@@ -8,6 +8,7 @@ in Redis (history.py). Buckets are fixed so tallies merge by adding.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +19,9 @@ OUTCOMES = ("succeeded", "failed", "retried", "dead")
 
 
 def bucket_index(seconds: float) -> int:
-    for i, bound in enumerate(BUCKETS):
-        if seconds <= bound:
-            return i
-    return len(BUCKETS) - 1
+    """The first bucket whose upper bound is >= seconds (NaN: the last)."""
+    i = bisect_left(BUCKETS, seconds)
+    return i if i < len(BUCKETS) and seconds == seconds else len(BUCKETS) - 1
 
 
 @dataclass
@@ -69,10 +69,17 @@ class Tally:
         if per is None:
             per = self.counts[task_type] = dict.fromkeys(OUTCOMES, 0)
         per[outcome] = per.get(outcome, 0) + 1
+        # on every finished task's path: no throwaway Histogram per call (setdefault's default)
         if duration is not None:
-            self.durations.setdefault(task_type, Histogram()).observe(max(duration, 0.0))
+            h = self.durations.get(task_type)
+            if h is None:
+                h = self.durations[task_type] = Histogram()
+            h.observe(max(duration, 0.0))
         if wait is not None:
-            self.waits.setdefault(task_type, Histogram()).observe(max(wait, 0.0))
+            h = self.waits.get(task_type)
+            if h is None:
+                h = self.waits[task_type] = Histogram()
+            h.observe(max(wait, 0.0))
 
     def __bool__(self) -> bool:
         return bool(self.counts)

@@ -54,3 +54,17 @@ def test_hooks_see_every_run_and_a_broken_one_changes_nothing(masters, client: t
 def test_add_middleware_wants_an_instance():
     with pytest.raises(TypeError, match=r"tq\.Middleware instance"):
         tq.add_middleware(object())   # type: ignore[arg-type]
+
+
+def test_ctx_redis_is_one_connection_per_worker(masters, client: tq.Client, rconn):
+    ids = [client.enqueue("counted", {}) for _ in range(20)]
+    master = masters("-c", "2", "-A", "hookapp")
+    master.wait_ready(2)
+    results = [client.wait(i, timeout=20) for i in ids]
+    assert sorted(r["n"] for r in results) == list(range(1, 21))
+    assert {r["name"] for r in results} == {"tq-handler"} and all(r["same"] for r in results)
+    # at most one such connection per child, whatever the number of tasks
+    handlers = [c for c in rconn.client_list() if c.get("name") == "tq-handler"]
+    assert 1 <= len(handlers) <= 2
+    master.signal(signal.SIGTERM)
+    assert master.wait_exit() == 0

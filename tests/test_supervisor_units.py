@@ -24,7 +24,7 @@ from tq.supervisor import children
 from tq.supervisor.children import Child, RestartPacer, account, describe_exit
 from tq.supervisor.cli import main as master_cli
 from tq.supervisor.pidfile import Pidfile
-from tq.worker.prefetch import MAX_BATCH, Prefetch
+from tq.worker.prefetch import ACK_WINDOW, BUDGET, MAX_BATCH, Prefetch
 from tq.worker.watch import orphan_deadline
 
 
@@ -177,10 +177,18 @@ def test_prefetch_is_one_for_slow_tasks_and_grows_for_fast_ones():
         p.observe(0.00002)
     assert p.size() == MAX_BATCH
     assert Prefetch(fixed=7).size() == 7
+    # tasks of a few ms: a batch of about BUDGET (10 ms) of work; 10 ms or more: one at a time
+    p = Prefetch()
+    for _ in range(50):
+        p.observe(0.002)
+    assert p.size() == int(BUDGET / 0.002)
+    for _ in range(50):
+        p.observe(BUDGET)
+    assert p.size() == 1
     now = time.monotonic()
-    assert Prefetch.flush_before_next(0.01, now)           # after a slow task
-    assert Prefetch.flush_before_next(0.0001, now - 0.01)  # acks waiting too long
-    assert not Prefetch.flush_before_next(0.0001, now)
+    assert Prefetch.flush_before_next(0.05, now)                        # after a slow task
+    assert Prefetch.flush_before_next(0.0001, now - ACK_WINDOW - 0.001)  # acks waited too long
+    assert not Prefetch.flush_before_next(0.0001, now - ACK_WINDOW / 2)
 
 
 def test_slot_is_shared_across_fork():

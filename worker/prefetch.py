@@ -1,15 +1,19 @@
-"""How many tasks a child claims per round trip.
+"""How many tasks a child claims per round trip, and when it sends the acks it holds.
 
-Slow tasks: one at a time, so a child never holds tasks another idle child could run.
-Sub-millisecond tasks: a batch worth about BUDGET seconds of work, so the round trip (ack of
-the last batch + claim of the next, one script call) is shared by many tasks.
+Slow tasks (BUDGET or more each): one at a time, so a child never holds a task another idle
+child could run, and each ack goes at once. Faster ones: a batch worth about BUDGET of work
+(at most MAX_BATCH tasks), so the round trip (the acks of the last batch + the claim of the
+next, one script call) is shared by many tasks. Acks wait for the next claim at most
+ACK_WINDOW: if the child dies, the finished tasks whose ack had not left run again, at most
+ACK_WINDOW of work (or MAX_BATCH tasks).
 """
 
 from __future__ import annotations
 
 import time
 
-BUDGET = 0.001      # seconds of expected work one claim may hold
+BUDGET = 0.010      # seconds of expected work one claim may hold
+ACK_WINDOW = 0.020  # seconds a finished task's ack may wait for the next claim
 MAX_BATCH = 32
 _ALPHA = 0.2        # EWMA weight of the newest task
 
@@ -33,6 +37,5 @@ class Prefetch:
     @staticmethod
     def flush_before_next(last_run: float, oldest_ack: float) -> bool:
         """Send waiting acks now rather than with the next claim: after a slow task, or once the
-        oldest has waited 2 budgets. Finished tasks whose ack waits would run again if the child
-        died, so this bounds that to about 2 ms of work."""
-        return last_run > BUDGET or time.monotonic() - oldest_ack > 2 * BUDGET
+        oldest has waited ACK_WINDOW (what a crash could make run again)."""
+        return last_run > BUDGET or time.monotonic() - oldest_ack > ACK_WINDOW

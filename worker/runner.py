@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tq import hooks
 from tq.broker import Ack, Broker, FailOutcome, result_record
+from tq.connection import connect
 from tq.errors import PermanentError, Retry
 from tq.handlers import DEFAULT_BACKOFF, REGISTRY, HandlerSpec
 from tq.ids import created_ms
@@ -51,8 +53,8 @@ def limits(task: Task, spec: HandlerSpec) -> Limits:
 class TaskContext:
     """What a handler gets besides its payload."""
 
-    __slots__ = ("_runner", "attempt", "deadline", "log", "max_retries", "queue", "task_id",
-                 "type", "worker_id")
+    __slots__ = ("_log", "_runner", "attempt", "deadline", "max_retries", "queue", "task_id",
+                 "type", "worker_id")   # (redis and log are properties)
 
     def __init__(self, runner: Runner, task: Task, spec: HandlerSpec | None,
                  deadline: float | None):
@@ -63,12 +65,28 @@ class TaskContext:
         self.max_retries = task.max_retries if task.max_retries is not None else default
         self.deadline = deadline
         self.worker_id = runner.worker_id
-        self.log = logging.LoggerAdapter(logging.getLogger(f"tq.task.{task.type}"),
-                                         {"task": task.id, "worker": runner.worker_id})
+        self._log: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger for this task (`tq.task.TYPE`, with the task and worker ids), made on first
+        use: most handlers never log, and every task would pay for it."""
+        if self._log is None:
+            self._log = logging.LoggerAdapter(logging.getLogger(f"tq.task.{self.type}"),
+                                              {"task": self.task_id, "worker": self.worker_id})
+        return self._log
 
     def enqueue(self, task_type: str, payload: dict[str, Any] | None = None, **options: Any) -> str:
         """Enqueue a follow-up task through this worker's Redis."""
         return self._runner.client().enqueue(task_type, payload, **options)
+
+    @property
+    def redis(self) -> Any:
+        """A redis-py client of this worker's Redis for the handler's own commands: one
+        dedicated connection per worker process (made on first use, never shared with another
+        process), no pool to check out from on each call. Bytes replies, a few retries after a
+        connection error (a handler's own commands are its business to make idempotent)."""
+        return self._runner.handler_redis()
 
 
 @dataclass(slots=True)
@@ -94,12 +112,22 @@ class Runner:
         self.worker_id = worker_id
         self.running = False
         self._client: Client | None = None
+        self._redis: Any = None
+        self._redis_pid = 0
 
     def client(self) -> Client:
         if self._client is None:
             from tq import Client
             self._client = Client(self.broker.url, self.broker.namespace)
         return self._client
+
+    def handler_redis(self) -> Any:
+        """ctx.redis: made once per process (a child is forked after the master's imports)."""
+        if self._redis is None or self._redis_pid != os.getpid():
+            self._redis = connect(self.broker.url, retries=3, client_name="tq-handler",
+                                  single_connection=True)
+            self._redis_pid = os.getpid()
+        return self._redis
 
     def on_alarm(self, signum: int, frame: object) -> None:
         if self.running:

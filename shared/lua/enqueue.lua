@@ -9,8 +9,9 @@
   Returns: n ids, in order: the new id, the id holding the unique lock (a duplicate), or ''
            when the id was already taken by another task (the caller retries that task
            with a fresh id). A repeated call (same id and body) returns the id again.
-           One more element, '+', when the queue had no stats hash: it is new, or an idle
-           master forgot it (drop.lua), so the caller adds it to the queue set again.
+           One more element, '+', when an enqueued counter of the batch started from zero:
+           the queue is new, or an idle master forgot it (drop.lua deletes its stats), or the
+           type is new to it; the caller adds the queue to the queue set (again).
   Due-ness uses Redis' clock: delay_ms counts from Redis TIME, not from the producer's clock.
   This is the producer's hot path, so it only reads the clock and the schedule when a task
   of the batch is delayed.
@@ -85,8 +86,12 @@ end
 
 -- Counters and wake-ups: a corrupt one must not fail a batch that is stored (the workers'
 -- scripts find it and set the queue aside), hence pcall.
-local fresh = next(counts) ~= nil and rcall('EXISTS', stats) == 0
-for ttype, c in pairs(counts) do redis.pcall('HINCRBY', stats, ttype .. ':enqueued', c) end
+-- A counter that starts from zero (its queue is new, or was forgotten and its stats hash
+-- deleted; or the type is new to the queue) asks the caller to (re)register the queue name.
+local fresh = false
+for ttype, c in pairs(counts) do
+  if redis.pcall('HINCRBY', stats, ttype .. ':enqueued', c) == c then fresh = true end
+end
 if fresh then out[#out + 1] = '+' end
 if woke_schedule then
   pcall(schedule_moved, wake_key, soon)

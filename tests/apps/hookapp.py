@@ -49,3 +49,10 @@ def fine(payload, ctx):
 @tq.handler("doomed", max_retries=1, backoff=tq.Backoff(base=0.01, jitter=0))
 def doomed(payload, ctx):
     raise ValueError(f"no luck on attempt {ctx.attempt}")
+
+
+@tq.handler("counted")
+def counted(payload, ctx):
+    """ctx.redis: the worker's own connection for the handler's commands."""
+    return {"n": ctx.redis.incr("test:counted"), "name": ctx.redis.client_getname(),
+            "same": ctx.redis is ctx.redis}
