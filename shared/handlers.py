@@ -67,6 +67,7 @@ class Context(Protocol):
     deadline: float | None
     worker_id: str
     log: logging.Logger
+    redis: Any   # a redis-py client on this worker's own connection (made on first use)
 
     def enqueue(self, task_type: str, payload: dict[str, Any], **options: Any) -> str: ...
 
