@@ -86,7 +86,12 @@ def test_a_wrong_typed_key_is_contained_to_its_queue(suffix, masters, client, rc
     repaired = tq_cli("queue", "repair", "a", "--json")
     assert repaired.returncode == 0, repaired.stderr
     report = json.loads(repaired.stdout)
-    assert key in report["moved"]
+    if suffix in SELF_HEALING and not report["moved"]:
+        # healed between the mark and the repair (an empty claim already in flight DELetes
+        # the wake list): nothing left to move, the repair only clears the mark
+        assert rconn.type(key) != b"string"
+    else:
+        assert key in report["moved"]
     assert not rconn.exists("tq:{a}:broken")
     readable = later_a + waiting if suffix != "tasks" else []
     if suffix == "tasks":   # the bodies went with the corrupt hash: each id says so, none is silent
