@@ -16,7 +16,7 @@ $(BIN)/tq-master: setup.cfg pyproject.toml
 run: $(BIN)/tq-master
 	$(BIN)/python -m examples.demo $(ARGS)
 
-# the everyday suite (~2.5 minutes on 2 cores); the fault suite is its own tier
+# the everyday suite (~3.5 minutes on 2 cores); the fault suite is its own tier
 test: $(BIN)/tq-master
 	$(BIN)/python -m pytest -m "not faults"
 
