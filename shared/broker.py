@@ -93,9 +93,8 @@ class Broker(Registry):
 
     def __init__(self, url: str | None = None, namespace: str = "tq", *,
                  conn: redis.Redis | None = None, retries: int = 0,
-                 socket_timeout: float | None = 10.0, client_name: str | None = None,
-                 start: bool = True) -> None:
-        self.url = resolve_url(url, start=start)
+                 socket_timeout: float | None = 10.0, client_name: str | None = None) -> None:
+        self.url = resolve_url(url)
         self.safe_url = redact(self.url)
         self.namespace = namespace
         self.conn = conn if conn is not None else connect(

@@ -17,11 +17,9 @@ import time
 _URLSAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _SORTED = b"-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 _TO_SORTED = bytes.maketrans(_URLSAFE, _SORTED)
-_FROM_SORTED = bytes.maketrans(_SORTED, _URLSAFE)
 
 ID_LENGTH = 16
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{16}")   # b64decode would skip other characters silently
-_ZERO = _SORTED[:1]   # the encoding of 6 zero bits: the top of a 48-bit time until 2109
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{16}")   # an id of new_id()'s alphabet, random tail included
 
 
 def new_id(now_ms: int | None = None) -> str:

@@ -57,13 +57,15 @@ class Forgetter:
         stale = [q for q in busy if q in idle] + [q for q in idle if q not in sizes]
         if stale:
             conn.hdel(keys.idle, *stale)
-        forgotten = []
-        for q in sorted(set(sizes) - set(busy)):
-            since = idle.get(q)
-            if since is None:
-                conn.hsetnx(keys.idle, q, now)
-            elif now - since >= after * 1000 and self._forget(q):
-                forgotten.append(q)
+        quiet = sorted(set(sizes) - set(busy))
+        new = [q for q in quiet if q not in idle]
+        if new:   # first seen empty and unserved now; HSETNX: another master's mark stays
+            pipe = conn.pipeline(transaction=False)
+            for q in new:
+                pipe.hsetnx(keys.idle, q, now)
+            pipe.execute()
+        forgotten = [q for q in quiet if q in idle and now - idle[q] >= after * 1000
+                     and self._forget(q)]
         if forgotten:
             log.info("forgot %d queue(s) empty, unserved and idle for %gs: %s", len(forgotten),
                      after, ", ".join(forgotten))
