@@ -331,13 +331,12 @@ class Broker(Registry):
     @staticmethod
     def _claim_result(reply: Any, queues: Sequence[str]) -> ClaimResult:
         claimed, stale, due, strays = reply
-        tasks = []
-        for i in range(0, len(claimed), 5):
-            qi, tid, token, body, fails = claimed[i:i + 5]
-            tasks.append(Task.from_body(tid.decode(), queues[int(qi) - 1], body,
-                                        int(fails), token.decode()))
-        return ClaimResult(tasks, [s.decode() for s in stale],
-                           None if due < 0 else due / 1000, int(strays))
+        from_body = Task.from_body
+        it = iter(claimed)   # flat: (queue index, id, token, body, failures) per task
+        tasks = [from_body(tid.decode(), queues[qi - 1], body, fails, token.decode())
+                 for qi, tid, token, body, fails in zip(it, it, it, it, it, strict=True)]
+        return ClaimResult(tasks, [s.decode() for s in stale] if stale else [],
+                           None if due < 0 else due / 1000, strays)
 
     def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until a queue may have work (a wake token), for at most `timeout` seconds."""

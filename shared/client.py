@@ -19,7 +19,7 @@ import redis
 
 from .broker import Broker
 from .config import replica_acks_setting
-from .connection import translated
+from .connection import translated, translation
 from .errors import (
     ConfigError,
     PayloadError,
@@ -226,21 +226,27 @@ class Client:
         tasks: [id, body, priority, delay_ms, eta_ms, uniq_ttl_ms, type] each.
         """
         q = self.broker.qkeys(queue)
+        ready = q.ready   # index 0 is priority 9
         keys: list[Any] = [q.tasks, q.sched, q.wake, q.stats, q.soon]
-        index: dict[int, int] = {}
         args: list[Any] = [len(tasks)]
-        for t in tasks:
-            i = index.get(t[2])
-            if i is None:
-                keys.append(q.ready_at(t[2]))
-                i = index[t[2]] = len(keys)
-            args.extend((t[0], t[1], i, *t[3:]))
+        if len(tasks) == 1:   # enqueue(): the producer's hot path
+            t = tasks[0]
+            keys.append(ready[9 - t[2]])
+            args.extend((t[0], t[1], 6, *t[3:]))
+        else:
+            index: dict[int, int] = {}
+            for t in tasks:
+                i = index.get(t[2])
+                if i is None:
+                    keys.append(ready[9 - t[2]])
+                    i = index[t[2]] = len(keys)
+                args.extend((t[0], t[1], i, *t[3:]))
         keys.extend(locks)
         broker = self.broker
-        with translated(self.url):
+        try:   # (translated(), without a context manager per call)
             broker.register_queues([queue])
             try:
-                got = [g.decode() for g in broker.replicated(SCRIPTS.enqueue, keys, args)]
+                reply = broker.replicated(SCRIPTS.enqueue, keys, args)
             except redis.exceptions.ResponseError as exc:
                 if not str(exc).startswith("TQBROKEN "):
                     raise
@@ -248,6 +254,12 @@ class Client:
                 broker.quarantine.contain([queue], exc)   # mark it, for status and workers
                 raise QueueBroken(queue, why, "nothing was enqueued") from None
             broker.register_queues([queue])   # again if that call had to reconnect
+        except Exception as exc:
+            better = translation(self.url, exc)
+            if better is None:
+                raise
+            raise better from None
+        got = [g.decode() for g in reply]
         if len(got) > len(tasks):   # '+': the queue was new or forgotten (see enqueue.lua)
             got.pop()
             broker.register_queues([queue], again=True)

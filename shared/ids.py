@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import threading
 import time
 
 _URLSAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -22,11 +23,43 @@ ID_LENGTH = 16
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{16}")   # an id of new_id()'s alphabet, random tail included
 
 
+_RANDOM_CHUNK = 7 * 256   # os.urandom() once per 256 ids: a syscall per id shows in enqueue
+
+
+class _Random:
+    """Random bytes for ids, read from the OS in chunks; thread-safe, and never shared with a
+    forked child (two processes must not hand out the same bytes)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.buf = b""
+        self.pos = 0
+
+    def take7(self) -> bytes:
+        with self.lock:
+            pos = self.pos
+            if pos + 7 > len(self.buf):
+                self.buf, pos = os.urandom(_RANDOM_CHUNK), 0
+            self.pos = pos + 7
+            return self.buf[pos:pos + 7]
+
+
+_random = _Random()
+
+
+def _forget_random() -> None:
+    global _random
+    _random = _Random()
+
+
+os.register_at_fork(after_in_child=_forget_random)
+
+
 def new_id(now_ms: int | None = None) -> str:
     """A fresh task id whose first 7 characters encode the creation time."""
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     head = base64.urlsafe_b64encode(ms.to_bytes(6, "big")).translate(_TO_SORTED)[1:]
-    tail = base64.urlsafe_b64encode(os.urandom(7))[:9]
+    tail = base64.urlsafe_b64encode(_random.take7())[:9]
     return (head + tail).decode("ascii")
 
 

@@ -95,12 +95,32 @@ def _path(parts: list[object]) -> str:
     return "payload" + (f"...({len(parts) - 8} levels)..." if len(parts) > 8 else "") + shown
 
 
+_PLAIN = frozenset((int, float, bool, type(None)))
+
+
+def _flat_and_plain(payload: dict[Any, Any]) -> bool:
+    """The usual payload, checked fast: ASCII string keys, ASCII strings and scalars as values
+    (nothing nested, no key JSON could write twice). Anything else takes the full walk."""
+    for key, value in payload.items():
+        if type(key) is not str or not key.isascii():
+            return False
+        t = type(value)
+        if t is str:
+            if not value.isascii():
+                return False
+        elif t not in _PLAIN:
+            return False
+    return True
+
+
 def check_payload(payload: object, max_depth: int = MAX_PAYLOAD_DEPTH) -> None:
     """PayloadError (naming the path) unless `payload` is a JSON object tq can store as it is:
     nesting within max_depth, no two keys that JSON would write alike ({1: .., "1": ..}), no
     text that is not valid Unicode (a lone surrogate), only JSON types."""
     if not isinstance(payload, dict):
         raise PayloadError(f"payload must be a JSON object (dict), not {type(payload).__name__}")
+    if _flat_and_plain(payload):
+        return
     # Iterative (a deep payload must not exhaust the interpreter's stack here either).
     stack: list[tuple[object, list[object], int]] = [(payload, [], 1)]
     while stack:
@@ -226,15 +246,22 @@ class Task:
             if len(body) > MAX_BODY_BYTES:
                 raise ValueError(f"body of {len(body)} bytes is over the limit of "
                                  f"{MAX_BODY_BYTES}")
-            doc = json.loads(body)
-            if not isinstance(doc, dict) or not isinstance(doc.get("p"), dict):
+            doc = _loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+            if type(doc) is not dict:
                 raise ValueError("not an object with a 'p' payload object")
-            if not payload_depth_ok(body, doc["p"]):
+            payload = doc.get("p")
+            if type(payload) is not dict:
+                raise ValueError("not an object with a 'p' payload object")
+            if not payload_depth_ok(body, payload):
                 raise ValueError(f"payload nested deeper than {MAX_PAYLOAD_DEPTH} levels")
             task_type = doc.get("t", queue)
-            validate_name("type", task_type)
+            if task_type not in _VALID_TYPES:   # names seen before are valid (a worker's few)
+                validate_name("type", task_type)
+                if len(_VALID_TYPES) < 10_000:
+                    _VALID_TYPES.add(task_type)
             priority = doc.get("r", 0)
-            validate_priority(priority)
+            if priority or type(priority) is not int:   # 0, the default, is valid
+                validate_priority(priority)
             max_retries = doc.get("m")
             if max_retries is not None:
                 validate_max_retries(max_retries)
@@ -246,8 +273,12 @@ class Task:
             why = str(exc) or type(exc).__name__
             return cls(task_id, queue, "?", {}, failures=failures, token=token,
                        malformed=f"malformed task body ({why[:300]}): {raw[:200]!r}")
-        return cls(task_id, queue, task_type, doc["p"], priority, max_retries, timeout,
+        return cls(task_id, queue, task_type, payload, priority, max_retries, timeout,
                    failures, token)
+
+
+_VALID_TYPES: set[str] = set()
+_loads = json.JSONDecoder().decode   # str only: bodies are UTF-8 (tq writes nothing else)
 
 
 @dataclass(slots=True)

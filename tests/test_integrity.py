@@ -40,3 +40,31 @@ def test_admin_calls_on_a_broken_queue_say_so(client, rconn):
     assert list(report.moved) == ["tq:{q}:dead"] and report.was_marked
     assert client.get(tid).state == "queued" and client.queue_sizes()["q"]["broken"] is None
     assert client.repair_queue("q").moved == {}   # a healthy queue: nothing to do
+
+
+def test_a_batch_that_meets_a_corrupt_key_half_way_is_undone(client, rconn):
+    # Given a queue whose priority-0 ready list is overwritten with a string, and a priority-5
+    # task and a delayed one already waiting
+    before = [client.enqueue("q", {"n": 0}, priority=5),
+              client.enqueue("q", {"n": 1}, delay=60)]
+    q = Keys().queue("q")
+    rconn.set(q.ready_at(0), "oops")
+    tasks, ready5, sched = rconn.hgetall(q.tasks), rconn.lrange(q.ready_at(5), 0, -1), \
+        rconn.zrange(q.sched, 0, -1, withscores=True)
+    # When a batch writes priority-5, delayed and unique tasks before its priority-0 one
+    specs = [{"type": "q", "payload": {"n": 2}, "priority": 5},
+             {"type": "q", "payload": {"n": 3}, "delay": 30},
+             {"type": "q", "payload": {"n": 4}, "priority": 5, "unique_for": 60},
+             {"type": "q", "payload": {"n": 5}}]
+    with pytest.raises(tq.QueueBroken, match=r"tq:\{q\}:ready:0 is a string, not a list"):
+        client.enqueue_many(specs)
+    # Then nothing of it stays: bodies, ready list, schedule and unique lock are as before
+    assert rconn.hgetall(q.tasks) == tasks
+    assert rconn.lrange(q.ready_at(5), 0, -1) == ready5
+    assert rconn.zrange(q.sched, 0, -1, withscores=True) == sched
+    assert not rconn.keys("tq:{q}:uniq:*")
+    # and after a repair the same batch goes in whole
+    client.repair_queue("q")
+    ids = client.enqueue_many(specs)
+    assert len(set(ids)) == 4 and all(client.get(i).state in ("queued", "scheduled")
+                                      for i in [*before, *ids])

@@ -54,6 +54,15 @@ local function header(body, queue)
   return t, r, m
 end
 
+-- Only the type of a body, with header()'s verdict on what tq did not write: the claim's
+-- per-task work. Bodies begin with the payload (type == queue) or with the type.
+local function body_type(body, queue)
+  if string.sub(body, 1, 5) == '{"p":' then return queue end
+  local t = string.match(body, '^{"t":"([^"]*)"')
+  if t and string.find(body, '"p":', 8 + #t, true) then return t end
+  return (header(body, queue))
+end
+
 local function max_retries(q, ttype, m, default)
   if m then return m end
   local p = rcall('HGET', q.policy, ttype)

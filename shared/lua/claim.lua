@@ -41,63 +41,81 @@ for i = 1, nq do
   P[i] = KEYS[nq * QBLOCK + i]
 end
 
-local counts = {}   -- "qi\0type:event" -> n, flushed as one HINCRBY each
+local counts = {}   -- counts[qi][type .. ':' .. event] = n, flushed as one HINCRBY each
+for qi = 1, nq do counts[qi] = {} end
+local fields = {}   -- type -> event -> 'type:event' (built once per call, not per task)
 local function tally(qi, ttype, event)
-  local k = qi .. '\0' .. ttype .. ':' .. event
-  counts[k] = (counts[k] or 0) + 1
+  local by_event = fields[ttype]
+  if not by_event then
+    by_event = {}
+    fields[ttype] = by_event
+  end
+  local f = by_event[event]
+  if not f then
+    f = ttype .. ':' .. event
+    by_event[event] = f
+  end
+  local c = counts[qi]
+  c[f] = (c[f] or 0) + 1
 end
 
 -- settle ------------------------------------------------------------------------------
 -- Acks are grouped by queue so each group costs a fixed number of calls plus one SET each.
+-- Per ack only ARGV positions are kept (no table per ack: this runs for every task).
 local a = 9 + nq
-local rkey = nq * QBLOCK + nq + 1
+local rkey0 = nq * QBLOCK + nq   -- KEYS[rkey0 + k] is the result key of the k-th ack
 local stale = {}
 local groups = {}
-for _ = 1, n_acks do
+for k = 1, n_acks do
   local qi = tonumber(ARGV[a])
   local g = groups[qi]
   if not g then
-    g = {ids = {}, acks = {}}
+    g = {ids = {}, at = {}}
     groups[qi] = g
   end
-  g.ids[#g.ids + 1] = ARGV[a + 1]
-  g.acks[#g.acks + 1] = {id = ARGV[a + 1], token = ARGV[a + 2], ttype = ARGV[a + 3],
-                         failed = ARGV[a + 4] == '1', record = ARGV[a + 5], rkey = KEYS[rkey]}
-  rkey = rkey + 1
+  local n = #g.ids + 1
+  g.ids[n] = ARGV[a + 1]
+  g.at[n] = k   -- ARGV of this ack: a = 9 + nq + (k - 1) * 6
   a = a + 6
 end
+local ack0 = 9 + nq - 6
 for qi, g in pairs(groups) do
   local q = Q[qi]
   local claims = rcall('HMGET', q.run, unpack(g.ids))
-  local ok, ok_acks, failed = {}, {}, {}
-  for i, ack in ipairs(g.acks) do
-    local prefix = worker .. '|' .. ack.token .. '|'
+  local ok, ok_at, failed = {}, {}, {}
+  local mine = worker .. '|'
+  for i, id in ipairs(g.ids) do
     local claim = claims[i]
+    local at = ack0 + g.at[i] * 6
+    -- the claim is "worker|token|started": this worker's, with this token
+    local prefix = mine .. ARGV[at + 2] .. '|'
     if claim and string.sub(claim, 1, #prefix) == prefix then
-      ok[#ok + 1] = ack.id
-      ok_acks[#ok_acks + 1] = ack
-      if ack.failed then failed[#failed + 1] = ack.id end
+      ok[#ok + 1] = id
+      ok_at[#ok_at + 1] = g.at[i]
+      if ARGV[at + 4] == '1' then failed[#failed + 1] = id end
     else
-      stale[#stale + 1] = ack.id
+      stale[#stale + 1] = id
     end
   end
   if #ok > 0 then
     rcall('HDEL', q.run, unpack(ok))
     rcall('HDEL', q.tasks, unpack(ok))
+    local records = {}   -- ack index -> record, where the record changes
     if #failed > 0 then
       -- a success after failures keeps its earlier attempts' errors in its result record
       -- (spliced in as "h": the handler's result is not re-encoded)
       local errs = rcall('HMGET', q.errors, unpack(failed))
       local by_id = {}
       for i, id in ipairs(failed) do by_id[id] = errs[i] end
-      for _, ack in ipairs(ok_acks) do
-        local err = by_id[ack.id]
-        if err and string.sub(ack.record, -1) == '}' then
+      for i, id in ipairs(ok) do
+        local err = by_id[id]
+        local record = ARGV[ack0 + ok_at[i] * 6 + 5]
+        if err and string.sub(record, -1) == '}' then
           local fine, e = pcall(cjson.decode, err)
           if fine and type(e) == 'table' then
             local h = type(e.history) == 'table' and e.history or {}
             h[#h + 1] = {kind = e.kind, message = e.message, at = e.at, worker = e.worker}
-            ack.record = string.sub(ack.record, 1, -2) .. ',"h":' .. cjson.encode(h) .. '}'
+            records[i] = string.sub(record, 1, -2) .. ',"h":' .. cjson.encode(h) .. '}'
           end
         end
       end
@@ -122,11 +140,17 @@ for qi, g in pairs(groups) do
     if type(kept) == 'number' and kept > DONE_KEEP + 100 then   -- trimmed now and then
       redis.pcall('LTRIM', q.done, 0, DONE_KEEP - 1)
     end
-    local waiting = rcall('HMGET', q.waiters, unpack(ok))
-    for i, ack in ipairs(ok_acks) do
-      if result_ttl > 0 then rcall('SET', ack.rkey, ack.record, 'PX', result_ttl) end
-      if waiting[i] then notify(q, ack.id, 'succeeded') end
-      tally(qi, ack.ttype, 'succeeded')
+    -- clients waiting for a result (client.wait): usually none, then one O(1) call
+    local waiting = {}
+    if rcall('HLEN', q.waiters) > 0 then waiting = rcall('HMGET', q.waiters, unpack(ok)) end
+    for i, id in ipairs(ok) do
+      local k = ok_at[i]
+      local at = ack0 + k * 6
+      if result_ttl > 0 then
+        rcall('SET', KEYS[rkey0 + k], records[i] or ARGV[at + 5], 'PX', result_ttl)
+      end
+      if waiting[i] then notify(q, id, 'succeeded') end
+      tally(qi, ARGV[at + 3], 'succeeded')
     end
   end
 end
@@ -136,9 +160,8 @@ for _ = 1, n_stats do
 end
 
 local function flush()
-  for k, c in pairs(counts) do
-    local sep = string.find(k, '\0', 1, true)
-    rcall('HINCRBY', Q[tonumber(string.sub(k, 1, sep - 1))].stats, string.sub(k, sep + 1), c)
+  for qi = 1, nq do
+    for f, c in pairs(counts[qi]) do rcall('HINCRBY', Q[qi].stats, f, c) end
   end
 end
 
@@ -215,6 +238,7 @@ local function unpop(from)
 end
 
 local now = now_ms()
+local mine, started = worker .. '|', '|' .. now
 local claimed = {}
 local n = 0
 local buried = 0      -- malformed entries moved to the dead letters by this call
@@ -233,20 +257,22 @@ for qi = 1, nq do
       return redis.error_reply(bodies.err)
     end
     local good, runs = {}, {}
-    local base = rcall('INCR', q.seq)
+    local base = rcall('INCR', q.seq) .. '.'
+    local queue = names[qi]
     for i, id in ipairs(ids) do
       local body = bodies[i]
-      local ttype = body and header(body, names[qi])
+      local ttype = body and body_type(body, queue)
       if ttype then
-        local token = base .. '.' .. i
+        local token = base .. i
         good[#good + 1] = id
         runs[#runs + 1] = id
-        runs[#runs + 1] = worker .. '|' .. token .. '|' .. now
-        claimed[#claimed + 1] = qi
-        claimed[#claimed + 1] = id
-        claimed[#claimed + 1] = token
-        claimed[#claimed + 1] = body
-        claimed[#claimed + 1] = false   -- failures, filled in below
+        runs[#runs + 1] = mine .. token .. started
+        local c = #claimed
+        claimed[c + 1] = qi
+        claimed[c + 2] = id
+        claimed[c + 3] = token
+        claimed[c + 4] = body
+        claimed[c + 5] = 0   -- failures, filled in below
         tally(qi, ttype, 'started')
       else
         bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
@@ -256,9 +282,14 @@ for qi = 1, nq do
     if #good > 0 then
       rcall('RPUSH', P[qi], unpack(good))
       rcall('HSET', q.run, unpack(runs))
-      local fails = rcall('HMGET', q.fails, unpack(good))
-      local first = #claimed - 5 * #good
-      for i = 1, #good do claimed[first + 5 * i] = fails[i] or '0' end
+      -- failed attempts so far: usually there are none in the whole queue (one O(1) call)
+      if rcall('HLEN', q.fails) > 0 then
+        local fails = rcall('HMGET', q.fails, unpack(good))
+        local first = #claimed - 5 * #good
+        for i = 1, #good do
+          if fails[i] then claimed[first + 5 * i] = tonumber(fails[i]) or 0 end
+        end
+      end
       n = n + #good
     end
   end

@@ -76,8 +76,10 @@ for i = 0, n - 1 do
         woke_schedule = true
       end
     else
-      rcall('RPUSH', ready, id)
-      pushed = true
+      -- A ready list that was empty may have workers blocked on the queue's wake list: it
+      -- gets them a token. One that was not has its token already, or a worker that will
+      -- claim it (claim.lua leaves a token when it takes only part of what is ready).
+      if rcall('RPUSH', ready, id) == 1 then pushed = true end
     end
     counts[ttype] = (counts[ttype] or 0) + 1
     out[#out + 1] = id
