@@ -114,6 +114,13 @@ class Board:
         """Everything the page polls for, in one reply."""
         now = self.history.now()
         queues = self.client.queue_sizes()
+        limits = self.client.limits()
+        for name, q in queues.items():   # each queue's limited types, for its row
+            q["limits"] = {t: {"limits": e["effective"].describe(), "running": e["running"],
+                               "held": e["held"], "set_by": "operator" if e["override"]
+                               else "handler"}
+                           for t, e in limits.get(name, {}).get("types", {}).items()
+                           if e["effective"] is not None}
         return {
             "now": now,
             "namespace": self.client.namespace,

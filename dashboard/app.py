@@ -1,6 +1,7 @@
 """The dashboard's web app (Flask): one HTML page, a JSON API, and the actions on dead letters.
 
-Reads are GET; retry, delete and purge are POST with the CSRF token (security.py).
+Reads are GET; retry, delete, purge, pause and resume are POST with the CSRF token
+(security.py).
 The article's /stats, /queues and /failed answer too, as aliases of /api/...
 """
 
@@ -223,6 +224,16 @@ def create_app(client: Client, token: str | None = None,
         if body.get("confirm") != queue:
             return _error(400, 'purging needs {"confirm": "<the queue name>"}')
         return jsonify({"purged": client.purge(queue)})
+
+    @app.post("/api/queues/<queue:queue>/pause", merge_slashes=False)
+    def pause(queue: str) -> Response:
+        client.pause(queue)
+        return jsonify({"queue": queue, "paused": True})
+
+    @app.post("/api/queues/<queue:queue>/resume", merge_slashes=False)
+    def resume(queue: str) -> Response:
+        client.resume(queue)
+        return jsonify({"queue": queue, "paused": False})
 
     return app
 

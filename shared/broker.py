@@ -122,12 +122,13 @@ class Broker(Registry):
         return self.keys.queue(queue)
 
     def block(self, queue: str) -> list[bytes]:
-        """The 24 keys of a queue, in the order _lib.lua's qkeys() reads them."""
+        """The 26 keys of a queue, in the order _lib.lua's qkeys() reads them."""
         b = self._blocks.get(queue)
         if b is None:
             q = self.keys.queue(queue)
             names = [*q.ready, q.tasks, q.sched, q.run, q.fails, q.errors, q.dead, q.wake,
-                     q.seq, q.stats, q.policy, q.waiters, q.events, q.soon, q.done]
+                     q.seq, q.stats, q.policy, q.waiters, q.events, q.soon, q.done, q.flow,
+                     q.held]
             b = self._blocks[queue] = [n.encode() for n in names]
         return b
 
@@ -178,6 +179,20 @@ class Broker(Registry):
             for queue, reply in zip(order, pipe.execute(raise_on_error=False), strict=True):
                 if isinstance(reply, Exception) and not self.quarantine.explains([queue], reply):
                     raise reply   # a corrupt policy hash sets its queue aside; the rest raise
+
+    def declare_limits(self, by_queue: dict[str, dict[str, Any]]) -> None:
+        """Record the handlers' rate / concurrency limits (queue -> type -> Limits or None)
+        for the claim script (flow.lua; an operator's override stays on top)."""
+        with translated(self.url):
+            for queue, types in by_queue.items():
+                args: list[Any] = [queue, "declare", len(types)]
+                for ttype, lim in types.items():
+                    args += [ttype, _dumps(lim.to_wire()) if lim is not None else ""]
+                try:
+                    SCRIPTS.flow(self.link, self.block(queue), args)
+                except redis.exceptions.ResponseError as exc:
+                    if not self.quarantine.explains([queue], exc):
+                        raise
 
     # -- the worker's round trip --------------------------------------------------------
     def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int = 1, *,

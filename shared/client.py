@@ -28,9 +28,11 @@ from .errors import (
     TaskNotFound,
     WaitTimeout,
 )
+from .handlers import REGISTRY
 from .ids import created_ms, new_id
 from .integrity import RepairReport, read_marks, repair
 from .keys import PRIORITY_LEVELS
+from .limits import Limits, declared, key_value
 from .scripts import SCRIPTS
 from .task import (
     DEFAULT_MAX_PAYLOAD_BYTES,
@@ -136,7 +138,10 @@ class Client:
         elif eta is not None:
             eta_ms = _eta_ms(eta)
         payload_json = encode_payload(payload)
-        body = encode_body(task_type, queue, payload_json, priority, max_retries, timeout)
+        spec = REGISTRY.get(task_type)   # a rate_key function of a handler known here
+        key = key_value(spec.rate_key, payload) if spec is not None and spec.rate_key \
+            is not None and not isinstance(spec.rate_key, str) else None
+        body = encode_body(task_type, queue, payload_json, priority, max_retries, timeout, key)
         size = len(body.encode()) if not body.isascii() else len(body)
         if size > self.max_payload_bytes:
             raise PayloadError(f"task body is {size} bytes, over the limit of "
@@ -383,7 +388,8 @@ class Client:
         return self.broker.known_queues()
 
     def queue_sizes(self) -> dict[str, dict[str, Any]]:
-        """Per queue: ready (total and by priority), scheduled, running, dead."""
+        """Per queue: ready (total and by priority), scheduled, running, dead, held (waiting
+        for a concurrency lease), paused, broken (its mark, or None)."""
         queues = self.queues()
         with translated(self.url):
             pipe = self.broker.conn.pipeline(transaction=False)
@@ -394,16 +400,18 @@ class Client:
                 pipe.zcard(k.sched)
                 pipe.hlen(k.run)
                 pipe.zcard(k.dead)
+                pipe.zcard(k.held)
+                pipe.hexists(k.flow, "paused")
             replies = pipe.execute(raise_on_error=False)   # a corrupt key: that count only
             marks = read_marks(self.broker.conn, queues, self.broker.qkeys)
         out: dict[str, dict[str, Any]] = {}
-        step = PRIORITY_LEVELS + 3
+        step = PRIORITY_LEVELS + 5
         for i, q in enumerate(queues):
             r = [n if isinstance(n, int) else 0 for n in replies[i * step:(i + 1) * step]]
             by_priority = {9 - p: n for p, n in enumerate(r[:PRIORITY_LEVELS]) if n}
             out[q] = {"ready": sum(r[:PRIORITY_LEVELS]), "by_priority": by_priority,
-                      "scheduled": r[-3], "running": r[-2], "dead": r[-1],
-                      "broken": marks.get(q)}
+                      "scheduled": r[-5], "running": r[-4], "dead": r[-3],
+                      "held": r[-2], "paused": bool(r[-1]), "broken": marks.get(q)}
         return out
 
     def delete_queue(self, queue: str, force: bool = False) -> dict[str, Any]:
@@ -427,6 +435,111 @@ class Client:
         return {"queue": queue, "deleted": outcome == "dropped",
                 **dict(zip(("ready", "scheduled", "running", "dead"), counts, strict=True))}
 
+    # -- flow control (tq.limits) ------------------------------------------------------
+    def _known_queue(self, queue: str) -> str:
+        validate_name("queue", queue)
+        if queue not in self.queues():
+            known = ", ".join(self.queues()) or "none"
+            raise ValueError(f"unknown queue {queue!r} (known: {known})")
+        return queue
+
+    def pause(self, queue: str) -> None:
+        """Stop claims from a queue (on every host): enqueues go on, running tasks finish."""
+        self._flow(self._known_queue(queue), "pause")
+
+    def resume(self, queue: str) -> None:
+        """Claims from a paused queue start again (within the usual pickup latency)."""
+        self._flow(self._known_queue(queue), "resume")
+
+    def set_limit(self, task_type: str, rate_limit: str | None = None, *,
+                  burst: int | None = None, rate_key: str | None = None,
+                  concurrency: int | None = None, queue: str | None = None) -> Limits:
+        """An operator's override of a type's limits, across the fleet, until clear_limit():
+        rate_limit "100/s" | "6000/m" | "10/h" (burst: starts allowed at once; rate_key: a
+        payload field, one bucket per value) and/or concurrency (at most N running at once).
+        Limits not given keep the handler's. Returns the type's effective limits."""
+        validate_name("type", task_type)
+        if rate_limit is None and concurrency is None:
+            raise ValueError("give rate_limit and/or concurrency")
+        given = declared(rate_limit, burst, rate_key, concurrency)
+        assert given is not None
+        q = self._queue_of_type(task_type, queue)
+        wire = given.to_wire()
+        eff, _ = self._flow(q, "set", task_type, _dumps_compact(wire))
+        return Limits.from_wire(eff.get(task_type, wire))
+
+    def clear_limit(self, task_type: str, queue: str | None = None) -> Limits | None:
+        """Drop an operator's override: the handlers' own limits (if any) apply again."""
+        validate_name("type", task_type)
+        q = self._queue_of_type(task_type, queue)
+        eff, _ = self._flow(q, "clear", task_type)
+        return Limits.from_wire(eff[task_type]) if task_type in eff else None
+
+    def limits(self, queue: str | None = None) -> dict[str, dict[str, Any]]:
+        """Flow control per queue: {"paused", "types": {type: {"effective", "declared",
+        "override", "running" (leases held), "held" (tasks waiting for one)}}}."""
+        queues = [queue] if queue else self.queues()
+        with translated(self.url):
+            pipe = self.broker.conn.pipeline(transaction=False)
+            for q in queues:
+                pipe.hgetall(self.broker.qkeys(q).flow)
+                pipe.zrange(self.broker.qkeys(q).held, 0, 9999)
+            replies = pipe.execute(raise_on_error=False)
+        out: dict[str, dict[str, Any]] = {}
+        for i, q in enumerate(queues):
+            fields, held = replies[2 * i], replies[2 * i + 1]
+            fields = fields if isinstance(fields, dict) else {}
+            held = held if isinstance(held, list) else []
+            types: dict[str, dict[str, Any]] = {}
+
+            def entry(t: str, types: dict[str, dict[str, Any]] = types) -> dict[str, Any]:
+                return types.setdefault(t, {"effective": None, "declared": None,
+                                            "override": None, "running": 0, "held": 0})
+            effective = _loads_or(fields.get(b"limits"), {})
+            for t, wire in effective.items():
+                entry(t)["effective"] = _limits_or_none(wire)
+            for f, v in fields.items():
+                name = f.decode("utf-8", "replace")
+                kind, _, t = name.partition(":")
+                if kind == "d":
+                    entry(t)["declared"] = _limits_or_none(_loads_or(v, {}))
+                elif kind == "o":
+                    entry(t)["override"] = _loads_or(v, {})
+                elif kind == "run":
+                    try:
+                        entry(t)["running"] = int(v)
+                    except ValueError:
+                        pass
+            for member in held:
+                t = member.split(b"\0", 1)[0].decode("utf-8", "replace")
+                entry(t)["held"] += 1
+            out[q] = {"paused": b"paused" in fields, "types": types}
+        return out
+
+    def _queue_of_type(self, task_type: str, queue: str | None) -> str:
+        """The queue of a type's limits: given, else the one its handlers declared limits
+        in, else the one whose override it has, else the type's own name."""
+        if queue is not None:
+            return validate_name("queue", queue)
+        queues = self.queues()
+        with translated(self.url):
+            pipe = self.broker.conn.pipeline(transaction=False)
+            for q in queues:
+                pipe.hexists(self.broker.qkeys(q).flow, f"d:{task_type}")
+                pipe.hexists(self.broker.qkeys(q).flow, f"o:{task_type}")
+            replies = pipe.execute(raise_on_error=False)
+        for want in (0, 1):
+            for i, q in enumerate(queues):
+                if replies[2 * i + want] is True:
+                    return q
+        return task_type
+
+    def _flow(self, queue: str, mode: str, *args: Any) -> tuple[dict[str, Any], bool]:
+        with translated(self.url):
+            reply = self._queue_script(SCRIPTS.flow, queue, [queue, mode, *args])
+            self.broker.register_queues([queue])
+        return _loads_or(reply[0], {}), bool(reply[1])
+
     def repair_queue(self, queue: str) -> RepairReport:
         """Bring a broken queue back: corrupt keys moved aside, the queue re-indexed from its
         task bodies, its broken mark cleared (see tq.integrity). Safe on a healthy queue."""
@@ -444,7 +557,7 @@ class Client:
             # a corrupt counter hash (its queue is set aside) costs that queue's counters only
             replies = [r if isinstance(r, dict) else {}
                        for r in pipe.execute(raise_on_error=False)]
-        events = ("enqueued", "started", "succeeded", "failed", "retried", "dead")
+        events = ("enqueued", "started", "succeeded", "failed", "retried", "dead", "throttled")
         total = dict.fromkeys(events, 0)
         by_type: dict[str, dict[str, int]] = {}
         by_queue: dict[str, dict[str, int]] = {}
@@ -637,3 +750,26 @@ def _history(raw: Any) -> list[dict[str, Any]]:
     return [{"kind": h.get("kind"), "message": h.get("message"),
              "at": h["at"] / 1000 if isinstance(h.get("at"), int | float) else None,
              "worker": h.get("worker")} for h in raw if isinstance(h, dict)]
+
+
+def _dumps_compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _loads_or(raw: Any, default: Any) -> Any:
+    """JSON from Redis, or `default` for nothing or something unreadable (status must show
+    the rest of a queue's state whatever one field holds)."""
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return default
+    return value if isinstance(value, type(default)) else default
+
+
+def _limits_or_none(wire: Any) -> Limits | None:
+    try:
+        return Limits.from_wire(wire) if isinstance(wire, dict) and wire else None
+    except (ValueError, TypeError, KeyError):
+        return None

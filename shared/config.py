@@ -62,11 +62,45 @@ def _names(kind: str) -> Callable[[Any], list[str]]:
         out = [str(i).strip() for i in items if str(i).strip()]
         if not out:
             raise ValueError(f"needs at least one {kind}")
-        if kind == "queue":
-            for name in out:
-                validate_name("queue", name)
         return out
     return parse
+
+
+class QueueList(list[str]):
+    """Queue names in the order given, with their weights (1 unless NAME:WEIGHT said)."""
+
+    weights: dict[str, int]
+
+
+MAX_WEIGHT = 1000
+
+
+def _queues(v: Any) -> QueueList:
+    """"email:5,report:1" (or a TOML list of such strings) -> names and weights."""
+    items = v.split(",") if isinstance(v, str) else list(v)
+    out = QueueList()
+    out.weights = {}
+    for item in items:
+        text = str(item).strip()
+        if not text:
+            continue
+        name, sep, weight = text.partition(":")
+        name = name.strip()
+        validate_name("queue", name)
+        w = 1
+        if sep:
+            w_text = weight.strip()
+            if not w_text.isdigit() or not 1 <= int(w_text) <= MAX_WEIGHT:
+                raise ValueError(f"weight of queue {name!r} must be an integer from 1 to "
+                                 f"{MAX_WEIGHT}, not {weight.strip()!r}")
+            w = int(w_text)
+        if name in out.weights:
+            raise ValueError(f"queue {name!r} is listed twice")
+        out.append(name)
+        out.weights[name] = w
+    if not out:
+        raise ValueError("needs at least one queue")
+    return out
 
 
 def _bool(v: Any) -> bool:
@@ -140,8 +174,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("namespace", _namespace, "tq", "prefix of every Redis key", "NAME"),
     Setting("app", _names("module"), None, "handler modules to import, comma-separated",
             "MODULE[,MODULE]"),
-    Setting("queues", _names("queue"), None, "queues to consume, in priority order "
-            "(default: the queues of the registered handlers)", "Q[,Q]"),
+    Setting("queues", _queues, None, "queues to consume, with weights for weighted-fair "
+            "claiming (Q:5,R:1: five claims start at Q for one at R; default weight 1, the "
+            "default queues: those of the registered handlers)", "Q[:W][,Q[:W]]"),
+    Setting("strict", _bool, False, "serve --queues in strict order instead: a later queue "
+            "only gets work when the earlier ones are empty (may starve it)", ""),
     Setting("concurrency", _int_range(1, 1024), None, "child processes, 1-1024 (default: "
             "number of CPUs)", "N"),
     Setting("prefetch", _int_range(1, 1000), None, "tasks a child claims per round trip, "
@@ -192,6 +229,7 @@ class Config:
     namespace: str = "tq"
     app: list[str] | None = None
     queues: list[str] | None = None
+    strict: bool = False
     concurrency: int | None = None
     prefetch: int | None = None
     max_tasks_per_child: int | None = None
@@ -213,6 +251,10 @@ class Config:
     metrics_bind: str | None = None
     config_file: str | None = None
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # name -> origin
+
+    def weights(self) -> dict[str, int]:
+        """Queue -> weight from `queues` (queues it does not name weigh 1)."""
+        return dict(getattr(self.queues, "weights", {}))
 
     @property
     def workers(self) -> int:

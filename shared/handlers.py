@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
+from .limits import Limits, RateKey, declared
 from .task import (
     DEFAULT_MAX_RETRIES,
     MAX_SECONDS,
@@ -84,6 +85,8 @@ class HandlerSpec:
     soft_timeout: float | None = None   # raises SoftTimeout inside the handler first
     backoff: Callable[[int], float] = DEFAULT_BACKOFF
     result_ttl: float | None = None     # None: the worker's default
+    limits: Limits | None = None        # rate / concurrency limits (tq.limits), fleet-wide
+    rate_key: RateKey | None = None     # a function: producers write its value in the header
 
     def policy(self) -> dict[str, Any]:
         """What Lua needs to know when the handler is not at hand (a reaper in the master)."""
@@ -116,8 +119,14 @@ def _check_policy(max_retries: int, timeout: float | None, soft_timeout: float |
 def handler(task_type: str, *, queue: str | None = None, max_retries: int = DEFAULT_MAX_RETRIES,
             timeout: float | None = None, soft_timeout: float | None = None,
             backoff: Callable[[int], float] | Backoff | None = None,
-            result_ttl: float | None = None) -> Callable[[_H], _H]:
+            result_ttl: float | None = None, rate_limit: str | None = None,
+            burst: int | None = None, rate_key: RateKey | None = None,
+            concurrency: int | None = None) -> Callable[[_H], _H]:
     """Register a function `(payload, ctx) -> JSON-serialisable result | None` for a task type.
+
+    rate_limit ("100/s", "6000/m", "10/h"), burst, rate_key (a payload field name, or a
+    function of the payload: one rate bucket per value) and concurrency (at most N running at
+    once) hold across every worker of the fleet; see tq.limits.
 
     The decorated function (or Handler class) is returned as it is, so a type checker keeps its
     signature: calling it directly in a test, or reading it in an editor, shows the real types.
@@ -125,6 +134,7 @@ def handler(task_type: str, *, queue: str | None = None, max_retries: int = DEFA
     validate_name("type", task_type)
     validate_name("queue", queue or task_type)
     _check_policy(max_retries, timeout, soft_timeout)
+    limits = declared(rate_limit, burst, rate_key, concurrency)
 
     def register(func: _H) -> _H:
         target: Any = func
@@ -134,7 +144,8 @@ def handler(task_type: str, *, queue: str | None = None, max_retries: int = DEFA
         if not callable(call):
             raise TypeError(f"@tq.handler needs a function (payload, ctx), got {func!r}")
         _register(HandlerSpec(task_type, call, queue or task_type, max_retries, timeout,
-                              soft_timeout, backoff or DEFAULT_BACKOFF, result_ttl))
+                              soft_timeout, backoff or DEFAULT_BACKOFF, result_ttl, limits,
+                              rate_key))
         return func
 
     return register
@@ -150,6 +161,10 @@ class Handler:
     soft_timeout: ClassVar[float | None] = None
     backoff: ClassVar[Callable[[int], float] | None] = None
     result_ttl: ClassVar[float | None] = None
+    rate_limit: ClassVar[str | None] = None
+    burst: ClassVar[int | None] = None
+    rate_key: ClassVar[RateKey | None] = None
+    concurrency: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -158,10 +173,12 @@ class Handler:
         validate_name("type", cls.type)
         validate_name("queue", cls.queue or cls.type)
         _check_policy(cls.max_retries, cls.timeout, cls.soft_timeout)
+        rate_key = cls.__dict__.get("rate_key", cls.rate_key)   # (not bound as a method)
+        limits = declared(cls.rate_limit, cls.burst, rate_key, cls.concurrency)
         instance = cls()
         _register(HandlerSpec(cls.type, instance.handle, cls.queue or cls.type, cls.max_retries,
                               cls.timeout, cls.soft_timeout, cls.backoff or DEFAULT_BACKOFF,
-                              cls.result_ttl))
+                              cls.result_ttl, limits, rate_key))
 
     def handle(self, payload: dict[str, Any], ctx: Context) -> Any:
         raise NotImplementedError

@@ -36,6 +36,12 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 | ns:{Q}:waiters               | hash   | id -> clients blocked in wait()                         |
 | ns:{Q}:events                | stream | finished ids, for waiters (capped)                      |
 | ns:{Q}:done                  | list   | ids of the last 1000 succeeded tasks, newest first      |
+| ns:{Q}:flow                  | hash   | flow control (shared/limits.py): "paused", "limits"     |
+|                              |        | (effective, JSON), "d:T"/"o:T" declared/operator limits |
+|                              |        | of type T, "tat:T[:K]" GCRA state, "next:T[:K]" next    |
+|                              |        | deferral slot, "run:T" leases held of type T            |
+| ns:{Q}:held                  | zset   | "T\0id" (score 0, lexical: oldest first): tasks waiting |
+|                              |        | for a concurrency lease of type T                       |
 | ns:{Q}:broken                | string | set when a key of the queue is corrupt (JSON: key,      |
 |                              |        | problem, error, by, at); the queue is not served        |
 | ns:{Q}:KEY:corrupt:MS        | any    | a corrupt key, moved aside by `tq queue repair`         |
@@ -171,6 +177,14 @@ class QueueKeys:
     @cached_property
     def done(self) -> str:
         return self.prefix + "done"
+
+    @cached_property
+    def flow(self) -> str:
+        return self.prefix + "flow"
+
+    @cached_property
+    def held(self) -> str:
+        return self.prefix + "held"
 
     @cached_property
     def broken(self) -> str:

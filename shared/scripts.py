@@ -19,7 +19,7 @@ from .cluster import is_cluster
 from .connection import Link
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
-         "heartbeat", "expired", "repair", "drop", "sched")
+         "heartbeat", "expired", "repair", "drop", "sched", "flow")
 
 
 def _source(name: str) -> str:
@@ -70,6 +70,9 @@ class Scripts:
     heartbeat: Script
     expired: Script
     repair: Script
+    drop: Script
+    sched: Script
+    flow: Script
 
     def load_all(self, conn: Redis) -> None:
         """Load every script, on every primary of a Redis Cluster (a failover's new primary

@@ -194,8 +194,10 @@ def encode_body(
     priority: int = 0,
     max_retries: int | None = None,
     timeout: float | None = None,
+    rate_key: str | None = None,
 ) -> str:
-    """The stored body: header fields that differ from their defaults, then the payload."""
+    """The stored body: header fields that differ from their defaults, then the payload.
+    rate_key ("k"): the task's rate-limit bucket, from its handler's rate_key function."""
     head = []
     if task_type != queue:
         head.append(f'"t":"{task_type}"')
@@ -205,6 +207,8 @@ def encode_body(
         head.append(f'"m":{max_retries}')
     if timeout is not None:
         head.append(f'"o":{_dumps(timeout)}')
+    if rate_key is not None:
+        head.append(f'"k":"{rate_key}"')   # (limits.key_value: nothing to escape)
     head.append(f'"p":{payload_json}')
     return "{" + ",".join(head) + "}"
 

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 RESTART_REASONS = ("exited", "signal", "timeout", "memory", "max_tasks", "heartbeat", "stalled",
                    "reload", "scale_down")
 CHILD_STATES = ("starting", "idle", "busy", "stopping")
-QUEUE_STATES = ("ready", "scheduled", "running", "dead")
+QUEUE_STATES = ("ready", "scheduled", "running", "held", "dead")
 _BOUNDS = [floatToGoString(b) for b in BUCKETS]
 
 
@@ -209,8 +209,22 @@ class _Collector(Collector):
             for state in QUEUE_STATES:
                 depth.add_metric([queue, state], size.get(state, 0))
             broken.add_metric([queue], 1 if size.get("broken") else 0)
+        paused = GaugeMetricFamily("tq_queue_paused", "1 while a queue is paused (`tq pause`)",
+                                   labels=["queue"])
+        for queue, size in sorted(sizes.items()):
+            paused.add_metric([queue], 1 if size.get("paused") else 0)
         yield depth
         yield broken
+        yield paused
+        throttled = CounterMetricFamily("tq_tasks_throttled", "Tasks set aside by a rate or "
+                                        "concurrency limit at claim time (deferred or held; "
+                                        "read from Redis at scrape time)",
+                                        labels=["queue", "type"])
+        for queue, by_type in sorted(counts.items()):
+            for ttype, events in sorted(by_type.items()):
+                if events.get("throttled"):
+                    throttled.add_metric([queue, ttype], events["throttled"])
+        yield throttled
         enqueued = CounterMetricFamily("tq_tasks_enqueued", "Tasks enqueued, by queue and type "
                                        "(read from Redis at scrape time; the same from every "
                                        "master)", labels=["queue", "type"])

@@ -344,7 +344,7 @@ def test_status_text_and_json(client: tq.Client, broker: Broker):
     text = result.stdout
     assert "processed/s" in text and "failed/s" in text
     email_row = next(line for line in text.splitlines() if line.startswith("email "))
-    assert email_row.split() == ["email", "2", "9:1", "0:1", "1", "0", "0", "ok"]
+    assert email_row.split() == ["email", "2", "9:1", "0:1", "1", "0", "0", "0", "ok"]
     assert "web-1" in text and "running" in text and "2/2" in text
     busy = next(line for line in text.splitlines() if line.startswith("m1-0"))
     assert "4242" in busy and "44.8 MiB" in busy and "task-123" in busy
@@ -385,7 +385,7 @@ def test_stats(client: tq.Client, broker: Broker):
     assert set(doc) >= {"by_queue", "rates", "latency"}
     text = run("stats").stdout
     report = next(line for line in text.splitlines() if line.startswith("report"))
-    assert report.split() == ["report", "2", "2", "0", "2", "0", "2"]
+    assert report.split() == ["report", "2", "2", "0", "2", "0", "2", "0"]
 
 
 # -- the group: Redis, namespace, config, errors -------------------------------------------

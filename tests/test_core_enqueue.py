@@ -130,9 +130,9 @@ def test_queue_sizes_by_priority(any_client, any_broker):
     any_broker.claim("w", ["b"])
     sizes = any_client.queue_sizes()
     assert sizes["a"] == {"ready": 5, "by_priority": {7: 2, 0: 3}, "scheduled": 0,
-                          "running": 0, "dead": 0, "broken": None}
+                          "running": 0, "dead": 0, "held": 0, "paused": False, "broken": None}
     assert sizes["b"] == {"ready": 0, "by_priority": {}, "scheduled": 1, "running": 1,
-                          "dead": 0, "broken": None}
+                          "dead": 0, "held": 0, "paused": False, "broken": None}
     assert any_client.queues() == ["a", "b"]
 
 
@@ -251,9 +251,9 @@ def test_stats_total_by_type_and_by_queue(any_client, any_broker):
     any_broker.fail("w", r, "x")
     stats = any_client.stats()
     assert stats["total"] == {"enqueued": 5, "started": 3, "succeeded": 1, "failed": 2,
-                              "retried": 1, "dead": 1}
+                              "retried": 1, "dead": 1, "throttled": 0}
     assert stats["by_type"]["email"] == {"enqueued": 3, "started": 2, "succeeded": 1,
-                                         "failed": 1, "retried": 1, "dead": 0}
+                                         "failed": 1, "retried": 1, "dead": 0, "throttled": 0}
     assert stats["by_type"]["sms"]["enqueued"] == 1
     assert stats["by_type"]["resize"]["dead"] == 1
     assert stats["by_queue"]["email"]["enqueued"] == 4

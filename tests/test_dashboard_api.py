@@ -244,3 +244,21 @@ def test_redis_down_answers_503(redis_url):
     reply = web.get("/api/queues", headers=HOST)
     assert reply.status_code == 503 and "unavailable" in reply.get_json()["error"]
     down.close()
+
+
+def test_pause_and_resume_a_queue_and_see_its_limits(web, csrf, client):
+    client.enqueue("send", {}, queue="email")
+    client.set_limit("send", "5/s", queue="email")
+    assert web.post("/api/queues/email/pause", json={}).status_code in (400, 403)   # no CSRF
+    assert not client.queue_sizes()["email"]["paused"]
+    done = web.post("/api/queues/email/pause", json={}, headers=csrf)
+    assert done.get_json() == {"queue": "email", "paused": True}
+    row = web.get("/api/overview").get_json()["queues"]["email"]
+    assert row["paused"] is True
+    assert row["limits"] == {"send": {"limits": "5/s", "running": 0, "held": 0,
+                                      "set_by": "operator"}}
+    assert web.post("/api/queues/email/resume", json={}, headers=csrf).get_json()[
+        "paused"] is False
+    assert not client.queue_sizes()["email"]["paused"]
+    unknown = web.post("/api/queues/nosuch/pause", json={}, headers=csrf)
+    assert unknown.status_code == 400 and "unknown queue" in unknown.get_json()["error"]

@@ -3,8 +3,8 @@ real tq-master (tests/apps/dashboard_app.py) run tasks.
 
 The page loads, its numbers move while tasks run, the master and its children show, a task
 whose payload and error carry HTML shows them as text, a dead task is retried from the page,
-a queue is purged after confirming, and a screenshot is saved. (The docs' screenshots come from
-a real run of the example app: `python -m examples.screenshot`.)
+a queue is purged after confirming, paused and resumed, and a screenshot is saved. (The docs'
+screenshots come from a real run of the example app: `python -m examples.screenshot`.)
 """
 
 from __future__ import annotations
@@ -195,6 +195,20 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         wait_for(lambda: "Purged 6" in toast(browser), 5, "the purge")
         sizes = client.queue_sizes()["bulk"]
         assert sizes["ready"] == sizes["scheduled"] == 0
+
+        # And a queue is paused after confirming, then resumed, from its row
+        browser.find_element(By.CSS_SELECTOR, f"{bulk} button.pause").click()
+        wait_for(lambda: browser.find_element(By.ID, "confirm").is_displayed(), 5, "dialog")
+        assert "Pause queue" in text(browser, "#confirm-text")
+        browser.find_element(By.ID, "confirm-ok").click()
+        wait_for(lambda: "Paused bulk" in toast(browser), 5, "the pause")
+        assert client.queue_sizes()["bulk"]["paused"]
+        wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f"{bulk} button.resume"), 5,
+                 "the Resume button")
+        assert "PAUSED" in text(browser, bulk)
+        browser.find_element(By.CSS_SELECTOR, f"{bulk} button.resume").click()
+        wait_for(lambda: "Resumed bulk" in toast(browser), 5, "the resume")
+        assert not client.queue_sizes()["bulk"]["paused"]
         assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     finally:
         producer.stop()

@@ -34,6 +34,7 @@ from tq.identity import host_id
 from tq.tally import Tally
 from tq.task import Task
 
+from .order import QueueOrder
 from .prefetch import Prefetch
 from .runner import Failure, Runner, queue_wait
 from .watch import Watch, flush_logs
@@ -109,6 +110,7 @@ class Child:
         self.tally = Tally()
         self.tally_sent = time.monotonic()
         self.prefetch = Prefetch(self.config.prefetch)
+        self.order = QueueOrder(self.config.weights(), self.config.strict)
         self.leaving = False     # unregistering: the watch thread must not register it again
         self.started = time.time()
         self.outage_since = 0.0
@@ -184,6 +186,11 @@ class Child:
             policies.setdefault(spec.queue, {})[spec.type] = spec.policy()
         if policies:
             b.publish_policies(policies)
+        limits: dict[str, dict[str, Any]] = {}
+        for spec in REGISTRY.values():
+            limits.setdefault(spec.queue, {})[spec.type] = spec.limits
+        if limits:
+            b.declare_limits(limits)
         self.started = time.time()
         b.register_worker(self.wid, self.registry_info(state="starting"))
 
@@ -236,7 +243,8 @@ class Child:
         try:
             # Called with nothing pending: once these acks are settled this worker holds no
             # task, so Redis hands back any claim made in its name whose reply was lost.
-            got = self.broker.claim(self.wid, self.serving, self.prefetch.size(),
+            order = self.order.next(self.serving)
+            got = self.broker.claim(self.wid, order, self.prefetch.size(),
                                     acks=self.acks, result_ttl=self.config.result_ttl,
                                     holds_nothing=not self.pending)
         except OUTAGE as exc:
@@ -247,19 +255,19 @@ class Child:
             return False
         self._settled(got)
         if not got.tasks and not self.stopping:
-            got = self._wait_and_claim(got.next_due)
+            got = self._wait_and_claim(got.next_due, order)
             self._strays(got)
         self.pending.extend(got.tasks)
         return bool(got.tasks)
 
-    def _wait_and_claim(self, next_due: float | None) -> ClaimResult:
+    def _wait_and_claim(self, next_due: float | None, order: list[str]) -> ClaimResult:
         """Idle: block on the queues' wake-up lists with the next claim queued behind."""
         self._send_tally(force=True)
         timeout = IDLE_BLOCK if next_due is None else min(IDLE_BLOCK, next_due)
         nothing = ClaimResult([])
         self.blocking = True
         try:
-            return self.broker.wait_and_claim(self.wid, self.serving, timeout,
+            return self.broker.wait_and_claim(self.wid, order, timeout,
                                               self.prefetch.size(), self.config.result_ttl,
                                               holds_nothing=not self.pending)
         except _Interrupt:

@@ -307,14 +307,21 @@ function drawQueues(queues) {
   for (const select of [$("chart-queue"), $("filter-queue")]) setOptions(select, names);
   const rows = names.map((name) => {
     const q = queues[name];
-    return el("tr", {data: {queue: name}, class: q.broken ? "broken" : ""},
-      el("td", {}, tasksLink("ready", name, name), q.broken ? el("span", {class: "badge bad", title: `${q.broken.problem || "a key is corrupt"}: run tq queue repair ${name}`}, " BROKEN") : ""),
+    const limits = Object.entries(q.limits || {}).map(([t, l]) =>
+      `${t}: ${l.limits} (${l.running} running, ${l.held} held, set by ${l.set_by})`).join("\n");
+    return el("tr", {data: {queue: name}, class: q.broken ? "broken" : (q.paused ? "paused" : "")},
+      el("td", {}, tasksLink("ready", name, name), q.broken ? el("span", {class: "badge bad", title: `${q.broken.problem || "a key is corrupt"}: run tq queue repair ${name}`}, " BROKEN") : "",
+        q.paused ? el("span", {class: "badge warn", title: "nothing is claimed until it is resumed"}, " PAUSED") : "",
+        limits ? el("span", {class: "badge limits", title: limits}, " limited") : ""),
       el("td", {class: "num"}, tasksLink("ready", name, num(q.ready))),
       el("td", {}, priorityBar(q.by_priority)),
       el("td", {class: "num"}, tasksLink("scheduled", name, num(q.scheduled))),
       el("td", {class: "num"}, tasksLink("running", name, num(q.running))),
       el("td", {class: "num"}, tasksLink("dead", name, num(q.dead))),
-      el("td", {}, el("button", {type: "button", class: "danger small purge", onclick: () => purge(name, q)}, "Purge")));
+      el("td", {}, q.paused
+        ? el("button", {type: "button", class: "small resume", onclick: () => pauseQueue(name, false)}, "Resume")
+        : el("button", {type: "button", class: "small pause", onclick: () => pauseQueue(name, true)}, "Pause"),
+        " ", el("button", {type: "button", class: "danger small purge", onclick: () => purge(name, q)}, "Purge")));
   });
   fill($("queues").tBodies[0], rows, "no queue yet", 7);
 }
@@ -447,6 +454,12 @@ async function purge(name, q) {
 }
 
 // -- the tasks view: one state, filters, pages ----------------------------------------------
+async function pauseQueue(name, pause) {
+  if (pause && !(await ask(`Pause queue “${name}”? Nothing more starts from it (on every host) until it is resumed; enqueues go on and running tasks finish.`))) return;
+  act(`/api/queues/${encodeURIComponent(name)}/${pause ? "pause" : "resume"}`, {},
+      () => `${pause ? "Paused" : "Resumed"} ${name}`);
+}
+
 const list = {state: "dead", queue: "", type: "", text: "", cursors: [""], page: 0, key: null};
 
 function listQuery(extra) {

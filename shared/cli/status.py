@@ -64,13 +64,37 @@ def _ago(age: float | None) -> str | None:
     return None if age is None else f"{out.duration(age)} ago"
 
 
-def render_queues(sizes: dict[str, dict[str, Any]]) -> str:
+def _health(s: dict[str, Any]) -> str:
+    return "BROKEN" if s.get("broken") else ("PAUSED" if s.get("paused") else "ok")
+
+
+def limits_line(limits: dict[str, dict[str, Any]]) -> str | None:
+    """"limits: email 50/s (2 held), ..." for the types that have limits, else None."""
+    parts = []
+    for q, v in sorted(limits.items()):
+        for t, e in sorted(v["types"].items()):
+            if e["effective"] is None:
+                continue
+            extra = [f"{e['running']} running" if e["effective"].concurrency else "",
+                     f"{e['held']} held" if e["held"] else "",
+                     "set by operator" if e["override"] else ""]
+            note = ", ".join(x for x in extra if x)
+            parts.append(f"{t}{'' if t == q else f' (queue {q})'} "
+                         f"{e['effective'].describe()}{f' [{note}]' if note else ''}")
+    return "limits: " + "; ".join(parts) if parts else None
+
+
+def render_queues(sizes: dict[str, dict[str, Any]],
+                  limits: dict[str, dict[str, Any]] | None = None) -> str:
     if not sizes:
         return "no queues yet"
     text = out.table(
-        ["QUEUE", "READY", "BY PRIORITY", "SCHEDULED", "RUNNING", "DEAD", "HEALTH"],
+        ["QUEUE", "READY", "BY PRIORITY", "SCHEDULED", "RUNNING", "HELD", "DEAD", "STATE"],
         [[q, s["ready"], out.priorities(s["by_priority"]), s["scheduled"], s["running"],
-          s["dead"], "BROKEN" if s.get("broken") else "ok"] for q, s in sorted(sizes.items())])
+          s.get("held", 0), s["dead"], _health(s)] for q, s in sorted(sizes.items())])
+    line = limits_line(limits or {})
+    if line:
+        text += "\n" + line
     broken = [(q, s["broken"]) for q, s in sorted(sizes.items()) if s.get("broken")]
     for q, mark in broken:
         text += (f"\nqueue {q} is BROKEN and not served: {mark.get('problem', '?')}; "
@@ -101,9 +125,14 @@ def queue_view(client: Client, name: str, now: float) -> dict[str, Any]:
     consumers = [{"master": m["id"], "host": m.get("host"), "children": len(
         m.get("children") or [])} for m in client.broker.registry("masters")
         if name in (m.get("queues") or [])]
+    limits = client.limits(name)[name]
     return {"queue": name, **sizes, "counters": client.stats()["by_queue"].get(name, {}),
             "oldest_ready_age": None if oldest is None else max(now - oldest / 1000, 0.0),
-            "next_due": due, "consumers": consumers}
+            "next_due": due, "consumers": consumers,
+            "limits": {t: {"limits": e["effective"].describe(), "running": e["running"],
+                           "held": e["held"], "set_by": "operator" if e["override"]
+                           else "handler"}
+                       for t, e in limits["types"].items() if e["effective"] is not None}}
 
 
 def render_queue(view: dict[str, Any], now: float) -> str:
@@ -116,6 +145,11 @@ def render_queue(view: dict[str, Any], now: float) -> str:
         "oldest ready": out.duration(view["oldest_ready_age"]),
         "scheduled": view["scheduled"], "next due": out.when(view["next_due"], now),
         "running": view["running"], "dead": view["dead"],
+        "state": "PAUSED (`tq resume " + view["queue"] + "`)" if view.get("paused") else "serving",
+        "held": view.get("held", 0),
+        "limits": "; ".join(f"{t} {v['limits']} ({v['running']} running, {v['held']} held, "
+                            f"set by {v['set_by']})" for t, v in view["limits"].items())
+                  or "none",
         "counted": ", ".join(f"{n} {e}" for e, n in counters.items() if n) or "nothing yet",
         "consumed by": ", ".join(f"{c['master']} on {c['host']} ({c['children']} children)"
                                  for c in view["consumers"]) or "no live master",
@@ -132,11 +166,17 @@ def _snapshot(client: Client, queue: str | None, as_json: bool) -> str:
     sizes = client.queue_sizes()
     workers = workers_view(client, now)
     rates = History(client.broker).rates(window=RATE_WINDOW)
+    limits = client.limits()
     if as_json:
+        wire = {q: {t: {"limits": e["effective"].describe(), "running": e["running"],
+                        "held": e["held"]}
+                    for t, e in v["types"].items() if e["effective"] is not None}
+                for q, v in limits.items()}
         return out.dumps({"redis": client.safe_url, "namespace": client.namespace,
-                          "time": now, "queues": sizes, "rates": rates, **workers})
+                          "time": now, "queues": sizes, "limits": wire, "rates": rates,
+                          **workers})
     return "\n".join([f"Redis {client.safe_url}, namespace {client.namespace}",
-                      _rates_line(rates), "", render_queues(sizes), "",
+                      _rates_line(rates), "", render_queues(sizes, limits), "",
                       render_workers(workers)])
 
 
@@ -201,7 +241,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         out.echo_json({**counts, "rates": rates, "latency": latency})
         return
-    events = ("enqueued", "started", "succeeded", "failed", "retried", "dead")
+    events = ("enqueued", "started", "succeeded", "failed", "retried", "dead", "throttled")
     rows = [[t, *(c.get(e, 0) for e in events)] for t, c in sorted(counts["by_type"].items())]
     rows.append(["(total)", *(counts["total"].get(e, 0) for e in events)])
     click.echo(out.table(["TYPE", *(e.upper() for e in events)], rows))

@@ -9,7 +9,7 @@ local rcall = redis.call
 -- Redis < 5 replicated scripts verbatim, which forbids writes after TIME; 5+ replicates effects.
 pcall(redis.replicate_commands)
 
-local QBLOCK = 24
+local QBLOCK = 26
 -- LMPOP (Redis 7) pops from the first non-empty of many lists in one call; 6.2 LPOPs each.
 local HAS_LMPOP = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
 
@@ -30,6 +30,8 @@ local function qkeys(base)
   q.events  = KEYS[base + 21]
   q.soon    = KEYS[base + 22]
   q.done    = KEYS[base + 23]
+  q.flow    = KEYS[base + 24]
+  q.held    = KEYS[base + 25]
   return q
 end
 
@@ -157,6 +159,68 @@ local function promote(q, queue, now, limit)
     end
   end
   return moved
+end
+
+-- Flow control (shared/limits.py) ------------------------------------------------------------
+-- paused?, and the effective limits of the queue's types ({type = {i, b, k, c}}) or nil.
+local function flow_of(q)
+  local f = rcall('HMGET', q.flow, 'paused', 'limits')
+  local limits = nil
+  if f[2] then
+    local ok, l = pcall(cjson.decode, f[2])
+    if ok and type(l) == 'table' and next(l) then limits = l end
+  end
+  return f[1] == '1', limits
+end
+
+-- The concurrency limit of a type now (nil: none), for the paths that give a lease back.
+local function concurrency_of(q, ttype)
+  local _, limits = flow_of(q)
+  local lim = limits and limits[ttype]
+  return lim and tonumber(lim.c)
+end
+
+-- Move up to the free leases' worth of a type's held tasks (all of them once the type has no
+-- concurrency limit) back to the front of their ready lists, oldest first.
+local function refill(q, queue, ttype, c)
+  local lo, hi = '[' .. ttype .. '\0', '(' .. ttype .. '\1'
+  local members
+  if c then
+    local free = c - (tonumber(rcall('HGET', q.flow, 'run:' .. ttype)) or 0)
+    if free <= 0 then return 0 end
+    members = rcall('ZRANGEBYLEX', q.held, lo, hi, 'LIMIT', 0, free)
+  else
+    members = rcall('ZRANGEBYLEX', q.held, lo, hi, 'LIMIT', 0, 10000)
+  end
+  if #members == 0 then return 0 end
+  rcall('ZREM', q.held, unpack(members))
+  local moved = 0
+  for i = #members, 1, -1 do
+    local id = string.sub(members[i], #ttype + 2)
+    local body = rcall('HGET', q.tasks, id)
+    local _, prio = nil, nil
+    if body then _, prio = header(body, queue) end
+    if prio then                      -- (a body deleted meanwhile: nothing to run)
+      rcall('LPUSH', ready_key(q, prio), id)
+      moved = moved + 1
+    end
+  end
+  if moved > 0 then wake(q) end
+  return moved
+end
+
+-- A claim of a concurrency-limited type ended (ack, failure, requeue): give its lease back
+-- and let a held task of the type take it.
+local function release(q, queue, ttype, c)
+  if rcall('HINCRBY', q.flow, 'run:' .. ttype, -1) < 0 then
+    rcall('HSET', q.flow, 'run:' .. ttype, 0)
+  end
+  refill(q, queue, ttype, c)
+end
+
+-- Claims that hold a lease end in '|c' ("worker|token|claimed_ms|c").
+local function leased(claim)
+  return claim ~= nil and claim ~= false and string.sub(claim, -2) == '|c'
 end
 
 local function next_due(q, now)

@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ claim: settle finished tasks, then claim the next ones, for one worker, in one round trip.
 
-  KEYS: nq queue blocks (24 each), then the worker's processing list of each queue (nq),
+  KEYS: nq queue blocks (26 each), then the worker's processing list of each queue (nq),
         then one result key per ack
   ARGV: worker, nq, max_tasks, promote_limit, result_ttl_ms, n_acks, n_stats,
         holds_nothing ('1': after the acks, the worker holds no claimed task),
@@ -82,7 +82,7 @@ local ack0 = 9 + nq - 6
 for qi, g in pairs(groups) do
   local q = Q[qi]
   local claims = rcall('HMGET', q.run, unpack(g.ids))
-  local ok, ok_at, failed = {}, {}, {}
+  local ok, ok_at, failed, leases = {}, {}, {}, {}
   local mine = worker .. '|'
   for i, id in ipairs(g.ids) do
     local claim = claims[i]
@@ -93,6 +93,7 @@ for qi, g in pairs(groups) do
       ok[#ok + 1] = id
       ok_at[#ok_at + 1] = g.at[i]
       if ARGV[at + 4] == '1' then failed[#failed + 1] = id end
+      if leased(claim) then leases[#leases + 1] = ARGV[at + 3] end
     else
       stale[#stale + 1] = id
     end
@@ -100,6 +101,13 @@ for qi, g in pairs(groups) do
   if #ok > 0 then
     rcall('HDEL', q.run, unpack(ok))
     rcall('HDEL', q.tasks, unpack(ok))
+    if #leases > 0 then   -- concurrency leases of the finished tasks, back to their types
+      local limits = {}
+      for _, ttype in ipairs(leases) do
+        if limits[ttype] == nil then limits[ttype] = concurrency_of(q, ttype) or false end
+        release(q, names[qi], ttype, limits[ttype] or nil)
+      end
+    end
     local records = {}   -- ack index -> record, where the record changes
     if #failed > 0 then
       -- a success after failures keeps its earlier attempts' errors in its result record
@@ -181,8 +189,11 @@ if holds_nothing then
         if not claim or string.sub(claim, 1, #prefix) == prefix then
           rcall('HDEL', q.run, id)
           local body = rcall('HGET', q.tasks, id)
-          local _, prio = nil, nil
-          if body then _, prio = header(body, names[qi]) end
+          local ttype, prio = nil, nil
+          if body then ttype, prio = header(body, names[qi]) end
+          if ttype and leased(claim) then
+            release(q, names[qi], ttype, concurrency_of(q, ttype))
+          end
           if prio then
             rcall('LPUSH', ready_key(q, prio), id)
             strays = strays + 1
@@ -199,6 +210,95 @@ end
 if max_tasks <= 0 then
   flush()
   return {{}, stale, -1, strays}
+end
+
+-- flow control --------------------------------------------------------------------------
+-- The rate bucket of a limited task: its type, or type:key for a per-key limit, the key being
+-- the producer's "k" header field (a rate_key function, evaluated at enqueue) or else the
+-- payload field the limit names.
+local function bucket(ttype, lim, body)
+  if not lim.k then return ttype end
+  local h = string.match(body, '^{(.-)"p":')
+  local key = h and string.match(h, '"k":"([^"]*)"')
+  if not key and lim.k ~= '()' then   -- ('()': a rate_key function, see shared/limits.py)
+    local ok, doc = pcall(cjson.decode, body)
+    local v = ok and type(doc) == 'table' and type(doc.p) == 'table' and doc.p[lim.k]
+    if type(v) == 'number' then
+      key = string.format('%.17g', v)
+    elseif type(v) == 'string' then
+      key = v
+    end
+  end
+  if not key then return ttype end
+  return ttype .. ':' .. key
+end
+
+-- GCRA: a start is allowed while the theoretical arrival time (TAT) is within the burst
+-- tolerance of now; it moves TAT one interval on. Returns true, or false and the opening (ms).
+-- The tolerance has a quarter of an interval (at most 20 ms) on top of the burst's: a start
+-- that was a little late (promotion and claim take a millisecond or two) must not push the
+-- next one out of its slot. Over any window of W ms this allows at most
+-- burst + floor(W / interval) starts (W a whole number of intervals; the quarter is taken
+-- back by the window's own edge).
+local function rate_ok(q, b, lim, now)
+  local interval = tonumber(lim.i)
+  local tolerance = interval * ((tonumber(lim.b) or 1) - 1) + math.min(interval / 4, 20)
+  local tat = tonumber(rcall('HGET', q.flow, 'tat:' .. b)) or now
+  if tat < now then tat = now end
+  if tat - now > tolerance then return false, tat - tolerance end
+  rcall('HSET', q.flow, 'tat:' .. b, string.format('%.3f', tat + interval))
+  return true
+end
+
+-- Over its rate: into the schedule, due when its slot opens. A first deferral joins the end
+-- of its bucket's line: deferrals of a bucket are spaced one interval apart ("next:" is the
+-- first free slot), so they come back one per slot rather than all at the first opening. A
+-- deferred task ("dfr:ID" marks it) that is still early when it comes back (its slot was
+-- taken by a late start) keeps its place: it goes back to the exact opening.
+local function defer(q, b, lim, id, opening, again)
+  local at = opening
+  if not again then
+    at = tonumber(rcall('HGET', q.flow, 'next:' .. b)) or 0
+    if at < opening then at = opening end
+    rcall('HSET', q.flow, 'next:' .. b, string.format('%.3f', at + tonumber(lim.i)),
+          'dfr:' .. id, '1')
+  end
+  local due = math.ceil(at)
+  local first = rcall('ZRANGE', q.sched, 0, 0, 'WITHSCORES')
+  rcall('ZADD', q.sched, due, id)
+  if not first[2] or due < tonumber(first[2]) then schedule_moved(q.wake, q.soon) end
+end
+
+-- A limited task met at claim time: 'run' (true: it holds a concurrency lease), 'held' (no
+-- lease free: it waits in the held set for one) or 'deferred' (over its rate). A claim takes
+-- at most an eighth of a type's leases (at least one), so small limits spread over the
+-- fleet's workers instead of one worker prefetching them all.
+local function admit(q, ttype, lim, id, body, now, leased_now)
+  local c = tonumber(lim.c)
+  if c then
+    local taken = false
+    if (leased_now[ttype] or 0) < math.max(1, math.floor(c / 8)) then
+      taken = rcall('HINCRBY', q.flow, 'run:' .. ttype, 1) <= c
+      if not taken then rcall('HINCRBY', q.flow, 'run:' .. ttype, -1) end
+    end
+    if not taken then
+      rcall('ZADD', q.held, 0, ttype .. '\0' .. id)
+      return 'held', false
+    end
+  end
+  if lim.i then
+    local b = bucket(ttype, lim, body)
+    local ok, opening = rate_ok(q, b, lim, now)
+    local again = rcall('HDEL', q.flow, 'dfr:' .. id) == 1
+    if not ok then
+      if c then rcall('HINCRBY', q.flow, 'run:' .. ttype, -1) end
+      if again then rcall('HSET', q.flow, 'dfr:' .. id, '1') end
+      defer(q, b, lim, id, opening, again)
+      return 'deferred', false
+    end
+  end
+  if c then leased_now[ttype] = (leased_now[ttype] or 0) + 1 end
+  return 'run', c ~= nil
 end
 
 -- claim -------------------------------------------------------------------------------
@@ -242,13 +342,21 @@ local mine, started = worker .. '|', '|' .. now
 local claimed = {}
 local n = 0
 local buried = 0      -- malformed entries moved to the dead letters by this call
+local set_aside = 0   -- limited tasks deferred or held by this call
 local left = false    -- a ready list this call did not drain (another worker may take it)
+local paused = {}
 for qi = 1, nq do
   local q = Q[qi]
-  promote(q, names[qi], now, promote_limit)
+  local queue = names[qi]
+  local is_paused, limits = flow_of(q)
+  paused[qi] = is_paused
+  local leased_now, held_now = {}, {}   -- types of concurrency limits: leased / held here
+  if not is_paused then
+  promote(q, queue, now, promote_limit)
   -- Malformed entries do not count against max_tasks: pop on until enough good tasks (or
-  -- the queue is empty), but bury at most MAX_BURY per call so one call stays short.
-  while n < max_tasks and buried < MAX_BURY do
+  -- the queue is empty), but bury (or set aside) at most MAX_BURY per call so one call
+  -- stays short.
+  while n < max_tasks and buried + set_aside < MAX_BURY do
     local ids, from = pop(q, max_tasks - n)
     if #ids == 0 then break end
     local bodies = redis.pcall('HMGET', q.tasks, unpack(ids))
@@ -258,15 +366,25 @@ for qi = 1, nq do
     end
     local good, runs = {}, {}
     local base = rcall('INCR', q.seq) .. '.'
-    local queue = names[qi]
     for i, id in ipairs(ids) do
       local body = bodies[i]
       local ttype = body and body_type(body, queue)
-      if ttype then
+      local verdict, lease = 'run', false
+      if ttype and limits and limits[ttype] then
+        verdict, lease = admit(q, ttype, limits[ttype], id, body, now, leased_now)
+        if verdict == 'held' then held_now[ttype] = limits[ttype] end
+      end
+      if not ttype then
+        bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
+        buried = buried + 1
+      elseif verdict ~= 'run' then
+        set_aside = set_aside + 1
+        tally(qi, ttype, 'throttled')
+      else
         local token = base .. i
         good[#good + 1] = id
         runs[#runs + 1] = id
-        runs[#runs + 1] = mine .. token .. started
+        runs[#runs + 1] = mine .. token .. started .. (lease and '|c' or '')
         local c = #claimed
         claimed[c + 1] = qi
         claimed[c + 2] = id
@@ -274,9 +392,6 @@ for qi = 1, nq do
         claimed[c + 4] = body
         claimed[c + 5] = 0   -- failures, filled in below
         tally(qi, ttype, 'started')
-      else
-        bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
-        buried = buried + 1
       end
     end
     if #good > 0 then
@@ -293,11 +408,16 @@ for qi = 1, nq do
       n = n + #good
     end
   end
+  -- Tasks held by this call while leases are free (one per type per call, see admit): back
+  -- to the front of the queue for the other workers.
+  for ttype, lim in pairs(held_now) do refill(q, queue, ttype, tonumber(lim.c)) end
   -- A worker may have been woken by this queue's token while claiming from an earlier
   -- queue, or took only part of what is ready: leave a token so another worker wakes.
-  if (n >= max_tasks or buried >= MAX_BURY) and rcall('EXISTS', unpack(q.ready)) > 0 then
+  if (n >= max_tasks or buried + set_aside >= MAX_BURY)
+      and rcall('EXISTS', unpack(q.ready)) > 0 then
     wake(q)
     left = true
+  end
   end
 end
 
@@ -309,7 +429,7 @@ if n > 0 or left then return {claimed, stale, (n == 0 and left) and 0 or -1, str
 local due = -1
 for qi = 1, nq do
   rcall('DEL', Q[qi].wake)
-  local d = next_due(Q[qi], now)
+  local d = paused[qi] and -1 or next_due(Q[qi], now)   -- (paused: the master promotes)
   if d >= 0 and (due < 0 or d < due) then due = d end
 end
 return {claimed, stale, due, strays}

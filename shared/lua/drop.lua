@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ drop: delete a whole queue (`tq queue delete`), or forget an idle, empty one.
 
-  KEYS: queue block (24), the queue's broken mark, then (delete) the processing lists of the
+  KEYS: queue block (26), the queue's broken mark, then (delete) the processing lists of the
         workers that hold its running tasks
   ARGV: mode ('delete' | 'forget'), force ('1': delete even while tasks run)
   Returns: {outcome, ready, scheduled, running, dead}: outcome 'dropped', 'busy' (tasks run
@@ -19,6 +19,11 @@ local counts = {ready, sched, running, dead}
 if mode == 'forget' then
   if ready + sched + running + dead + rcall('HLEN', q.tasks) + rcall('EXISTS', KEYS[QBLOCK + 1]) > 0 then
     return {'not-empty', unpack(counts)}
+  end
+  -- an operator's pause or limits outlive idleness (they are gone only with a delete)
+  if rcall('HEXISTS', q.flow, 'paused') == 1 then return {'not-empty', unpack(counts)} end
+  for _, f in ipairs(rcall('HKEYS', q.flow)) do
+    if string.sub(f, 1, 2) == 'o:' then return {'not-empty', unpack(counts)} end
   end
 elseif running > 0 and not force then
   return {'busy', unpack(counts)}

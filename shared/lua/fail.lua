@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ fail: record a failed attempt of a claimed task, then schedule its retry or bury it.
 
-  KEYS: queue block (24), the worker's processing list of this queue
+  KEYS: queue block (26), the worker's processing list of this queue
   ARGV: queue, worker, id, token, kind, message, traceback, retry ('1'/'0'), delay_ms,
         default_max_retries
   Returns: {outcome, failures, due_ms}: outcome 'retry' (due_ms: when), 'dead' or 'stale'
@@ -28,6 +28,7 @@ record_error(q, id, kind, message, traceback, now, worker)
 local body = rcall('HGET', q.tasks, id)
 local ttype, _, m = nil, nil, nil
 if body then ttype, _, m = header(body, queue) end
+if ttype and leased(claim) then release(q, queue, ttype, concurrency_of(q, ttype)) end
 ttype = ttype or '?'
 count(q, ttype, 'failed')
 if retry and body and failures <= max_retries(q, ttype, m, default) then

@@ -1,7 +1,7 @@
 -- uses: _lib
---[[ purge: delete up to `limit` waiting tasks (ready and scheduled) of one queue.
+--[[ purge: delete up to `limit` waiting tasks (ready, scheduled and held) of one queue.
 
-  KEYS: queue block (24)
+  KEYS: queue block (26)
   ARGV: limit
   Returns: number deleted (call again until it returns 0). Running and dead tasks are kept.
 ]]
@@ -14,6 +14,7 @@ local function drop(ids)
     rcall('HDEL', q.fails, id, id .. ':k')
     rcall('HDEL', q.errors, id)
     rcall('HDEL', q.waiters, id)
+    rcall('HDEL', q.flow, 'dfr:' .. id)   -- a task deferred by its rate limit
   end
   gone = gone + #ids
 end
@@ -29,6 +30,17 @@ if gone < limit then
   local ids = rcall('ZRANGE', q.sched, 0, limit - gone - 1)
   if #ids > 0 then
     rcall('ZREM', q.sched, unpack(ids))
+    drop(ids)
+  end
+end
+if gone < limit then   -- waiting for a concurrency lease ("type\0id")
+  local members = rcall('ZRANGE', q.held, 0, limit - gone - 1)
+  if #members > 0 then
+    rcall('ZREM', q.held, unpack(members))
+    local ids = {}
+    for i, member in ipairs(members) do
+      ids[i] = string.sub(member, (string.find(member, '\0', 1, true) or 0) + 1)
+    end
     drop(ids)
   end
 end

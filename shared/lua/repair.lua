@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ repair: re-index a queue from its task bodies, once its corrupt keys were moved aside.
 
-  KEYS: queue block (24), the queue's broken mark, then n_live processing lists of workers
+  KEYS: queue block (26), the queue's broken mark, then n_live processing lists of workers
         that are registered, then the processing lists of workers that are gone
   ARGV: queue, n_live
   Returns: {restored, buried}
@@ -22,6 +22,10 @@ end
 for i = 1, 10 do add(rcall('LRANGE', q.ready[i], 0, -1)) end
 add(rcall('ZRANGE', q.sched, 0, -1))
 add(rcall('ZRANGE', q.dead, 0, -1))
+for _, member in ipairs(rcall('ZRANGE', q.held, 0, -1)) do   -- "type\0id"
+  local sep = string.find(member, '\0', 1, true)
+  if sep then refs[string.sub(member, sep + 1)] = true end
+end
 for i = 1, n_live do add(rcall('LRANGE', KEYS[QBLOCK + 1 + i], 0, -1)) end
 for i = QBLOCK + 2 + n_live, #KEYS do rcall('DEL', KEYS[i]) end
 
@@ -49,6 +53,21 @@ for start = 1, #ids, 500 do
     end
   end
 end
+-- Concurrency leases, counted again from the claims that hold one (a corruption may have
+-- cut a script short between a claim's end and its lease's release).
+local leases = {}
+local run = rcall('HGETALL', q.run)
+for i = 1, #run, 2 do
+  if leased(run[i + 1]) then
+    local body = rcall('HGET', q.tasks, run[i])
+    local ttype = body and header(body, queue)
+    if ttype then leases[ttype] = (leases[ttype] or 0) + 1 end
+  end
+end
+for _, f in ipairs(rcall('HKEYS', q.flow)) do
+  if string.sub(f, 1, 4) == 'run:' and not leases[string.sub(f, 5)] then rcall('HDEL', q.flow, f) end
+end
+for ttype, c in pairs(leases) do rcall('HSET', q.flow, 'run:' .. ttype, c) end
 rcall('DEL', KEYS[QBLOCK + 1])
 if restored > 0 then wake(q) end
 schedule_moved(q.wake, q.soon)   -- the schedule may be new: let the master read it again

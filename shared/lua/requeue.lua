@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ requeue: give back everything a worker holds in one queue, to the front of its ready list.
 
-  KEYS: queue block (24), the worker's processing list of this queue
+  KEYS: queue block (26), the worker's processing list of this queue
   ARGV: queue, mode, running_id, kind, message, default_max_retries, killed ('1'/'0'),
         max_kills
     mode 'none': nothing is counted (prefetched tasks, a graceful drain, a lost connection)
@@ -33,6 +33,7 @@ for i = #ids, 1, -1 do
   local body = rcall('HGET', q.tasks, id)
   local ttype, prio, m = nil, nil, nil
   if body then ttype, prio, m = header(body, queue) end
+  if ttype and leased(claim) then release(q, queue, ttype, concurrency_of(q, ttype)) end
   if not ttype then
     bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for a claimed id')
   else
