@@ -103,6 +103,12 @@ def _queues(v: Any) -> QueueList:
     return out
 
 
+def _limits(v: Any) -> dict[str, Any]:
+    from .limits import parse_table
+
+    return parse_table(v)
+
+
 def _bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -177,6 +183,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("queues", _queues, None, "queues to consume, with weights for weighted-fair "
             "claiming (Q:5,R:1: five claims start at Q for one at R; default weight 1, the "
             "default queues: those of the registered handlers)", "Q[:W][,Q[:W]]"),
+    Setting("limits", _limits, None, "rate / concurrency limits of task types, on top of "
+            "their handlers' (docs/flow.md): TYPE=50/s burst=5 key=FIELD concurrency=N"
+            "[,TYPE=...]; in TOML a table, email = \"50/s\"", "TYPE=LIMITS[,...]"),
     Setting("strict", _bool, False, "serve --queues in strict order instead: a later queue "
             "only gets work when the earlier ones are empty (may starve it)", ""),
     Setting("concurrency", _int_range(1, 1024), None, "child processes, 1-1024 (default: "
@@ -230,6 +239,7 @@ class Config:
     app: list[str] | None = None
     queues: list[str] | None = None
     strict: bool = False
+    limits: dict[str, Any] | None = None      # type -> tq.limits.Limits, from the config
     concurrency: int | None = None
     prefetch: int | None = None
     max_tasks_per_child: int | None = None

@@ -195,3 +195,66 @@ def key_value(rate_key: RateKey, payload: dict[str, Any]) -> str | None:
 
 
 _SAFE_KEY = re.compile(rf"[\w.\-@+/:=,]{{1,{MAX_KEY_LENGTH}}}")
+
+
+def parse_spec(text: str) -> Limits:
+    """One type's limits as written in the config: "50/s", "50/s burst=5 key=tenant",
+    "concurrency=3", "10/m concurrency=2" (ValueError naming what is wrong)."""
+    rate = burst = key = concurrency = None
+    for token in text.split():
+        name, eq, value = token.partition("=")
+        if not eq:
+            rate = token
+        elif name == "burst" and value.isdigit():
+            burst = int(value)
+        elif name == "key":
+            key = value
+        elif name == "concurrency" and value.lstrip("-").isdigit():
+            concurrency = int(value)
+        else:
+            raise ValueError(f"{token!r} is not a rate (50/s) or burst=N, key=FIELD, "
+                             f"concurrency=N")
+    limits = declared(rate, burst, key, concurrency)
+    if limits is None:
+        raise ValueError(f"{text!r} sets no limit")
+    return limits
+
+
+def parse_table(value: object) -> dict[str, Limits]:
+    """The `limits` setting: {type: spec} (TOML table), or "type=spec,type=spec" (env, flag)."""
+    from .task import validate_name
+
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, str):
+        items = []
+        for part in value.split(","):
+            if part.strip():
+                ttype, eq, spec = part.partition("=")
+                if not eq:
+                    raise ValueError(f"{part.strip()!r} is not TYPE=LIMITS")
+                items.append((ttype.strip(), spec))
+    else:
+        raise ValueError("must be a table of type = \"limits\" or TYPE=LIMITS[,TYPE=LIMITS]")
+    out = {}
+    for ttype, spec in items:
+        validate_name("type", ttype)
+        if not isinstance(spec, str):
+            raise ValueError(f"limits of {ttype!r} must be a string like \"50/s burst=5\"")
+        try:
+            out[ttype] = parse_spec(spec)
+        except ValueError as exc:
+            raise ValueError(f"limits of {ttype!r}: {exc}") from None
+    return out
+
+
+def merge(base: Limits | None, over: Limits | None) -> Limits | None:
+    """`over`'s rate (with its burst and key) and/or concurrency on top of `base`."""
+    if over is None:
+        return base
+    if base is None:
+        return over
+    rate, burst, key = (over.rate, over.burst, over.key) if over.rate is not None else \
+        (base.rate, base.burst, base.key)
+    return Limits(rate, burst, key, over.concurrency if over.concurrency is not None
+                  else base.concurrency)

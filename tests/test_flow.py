@@ -254,3 +254,23 @@ def test_weights_share_claims_and_strict_keeps_the_old_order(client, masters, rc
     eventually(lambda: rconn.llen("flow:light") >= 2 * 20, timeout=20, what="all started")
     order = _order(rconn, ("heavy", "light"))
     assert order.count("heavy") >= 20 and "heavy" not in order[order.index("light"):]
+
+
+def test_limits_from_the_config_file_sit_on_top_of_the_handlers(client, masters, tmp_path):
+    from tq.config import load
+
+    toml = tmp_path / "tq.toml"
+    toml.write_text('[tq]\nlimits = { free = "2/s burst=3", conc = "concurrency=1" }\n')
+    assert load(config_file=str(toml), env={}).limits == {
+        "free": Limits(parse_rate("2/s"), burst=3), "conc": Limits(concurrency=1)}
+    bad = tmp_path / "bad.toml"
+    bad.write_text('limits = { free = "fast" }\n')
+    with pytest.raises(tq.ConfigError, match="limits of 'free'.*COUNT/UNIT"):
+        load(config_file=str(bad), env={})
+    # a master started with it declares them for its handlers (merged with their own)
+    m = masters("-c", "1", "-A", "flowapp", "--config", str(toml))
+    m.wait_ready(1)
+    types = client.limits("flow")["flow"]["types"]
+    assert types["free"]["declared"] == Limits(parse_rate("2/s"), burst=3)
+    assert types["conc"]["declared"] == Limits(concurrency=1)   # the handler said 3
+    assert types["limited"]["declared"] == Limits(parse_rate("50/s"))

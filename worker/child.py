@@ -31,6 +31,7 @@ from tq.config import Config
 from tq.connection import OUTAGE
 from tq.handlers import REGISTRY
 from tq.identity import host_id
+from tq.limits import merge
 from tq.tally import Tally
 from tq.task import Task
 
@@ -187,8 +188,10 @@ class Child:
         if policies:
             b.publish_policies(policies)
         limits: dict[str, dict[str, Any]] = {}
-        for spec in REGISTRY.values():
-            limits.setdefault(spec.queue, {})[spec.type] = spec.limits
+        configured = self.config.limits or {}
+        for spec in REGISTRY.values():   # the config's limits on top of the handler's
+            limits.setdefault(spec.queue, {})[spec.type] = merge(spec.limits,
+                                                                 configured.get(spec.type))
         if limits:
             b.declare_limits(limits)
         self.started = time.time()
