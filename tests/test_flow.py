@@ -265,7 +265,7 @@ def test_limits_from_the_config_file_sit_on_top_of_the_handlers(client, masters,
         "free": Limits(parse_rate("2/s"), burst=3), "conc": Limits(concurrency=1)}
     bad = tmp_path / "bad.toml"
     bad.write_text('limits = { free = "fast" }\n')
-    with pytest.raises(tq.ConfigError, match="limits of 'free'.*COUNT/UNIT"):
+    with pytest.raises(tq.ConfigError, match=r"limits of 'free'.*COUNT/UNIT"):
         load(config_file=str(bad), env={})
     # a master started with it declares them for its handlers (merged with their own)
     m = masters("-c", "1", "-A", "flowapp", "--config", str(toml))
