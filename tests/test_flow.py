@@ -69,6 +69,7 @@ def test_cli_refuses_bad_limits_and_unknown_queues(client, redis_url):
 
 
 # -- rate limits --------------------------------------------------------------------------------
+@pytest.mark.cluster_too   # each queue's flow keys in its own slot
 def test_over_its_rate_a_task_is_deferred_not_run_and_others_pass(client, broker, rconn):
     # Given a type limited to 20/s with ten tasks queued, behind them a task of another type
     client.set_limit("email", "20/s")
@@ -111,6 +112,7 @@ def test_deferred_tasks_start_no_faster_than_the_rate(client, broker):
     assert client.stats()["by_type"]["email"]["failed"] == 0
 
 
+@pytest.mark.cluster_too   # each queue's flow keys in its own slot
 def test_per_key_limits_keep_tenants_apart(client, broker):
     client.set_limit("report", "1/s", rate_key="tenant")
     client.enqueue_many([("report", {"tenant": t, "i": i}) for i in range(3)
@@ -143,6 +145,7 @@ def test_a_rate_key_function_is_evaluated_by_the_producer(client, broker, rconn)
 
 
 # -- concurrency limits -------------------------------------------------------------------------
+@pytest.mark.cluster_too   # each queue's flow keys in its own slot
 def test_concurrency_leases_are_taken_and_given_back_on_every_path(client, broker, rconn):
     client.set_limit("render", concurrency=2)
     client.enqueue_many([("render", {"n": i}) for i in range(6)])
@@ -171,6 +174,7 @@ def test_concurrency_leases_are_taken_and_given_back_on_every_path(client, broke
     assert [len(x) for x in f] == [1, 1, 0]
 
 
+@pytest.mark.cluster_too   # each queue's flow keys in its own slot
 def test_raising_or_clearing_a_concurrency_limit_releases_held_tasks(client, broker):
     client.set_limit("render", concurrency=1)
     client.enqueue_many([("render", {"n": i}) for i in range(4)])
@@ -185,6 +189,7 @@ def test_raising_or_clearing_a_concurrency_limit_releases_held_tasks(client, bro
     assert len(broker.claim("w2", ["render"], 32).tasks) == 3
 
 
+@pytest.mark.cluster_too   # each queue's flow keys in its own slot
 def test_an_override_sits_on_top_of_the_handlers_limits(client, broker):
     broker.declare_limits({"mail": {"mail": Limits(parse_rate("10/s"), burst=5)}})
     assert client.set_limit("mail", concurrency=2, queue="mail") == Limits(
