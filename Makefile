@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-faults bench lint clean
+.PHONY: run test test-faults fuzz bench lint clean
 
 $(BIN)/tq-master: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(BIN)/tq-master
 # tests/faults: real processes killed, stopped and starved, runs counted on a second Redis
 test-faults: $(BIN)/tq-master
 	$(BIN)/python -m pytest -m faults tests/faults
+
+# the decoder fuzz (tests/test_fuzz.py) with 50x the examples CI runs (~a few minutes)
+fuzz: $(BIN)/tq-master
+	TQ_FUZZ_EXAMPLES=$${TQ_FUZZ_EXAMPLES:-7500} $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider
 
 bench: $(BIN)/tq-master
 	$(BIN)/python bench/core.py

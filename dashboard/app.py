@@ -15,7 +15,7 @@ from flask import Flask, Response, jsonify, redirect, render_template, request, 
 from werkzeug.routing import BaseConverter
 
 from tq.client import Client
-from tq.errors import RedisUnavailable, TaskNotFound
+from tq.errors import NoPermission, RedisUnavailable, TaskNotFound
 from tq.task import validate_name
 
 from .api import Board
@@ -45,6 +45,19 @@ def create_app(client: Client, token: str | None = None,
         if not guard.host_allowed(request):
             return _error(403, "this dashboard only answers to a loopback host name "
                           "(start it with --auth-token to serve others)")
+        # a wrong token (a form login or a bearer header) counts against the address; past
+        # LOGIN_FAILURES a minute it gets 429 until they age out (guessing a token is slow)
+        address = request.remote_addr or "?"
+        guessing = (request.path == "/login" and request.method == "POST") \
+            or "Authorization" in request.headers
+        wait = guard.locked_out(address) if guard.token and guessing else 0.0
+        if wait:
+            reply = _error(429, f"too many wrong tokens from this address: try again in "
+                           f"{wait:.0f}s")
+            reply.headers["Retry-After"] = str(int(wait) + 1)
+            return reply
+        if guard.token and "Authorization" in request.headers and not guard.bearer(request):
+            guard.failed(address)
         if request.path.startswith(OPEN_PATHS) or guard.authenticated(request):
             if request.method == "POST" and request.path != "/login" and not guard.csrf_ok(
                     request):
@@ -63,6 +76,11 @@ def create_app(client: Client, token: str | None = None,
     @app.errorhandler(redis.exceptions.TimeoutError)
     def redis_down(exc: Exception) -> Response:
         return _error(503, f"Redis is unavailable: {exc}")
+
+    @app.errorhandler(NoPermission)
+    def not_permitted(exc: NoPermission) -> Response:   # a read-only Redis user (an ACL)
+        return _error(403, f"Redis refused the change (this dashboard's Redis user may only "
+                      f"read): {exc}")
 
     @app.errorhandler(ValueError)
     def bad_value(exc: ValueError) -> Response:
@@ -84,6 +102,7 @@ def create_app(client: Client, token: str | None = None,
                 reply = redirect(url_for("index"))
                 guard.set_session(reply, secure=request.is_secure)
                 return reply
+            guard.failed(request.remote_addr or "?")
             wrong = True
         return render_template("login.html", wrong=wrong,
                                expired=request.args.get("expired") == "1"), \

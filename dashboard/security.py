@@ -30,6 +30,8 @@ from flask import Request, Response
 SESSION_COOKIE = "tq_session"
 MIN_TOKEN_LENGTH = 16
 SESSION_TTL = 12 * 3600.0   # seconds a login lasts
+LOGIN_FAILURES = 5          # wrong tokens (form or bearer) a client address may send ...
+LOGIN_WINDOW = 60.0         # ... per this many seconds; then 429 until the oldest ages out
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
@@ -66,6 +68,29 @@ class Guard:
         self.csrf = hmac.new(key, b"tq-dashboard-csrf", hashlib.sha256).hexdigest()
         self._ended: dict[str, float] = {}   # sessions logged out here: nonce -> expiry
         self._lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}   # client address -> failed attempts
+
+    # -- failed logins: at most LOGIN_FAILURES per LOGIN_WINDOW per client address ---------
+    def locked_out(self, address: str, now: float | None = None) -> float:
+        """Seconds until `address` may try a token again (0: it may now)."""
+        now = time.time() if now is None else now
+        with self._lock:
+            recent = [t for t in self._failures.get(address, ()) if t > now - LOGIN_WINDOW]
+            if recent:
+                self._failures[address] = recent
+            else:
+                self._failures.pop(address, None)
+            if len(recent) < LOGIN_FAILURES:
+                return 0.0
+            return max(recent[0] + LOGIN_WINDOW - now, 0.0)
+
+    def failed(self, address: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            if len(self._failures) > 10_000:   # many addresses: forget the stale ones
+                self._failures = {a: ts for a, ts in self._failures.items()
+                                  if ts and ts[-1] > now - LOGIN_WINDOW}
+            self._failures.setdefault(address, []).append(now)
 
     # -- sessions: "expiry.nonce.mac", the mac over "expiry.nonce" ------------------------
     def _mac(self, body: str) -> str:

@@ -216,7 +216,8 @@ class Lister:
         """What client.get() would say of each (queue, id), in one pipeline."""
         replies = self.client._inspect_many([(tid, q) for q, tid in pairs])
         return [None if isinstance(r, Exception) or (r[0] is None and r[6] is None)
-                else _info(tid, q, r) for (q, tid), r in zip(pairs, replies, strict=True)]
+                else _info(tid, q, r, ring=self.client.keys)
+                for (q, tid), r in zip(pairs, replies, strict=True)]
 
     def all_matching(self, f: Filter) -> list[tuple[str, list[str]]]:
         """(queue, ids) chunks of every task that passes the filter (for bulk actions).

@@ -73,11 +73,13 @@ class RequeueReport:
 
 
 def result_record(task: Task, result_json: str, worker_id: str, started: float,
-                  finished: float) -> str:
-    """The JSON stored for a succeeded task (result_json is already JSON)."""
+                  finished: float, sealed: str | None = None) -> str:
+    """The JSON stored for a succeeded task (result_json is already JSON; `sealed`: the
+    result encrypted by tq.protect, stored as "x" instead)."""
+    value = f'"x":"{sealed}"' if sealed is not None else f'"r":{result_json}'
     return (f'{{"s":"succeeded","t":{_dumps(task.type)},"a":{task.attempt},'
             f'"st":{int(started * 1000)},"f":{int(finished * 1000)},'
-            f'"w":{_dumps(worker_id)},"r":{result_json}}}')
+            f'"w":{_dumps(worker_id)},{value}}}')
 
 
 def retry_ms(delay: float) -> int:

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import redis
 
 from .broker import Broker
-from .config import replica_acks_setting
+from .config import protect_settings, replica_acks_setting
 from .connection import translated, translation
 from .errors import (
     ConfigError,
@@ -33,11 +33,24 @@ from .ids import created_ms, new_id
 from .integrity import RepairReport, read_marks, repair
 from .keys import PRIORITY_LEVELS
 from .limits import Limits, declared, key_value
+from .protect import (
+    KeyRing,
+    Rejected,
+    SealedBody,
+    error_aad,
+    open_payload,
+    reseal_body,
+    reseal_error,
+    result_aad,
+    reveal,
+    seal_body,
+)
 from .scripts import SCRIPTS
 from .task import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_BYTES,
     MAX_SECONDS,
+    STATES,
     Task,
     TaskInfo,
     encode_body,
@@ -86,7 +99,8 @@ class Client:
 
     def __init__(self, url: str | None = None, namespace: str = "tq", *,
                  max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-                 socket_timeout: float = 10.0, replica_acks: int | None = None) -> None:
+                 socket_timeout: float = 10.0, replica_acks: int | None = None,
+                 keys: KeyRing | str | None = None) -> None:
         validate_name("namespace", namespace)
         if isinstance(max_payload_bytes, bool) or not isinstance(max_payload_bytes, int) \
                 or not 0 < max_payload_bytes <= MAX_PAYLOAD_BYTES:
@@ -102,6 +116,10 @@ class Client:
         self.safe_url = self.broker.safe_url
         self.namespace = namespace
         self.max_payload_bytes = max_payload_bytes
+        # Payload protection (tq.protect): keys= a KeyRing or "ID:BASE64[,...]"; None:
+        # TQ_KEYS, else TQ_KEYS_FILE / keys_file in the config file; none: plain JSON.
+        self.keys: KeyRing | None = keys if isinstance(keys, KeyRing) else protect_settings(
+            keys)
 
     def __repr__(self) -> str:
         return f"<tq.Client {self.safe_url} namespace={self.namespace!r}>"
@@ -142,6 +160,9 @@ class Client:
         key = key_value(spec.rate_key, payload) if spec is not None and spec.rate_key \
             is not None and not isinstance(spec.rate_key, str) else None
         body = encode_body(task_type, queue, payload_json, priority, max_retries, timeout, key)
+        task_id = new_id()
+        if self.keys is not None:
+            body = seal_body(self.keys, queue, task_id, body)
         size = len(body.encode()) if not body.isascii() else len(body)
         if size > self.max_payload_bytes:
             raise PayloadError(f"task body is {size} bytes, over the limit of "
@@ -158,7 +179,7 @@ class Client:
                 f"p\0{task_type}\0{_canonical(payload)}"
             digest = hashlib.sha1(basis.encode()).hexdigest()
             lock_key = self.broker.qkeys(queue).uniq(digest)
-        args = [new_id(), body, priority, delay_ms, eta_ms, uniq_ttl or "", task_type]
+        args = [task_id, body, priority, delay_ms, eta_ms, uniq_ttl or "", task_type]
         return queue, args, lock_key
 
     def enqueue(self, type: str, payload: dict[str, Any] | None = None, *,
@@ -276,6 +297,8 @@ class Client:
             their_locks = {i: next(lock_of) for i, t in enumerate(tasks) if t[5] != ""}
             for i in collided:
                 tasks[i][0] = new_id()
+                if isinstance(tasks[i][1], SealedBody):   # bound to its id: seal it again
+                    tasks[i][1] = tasks[i][1].reseal(tasks[i][0])
             again = self._send(queue, [tasks[i] for i in collided],
                                [their_locks[i] for i in collided if i in their_locks], depth + 1)
             for i, tid in zip(collided, again, strict=True):
@@ -339,7 +362,7 @@ class Client:
             found = self._inspect(task_id, queue)
         if found is None:
             raise TaskNotFound(task_id)
-        return _info(task_id, *found)
+        return _info(task_id, *found, ring=self.keys)
 
     def wait(self, task_id: str, timeout: float | None = None, queue: str | None = None) -> Any:
         """Block until the task finishes; return its result.
@@ -360,7 +383,7 @@ class Client:
                         return None
                     raise TaskNotFound(task_id)
                 q, reply = found
-                info = _info(task_id, q, reply)
+                info = _info(task_id, q, reply, ring=self.keys)
                 if info.state == "succeeded":
                     return info.result
                 if info.state == "dead":
@@ -434,6 +457,37 @@ class Client:
                 broker.forget_queue(queue)
         return {"queue": queue, "deleted": outcome == "dropped",
                 **dict(zip(("ready", "scheduled", "running", "dead"), counts, strict=True))}
+
+    # -- payload protection (tq.protect) -----------------------------------------------
+    def rotate_keys(self, queue: str | None = None) -> dict[str, int]:
+        """Seal every stored body and error (waiting, scheduled, running, dead) that is not
+        sealed with the current key again with it; {queue: how many}. Needs the old keys
+        too (listed after the current one). Results expire with the result TTL: keep an old
+        key listed that long after rotating."""
+        if self.keys is None:
+            raise ConfigError("no keys configured (TQ_KEYS or keys_file)")
+        queues = [validate_name("queue", queue)] if queue else self.queues()
+        out = {}
+        with translated(self.url):
+            for q in queues:
+                k = self.broker.qkeys(q)
+                changes: list[Any] = []
+                for field, raw in self.broker.conn.hscan_iter(k.tasks, count=500):
+                    tid, text = field.decode(), raw.decode("utf-8", "replace")
+                    new = reseal_body(self.keys, q, tid, text)
+                    if new is not None:
+                        changes += ["b", tid, raw, new]
+                for field, raw in self.broker.conn.hscan_iter(k.errors, count=500):
+                    tid = field.decode()
+                    new = reseal_error(self.keys, q, tid, raw.decode("utf-8", "replace"))
+                    if new is not None:
+                        changes += ["e", tid, raw, new]
+                done = 0
+                for start in range(0, len(changes), 400):
+                    chunk = changes[start:start + 400]
+                    done += int(self._queue_script(SCRIPTS.rekey, q, [len(chunk) // 4, *chunk]))
+                out[q] = done
+        return out
 
     # -- flow control (tq.limits) ------------------------------------------------------
     def _known_queue(self, queue: str) -> str:
@@ -594,7 +648,8 @@ class Client:
             found.sort(key=lambda e: (-e[0], e[2]))
             page = [(tid, q) for _, q, tid in found[offset:offset + limit]]
             replies = self._inspect_many(page)
-        return [_info(tid, q, reply) for (tid, q), reply in zip(page, replies, strict=True)
+        return [_info(tid, q, reply, ring=self.keys)
+                for (tid, q), reply in zip(page, replies, strict=True)
                 if reply[0] is not None]   # one deleted meanwhile is left out
 
     def _dead_op(self, op: str, ids: Iterable[str] | str, queue: str | None,
@@ -696,7 +751,7 @@ class Client:
                     return total
 
 
-def _info(task_id: str, queue: str, reply: list[Any]) -> TaskInfo:
+def _info(task_id: str, queue: str, reply: list[Any], ring: KeyRing | None = None) -> TaskInfo:
     body, claim, fails, error, sched, dead, result, _ = reply
     created = created_ms(task_id)
     info = TaskInfo(task_id, queue, queue, "queued",
@@ -705,15 +760,27 @@ def _info(task_id: str, queue: str, reply: list[Any]) -> TaskInfo:
     if error:
         try:
             err = json.loads(error)
-            info.error, info.error_kind = err.get("message"), err.get("kind")
-            info.traceback = err.get("traceback")
+            info.error = reveal(ring, err.get("message"), error_aad(queue, task_id, "message"))
+            info.error_kind = err.get("kind")
+            info.traceback = reveal(ring, err.get("traceback"),
+                                    error_aad(queue, task_id, "traceback"))
             info.failed_at = err["at"] / 1000 if err.get("at") else None
-            info.history = _history(err.get("history"))
+            info.history = _history(err.get("history"), ring, queue, task_id)
         except (ValueError, TypeError, AttributeError):
             info.error = error.decode("utf-8", "replace")
     if body is not None:
         task = Task.from_body(task_id, queue, body, failures)
+        if task.raw is not None and not task.malformed:   # signed or encrypted (tq.protect)
+            try:
+                opened = open_payload(ring, queue, task_id, task.raw, task.sealed)
+                if opened is not None:
+                    task = task.with_payload(opened)
+            except Rejected as exc:
+                info.encrypted = task.sealed
+                info.extra["protection"] = str(exc)
         info.type, info.priority, info.payload = task.type, task.priority, task.payload
+        if info.encrypted:
+            info.payload = None
         info.max_retries, info.timeout = task.max_retries, task.timeout
         if task.malformed:
             info.extra["malformed"] = task.malformed
@@ -729,25 +796,49 @@ def _info(task_id: str, queue: str, reply: list[Any]) -> TaskInfo:
             info.state = "failed-will-retry" if failures else "scheduled"
             info.eta = float(sched) / 1000
         return info
-    rec = json.loads(result)
-    info.state = rec.get("s", "succeeded")
-    info.type = rec.get("t", queue)
+    try:
+        rec = json.loads(result)
+    except ValueError:
+        rec = None
+    if not isinstance(rec, dict):   # a result key that is not tq's (total, like from_body)
+        info.state = "succeeded"
+        info.extra["result"] = "unreadable result record"
+        return info
+    info.state = rec.get("s") if rec.get("s") in STATES else "succeeded"
+    info.type = rec.get("t") if isinstance(rec.get("t"), str) else queue
     info.result = rec.get("r")
-    info.attempts = rec.get("a", 1)
-    info.worker = rec.get("w")
-    info.started_at = rec["st"] / 1000 if rec.get("st") else None
-    info.finished_at = rec["f"] / 1000 if rec.get("f") else None
+    if isinstance(rec.get("x"), str):   # an encrypted result
+        opened = reveal(ring, rec["x"], result_aad(queue, task_id))
+        info.encrypted = opened.startswith("(encrypted")
+        if not info.encrypted:
+            try:
+                info.result = json.loads(opened)
+            except ValueError:
+                info.result = None
+    info.attempts = rec["a"] if isinstance(rec.get("a"), int) else 1
+    info.worker = rec.get("w") if isinstance(rec.get("w"), str) else None
+    info.started_at = _ms(rec.get("st"))
+    info.finished_at = _ms(rec.get("f"))
     if rec.get("e"):
-        info.error = rec["e"]
-    info.history = _history(rec.get("h"))
+        info.error = str(rec["e"])
+    info.history = _history(rec.get("h"), ring, queue, task_id)
     return info
 
 
-def _history(raw: Any) -> list[dict[str, Any]]:
+def _ms(value: Any) -> float | None:
+    """Unix ms as stored -> seconds; None for nothing or something else."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value:
+        return None
+    return value / 1000
+
+
+def _history(raw: Any, ring: KeyRing | None = None, queue: str = "",
+             task_id: str = "") -> list[dict[str, Any]]:
     """Earlier attempts' errors as stored ({kind, message, at ms, worker}), at in seconds."""
     if not isinstance(raw, list):
         return []
-    return [{"kind": h.get("kind"), "message": h.get("message"),
+    aad = error_aad(queue, task_id, "message")
+    return [{"kind": h.get("kind"), "message": reveal(ring, h.get("message"), aad),
              "at": h["at"] / 1000 if isinstance(h.get("at"), int | float) else None,
              "worker": h.get("worker")} for h in raw if isinstance(h, dict)]
 

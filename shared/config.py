@@ -186,6 +186,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limits", _limits, None, "rate / concurrency limits of task types, on top of "
             "their handlers' (docs/flow.md): TYPE=50/s burst=5 key=FIELD concurrency=N"
             "[,TYPE=...]; in TOML a table, email = \"50/s\"", "TYPE=LIMITS[,...]"),
+    Setting("keys_file", str, None, "payload protection keys (TOML: current = \"ID\", "
+            "[keys] ID = \"base64\"); or TQ_KEYS=ID:BASE64[,...] in the environment (never a "
+            "flag: a command line is visible to every user); see docs/security.md", "PATH"),
+    Setting("protect", _choice("encrypt", "sign"), "encrypt", "with keys: encrypt payloads, "
+            "results and errors (AES-256-GCM), or only sign bodies (HMAC-SHA256)",
+            "encrypt|sign"),
     Setting("strict", _bool, False, "serve --queues in strict order instead: a later queue "
             "only gets work when the earlier ones are empty (may starve it)", ""),
     Setting("concurrency", _int_range(1, 1024), None, "child processes, 1-1024 (default: "
@@ -239,6 +245,8 @@ class Config:
     app: list[str] | None = None
     queues: list[str] | None = None
     strict: bool = False
+    keys_file: str | None = None
+    protect: str = "encrypt"
     limits: dict[str, Any] | None = None      # type -> tq.limits.Limits, from the config
     concurrency: int | None = None
     prefetch: int | None = None
@@ -349,3 +357,25 @@ def replica_acks_setting(explicit: int | None, env: Mapping[str, str] | None = N
         return setting.parse(raw)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"replica_acks in {path}: {exc}") from None
+
+
+def protect_settings(explicit: str | None = None, env: Mapping[str, str] | None = None,
+                     config: Config | None = None) -> Any:
+    """The key ring (tq.protect.KeyRing) of a producer or a worker: explicit "ID:BASE64,...",
+    else TQ_KEYS, else keys_file (TQ_KEYS_FILE, the config file); None: no keys."""
+    from .protect import KeyRing
+
+    env = os.environ if env is None else env
+    if config is None:
+        path = config_path(None, env)
+        table = read_file(path) if path is not None else {}
+        keys_file = env.get("TQ_KEYS_FILE") or table.get("keys_file")
+        mode = env.get("TQ_PROTECT") or table.get("protect") or "encrypt"
+    else:
+        keys_file, mode = config.keys_file, config.protect
+    inline = explicit if explicit is not None else env.get("TQ_KEYS")
+    if inline:
+        return KeyRing.parse(inline, mode)
+    if keys_file:
+        return KeyRing.from_file(keys_file, mode)
+    return None

@@ -19,7 +19,7 @@ from .cluster import is_cluster
 from .connection import Link
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
-         "heartbeat", "expired", "repair", "drop", "sched", "flow")
+         "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey")
 
 
 def _source(name: str) -> str:
@@ -73,6 +73,7 @@ class Scripts:
     drop: Script
     sched: Script
     flow: Script
+    rekey: Script
 
     def load_all(self, conn: Redis) -> None:
         """Load every script, on every primary of a Redis Cluster (a failover's new primary

@@ -227,6 +227,26 @@ class Task:
     failures: int = 0          # failed attempts before this one
     token: str = ""            # the claim's fencing token: ack/fail must present it
     malformed: str | None = None  # why the stored body could not be used, if it could not
+    raw: str | None = None     # the stored body, when it is signed or encrypted (tq.protect)
+    sealed: bool = False       # the payload is encrypted: {} until tq.protect opens it
+
+    def with_payload(self, payload_json: str) -> Task:
+        """This task with the payload a protected body held (decrypted or verified); a
+        payload tq would not accept gives a malformed task, as from_body does."""
+        try:
+            if len(payload_json) > MAX_BODY_BYTES:
+                raise ValueError(f"payload of {len(payload_json)} bytes is over the limit")
+            payload = _loads(payload_json)
+            if type(payload) is not dict:
+                raise ValueError("the payload is not an object")
+            if not payload_depth_ok("{" + payload_json, payload):   # (as inside a body)
+                raise ValueError(f"payload nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+        except Exception as exc:  # RecursionError, ValueError...
+            why = str(exc) or type(exc).__name__
+            return Task(self.id, self.queue, "?", {}, failures=self.failures, token=self.token,
+                        raw=self.raw, malformed=f"malformed task payload ({why[:300]})")
+        return Task(self.id, self.queue, self.type, payload, self.priority, self.max_retries,
+                    self.timeout, self.failures, self.token, raw=self.raw)
 
     @property
     def attempt(self) -> int:
@@ -250,10 +270,16 @@ class Task:
             if len(body) > MAX_BODY_BYTES:
                 raise ValueError(f"body of {len(body)} bytes is over the limit of "
                                  f"{MAX_BODY_BYTES}")
-            doc = _loads(body.decode("utf-8") if isinstance(body, bytes) else body)
+            text = body.decode("utf-8") if isinstance(body, bytes) else body
+            doc = _loads(text)
             if type(doc) is not dict:
                 raise ValueError("not an object with a 'p' payload object")
             payload = doc.get("p")
+            raw, sealed = None, False
+            if type(payload) is str and payload.startswith("tqe1."):   # tq.protect
+                raw, sealed, payload = text, True, {}
+            elif "s" in doc:   # signed: the worker verifies it before the run
+                raw = text
             if type(payload) is not dict:
                 raise ValueError("not an object with a 'p' payload object")
             if not payload_depth_ok(body, payload):
@@ -278,7 +304,7 @@ class Task:
             return cls(task_id, queue, "?", {}, failures=failures, token=token,
                        malformed=f"malformed task body ({why[:300]}): {raw[:200]!r}")
         return cls(task_id, queue, task_type, payload, priority, max_retries, timeout,
-                   failures, token)
+                   failures, token, raw=raw, sealed=sealed)
 
 
 _VALID_TYPES: set[str] = set()
@@ -311,6 +337,8 @@ class TaskInfo:
     # the errors of earlier failed attempts, oldest first ({kind, message, at, worker}); the
     # last one is error/error_kind/traceback. Kept while the task is not finished.
     history: list[dict[str, Any]] = field(default_factory=list)
+    # payload (or result) encrypted and no key here to open it: shown as "encrypted"
+    encrypted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

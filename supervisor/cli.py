@@ -12,7 +12,7 @@ import click
 import redis
 
 from tq import __version__, exitcodes, logs
-from tq.config import SETTINGS, Config, load
+from tq.config import SETTINGS, Config, load, protect_settings
 from tq.errors import ConfigError, EvictionPolicyError, RedisUnavailable
 
 log = logging.getLogger("tq.master")
@@ -54,6 +54,7 @@ def start(config_file: str | None, **flags: Any) -> None:
     """Run the master in the foreground (SIGTERM drains, SIGHUP reloads, TTIN/TTOU scale)."""
     try:
         config = load(flags, config_file=config_file)
+        protect_settings(config=config)   # bad keys: exit 2 now, not in every child
     except ConfigError as exc:
         raise SettingError(str(exc)) from None
     if not config.app and not config.queues:

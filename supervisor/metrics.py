@@ -225,6 +225,15 @@ class _Collector(Collector):
                 if events.get("throttled"):
                     throttled.add_metric([queue, ttype], events["throttled"])
         yield throttled
+        rejected = CounterMetricFamily("tq_tasks_rejected", "Tasks dead-lettered by payload "
+                                       "protection: a bad signature or a body that cannot be "
+                                       "decrypted (read from Redis at scrape time)",
+                                       labels=["queue", "type"])
+        for queue, by_type in sorted(counts.items()):
+            for ttype, events in sorted(by_type.items()):
+                if events.get("rejected"):
+                    rejected.add_metric([queue, ttype], events["rejected"])
+        yield rejected
         enqueued = CounterMetricFamily("tq_tasks_enqueued", "Tasks enqueued, by queue and type "
                                        "(read from Redis at scrape time; the same from every "
                                        "master)", labels=["queue", "type"])

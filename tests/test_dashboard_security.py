@@ -164,3 +164,41 @@ def test_the_real_process_serves_with_a_token_from_the_environment(redis_url):
         assert refused.value.code == 401
     finally:
         assert proc.stop() == 0
+
+
+def test_wrong_tokens_are_rate_limited_per_address_and_never_read_from_the_url(client):
+    from tq.dashboard.security import LOGIN_FAILURES
+
+    web = create_app(client, token=TOKEN).test_client()
+    host = {"Host": "tq.internal.example:8080", "Origin": "http://tq.internal.example:8080"}
+    # the token in a URL is no login (it would end in logs and browser history)
+    assert web.get(f"/?token={TOKEN}", headers=host).status_code == 302
+    assert web.get(f"/api/queues?token={TOKEN}", headers=host).status_code == 401
+    # a few wrong guesses (form and bearer alike), then 429 with Retry-After, even for the
+    # right token: guessing takes a minute per five tries
+    for i in range(LOGIN_FAILURES):
+        if i % 2:
+            assert web.post("/login", data={"token": f"guess-{i}"}, headers=host
+                            ).status_code == 403
+        else:
+            assert web.get("/api/queues", headers={**host, "Authorization": f"Bearer g{i}"}
+                           ).status_code == 401
+    blocked = web.post("/login", data={"token": TOKEN}, headers=host)
+    assert blocked.status_code == 429 and 0 < int(blocked.headers["Retry-After"]) <= 61
+    assert web.get("/api/queues", headers={**host, "Authorization": f"Bearer {TOKEN}"}
+                   ).status_code == 429
+    # another address is not held back by this one's guesses
+    other = web.post("/login", data={"token": TOKEN}, headers=host,
+                     environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert other.status_code == 302
+
+
+def test_the_lockout_ends_when_the_failures_age_out():
+    from tq.dashboard.security import LOGIN_FAILURES, LOGIN_WINDOW, Guard
+
+    guard = Guard(TOKEN)
+    for i in range(LOGIN_FAILURES):
+        guard.failed("1.2.3.4", now=1000.0 + i)
+    assert guard.locked_out("1.2.3.4", now=1010.0) == pytest.approx(LOGIN_WINDOW - 10)
+    assert guard.locked_out("1.2.3.4", now=1000.0 + LOGIN_WINDOW + 1) == 0.0
+    assert guard.locked_out("5.6.7.8", now=1010.0) == 0.0

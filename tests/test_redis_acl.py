@@ -7,9 +7,11 @@ from master_proc import eventually
 
 import tq
 from tq.dashboard.app import create_app
+from tq.errors import NoPermission
 
 # The documented rules (docs/operations.md, "Redis users and ACLs"), for namespace tq.
 TQ_RULE = "on >s3cret-tq ~tq:* +@read +@write +@scripting +@connection +time -@dangerous +info"
+PRODUCER_RULE = "on >s3cret-p ~tq:* +@read +@write +@scripting +@connection +time -@dangerous"
 READONLY_RULE = "on >s3cret-ro ~tq:* +@read +@scripting +@connection +time -@write -@dangerous"
 NO_INFO_RULE = "on >s3cret-tq ~tq:* +@read +@write +@scripting +@connection +time -@dangerous"
 
@@ -96,3 +98,52 @@ def test_a_read_only_user_sees_everything_and_changes_nothing(acl, client):
             ro.enqueue("email", {})
         assert "s3cret" not in str(err.value)
     eventually(lambda: client.queue_sizes()["email"]["ready"] == 1, timeout=1)
+
+
+def test_roles_stay_inside_their_grants(acl, client, redis_url):
+    # Given a task of namespace "billing" that finished with a result
+    with tq.Client(redis_url, namespace="billing") as billing:
+        paid = billing.enqueue("invoice", {"amount": 42})
+        from tq.broker import Ack, Broker, result_record
+
+        broker = Broker(redis_url, "billing")
+        task, = broker.claim("w", ["invoice"], 1).tasks
+        broker.claim("w", ["invoice"], 0, acks=[Ack(task, result_record(task, '"secret"', "w",
+                                                                         1, 2))])
+        assert billing.get(paid).result == "secret"
+    # a producer of namespace "shop" (the documented producer rule, for ~shop:*) works there
+    url = acl("shop-producer", PRODUCER_RULE.replace("~tq:*", "~shop:*"))
+    with tq.Client(url, namespace="shop") as shop:
+        assert shop.get(shop.enqueue("order", {})).state == "queued"
+    # and can read nothing of another namespace: neither its tasks nor its results
+    with tq.Client(url, namespace="billing") as spy:
+        with pytest.raises(NoPermission):
+            spy.get(paid)
+        with pytest.raises(NoPermission):
+            spy.queue_sizes()
+    # a read-only dashboard user: every page reads, every action is refused
+    ro_url = acl("tq-dash", READONLY_RULE)
+    dead = client.enqueue("send", {}, queue="email", max_retries=0)
+    from tq.broker import Broker as B
+
+    b = B(client.broker.url)
+    t, = b.claim("w", ["email"], 1).tasks
+    b.fail("w", t, "boom")
+    client.enqueue("send", {}, queue="email")   # something for a purge to (not) delete
+    with tq.Client(ro_url) as ro:
+        web = create_app(ro).test_client()
+        host = {"Host": "127.0.0.1:8080"}
+        page = web.get("/", headers=host).get_data(as_text=True)
+        csrf = {**host, "X-CSRF-Token": page.split('name="csrf-token" content="', 1)[1]
+                .split('"', 1)[0]}
+        for path in ("/api/overview", "/api/tasks?state=dead", f"/api/tasks/{dead}"):
+            assert web.get(path, headers=host).status_code == 200, path
+        for path, body in (("/api/failed/retry", {"ids": [dead], "queue": "email"}),
+                           ("/api/failed/delete", {"ids": [dead], "queue": "email"}),
+                           ("/api/queues/email/purge", {"confirm": "email"}),
+                           ("/api/queues/email/pause", {})):
+            reply = web.post(path, json=body, headers=csrf)
+            assert reply.status_code == 403, (path, reply.get_data(as_text=True))
+            assert "may only read" in reply.get_json()["error"]
+    sizes = client.queue_sizes()["email"]
+    assert client.get(dead).state == "dead" and sizes["ready"] == 1 and not sizes["paused"]

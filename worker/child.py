@@ -27,7 +27,7 @@ import redis
 from tq import exitcodes, logs
 from tq.broker import Ack, Broker, ClaimResult
 from tq.channel import BUSY, IDLE, RECONNECTING, STOPPING, PipeWriter, Slot
-from tq.config import Config
+from tq.config import Config, protect_settings
 from tq.connection import OUTAGE
 from tq.handlers import REGISTRY
 from tq.identity import host_id
@@ -157,6 +157,7 @@ class Child:
                 log.error("%s", error, extra=self.extra)
                 self.pipe.send("error", kind="app", message=error)
                 return exitcodes.CHILD_APP_ERROR
+        self.keys = protect_settings(config=self.config)   # checked by the master already
         self.queues = self.config.queues or handler_queues()
         if not self.queues:
             message = "no handlers registered (give -A MODULE) and no --queues"
@@ -167,7 +168,7 @@ class Child:
                              socket_timeout=IDLE_BLOCK + 9, client_name="tq-worker")
         self.broker.replica_acks = self.config.replica_acks
         self.broker.replica_timeout_ms = int(self.config.replica_ack_timeout * 1000)
-        self.runner = Runner(self.broker, self.wid)
+        self.runner = Runner(self.broker, self.wid, self.keys)
         signal.signal(signal.SIGALRM, self.runner.on_alarm)
         self._publish(IDLE)
         self.redis(self._register)

@@ -19,6 +19,7 @@ from tq.connection import connect
 from tq.errors import PermanentError, Retry
 from tq.handlers import DEFAULT_BACKOFF, REGISTRY, HandlerSpec
 from tq.ids import created_ms
+from tq.protect import KeyRing, Rejected, error_aad, open_payload, result_aad
 from tq.task import DEFAULT_MAX_RETRIES, Task
 
 if TYPE_CHECKING:
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("tq.worker")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
+# failures whose message comes from the handler (sealed with keys); tq's own (malformed,
+# unknown_type, bad_signature, cannot_decrypt) stay readable for the operator
+SEALED_KINDS = frozenset(("error", "retry", "permanent", "timeout"))
 HARD_GRACE = 2.0   # seconds between the soft limit (exception) and the master's SIGKILL
 
 
@@ -107,9 +111,10 @@ class Failure:
 class Runner:
     """Runs tasks for one child; each run ends in an Ack (sent batched) or a Failure."""
 
-    def __init__(self, broker: Broker, worker_id: str) -> None:
+    def __init__(self, broker: Broker, worker_id: str, keys: KeyRing | None = None) -> None:
         self.broker = broker
         self.worker_id = worker_id
+        self.keys = keys      # payload protection (tq.protect); None: plain payloads
         self.running = False
         self._client: Client | None = None
         self._redis: Any = None
@@ -118,7 +123,8 @@ class Runner:
     def client(self) -> Client:
         if self._client is None:
             from tq import Client
-            self._client = Client(self.broker.url, self.broker.namespace)
+            self._client = Client(self.broker.url, self.broker.namespace,
+                                  keys=self.keys or "")   # follow-ups sealed like the rest
         return self._client
 
     def handler_redis(self) -> Any:
@@ -138,6 +144,14 @@ class Runner:
 
         on_start(task, hard_deadline_monotonic, max_retries) publishes the start to the master.
         """
+        if (self.keys is not None or task.sealed) and not task.malformed:
+            try:   # a protected body is opened (or refused) before anything else
+                opened = open_payload(self.keys, task.queue, task.id, task.raw, task.sealed)
+                if opened is not None:
+                    task = task.with_payload(opened)
+            except Rejected as exc:
+                on_start(task, 0.0, 0)
+                return Failure(task, exc.reason, str(exc), None, retry=False), 0.0
         spec = REGISTRY.get(task.type)
         if task.malformed or spec is None:
             on_start(task, 0.0, 0)
@@ -184,8 +198,11 @@ class Runner:
                            retry=False, exc=exc, ctx=ctx), elapsed
         if hooks.MIDDLEWARE:
             hooks.call("after", ctx, task.payload, result)
-        return Ack(task, result_record(task, result_json, self.worker_id, started, time.time()),
-                   spec.result_ttl), elapsed
+        sealed = None
+        if self.keys is not None and self.keys.mode == "encrypt":
+            sealed = self.keys.seal(result_json, result_aad(task.queue, task.id))
+        return Ack(task, result_record(task, result_json, self.worker_id, started, time.time(),
+                                       sealed), spec.result_ttl), elapsed
 
     @staticmethod
     def _failure(task: Task, spec: HandlerSpec, kind: str, message: str, retry: bool,
@@ -197,8 +214,14 @@ class Runner:
     def record(self, f: Failure) -> FailOutcome:
         """Write a failure to Redis (retry or dead letter) and log the outcome."""
         task = f.task
-        outcome = self.broker.fail(self.worker_id, task, f.message, kind=f.kind,
-                                   traceback=f.traceback, retry=f.retry, delay=f.delay,
+        message, tb = f.message, f.traceback
+        if self.keys is not None and self.keys.mode == "encrypt" and f.kind in SEALED_KINDS:
+            # what a handler raised often echoes its payload: stored sealed like the payload
+            message = self.keys.seal(message, error_aad(task.queue, task.id, "message"))
+            if tb:
+                tb = self.keys.seal(tb, error_aad(task.queue, task.id, "traceback"))
+        outcome = self.broker.fail(self.worker_id, task, message, kind=f.kind,
+                                   traceback=tb, retry=f.retry, delay=f.delay,
                                    default_max_retries=f.default_max_retries)
         extra = {"task": task.id, "worker": self.worker_id, "type": task.type}
         limit = task.max_retries if task.max_retries is not None else f.default_max_retries

@@ -385,7 +385,7 @@ function drawScheduled(items, now) {
     el("td", {}, t.eta <= now ? "due" : `in ${secs(t.eta - now)}`),
     el("td", {}, taskLink(t.id)), el("td", {}, t.queue), el("td", {}, t.type),
     el("td", {class: "num"}, num(t.failures)),
-    el("td", {}, el("code", {class: "payload"}, JSON.stringify(t.payload)))));
+    el("td", {}, el("code", {class: "payload"}, t.encrypted ? "encrypted" : JSON.stringify(t.payload)))));
   fill($("scheduled").tBodies[0], rows, "nothing scheduled", 6);
 }
 
@@ -422,7 +422,7 @@ function drawDead(items) {
         el("button", {type: "button", class: "small retry", onclick: () => retry([t])}, "Retry"),
         el("button", {type: "button", class: "small danger delete", onclick: () => remove([t])}, "Delete")),
       el("pre", {class: "error"}, t.error || "(no message)"),
-      el("pre", {class: "payload"}, json(t.payload)),
+      el("pre", {class: "payload"}, t.encrypted ? "encrypted" : json(t.payload)),
       tb));
   }
 }
@@ -520,7 +520,7 @@ function drawList(page) {
         el("button", {type: "button", class: "small danger delete", onclick: () => unschedule(t)}, "Delete"));
     }
     const detail = t.error ? el("span", {class: "error-text"}, t.error)
-      : el("code", {class: "payload"}, t.payload === null || t.payload === undefined ? (t.extra && t.extra.result === "not kept" ? "(result not kept)" : JSON.stringify(t.result)) : JSON.stringify(t.payload));
+      : el("code", {class: "payload"}, t.encrypted ? "encrypted" : t.payload === null || t.payload === undefined ? (t.extra && t.extra.result === "not kept" ? "(result not kept)" : JSON.stringify(t.result)) : JSON.stringify(t.payload));
     return el("tr", {data: {id: t.id, queue: t.queue}},
       el("td", {}, taskLink(t.id)), el("td", {}, t.queue), el("td", {}, t.type),
       el("td", {class: "num"}, num(t.attempts)), el("td", {}, when), el("td", {class: "detail"}, detail), actions);
@@ -592,9 +592,10 @@ function drawTask(t) {
     if (v === null || v === undefined || v === "–") continue;
     dl.append(el("dt", {}, k), el("dd", {}, String(v)));
   }
-  $("task-payload").textContent = t.payload === null ? "(not kept once a task is finished)" : json(t.payload);
+  $("task-payload").textContent = t.encrypted ? "encrypted (start the dashboard with the keys to read it)"
+    : t.payload === null ? "(not kept once a task is finished)" : json(t.payload);
   $("task-result-box").hidden = t.state !== "succeeded";
-  $("task-result").textContent = json(t.result);
+  $("task-result").textContent = t.encrypted ? "encrypted (start the dashboard with the keys to read it)" : json(t.result);
   $("task-error-box").hidden = !t.error;
   $("task-error").textContent = t.error ? `${t.error_kind ? `[${t.error_kind}] ` : ""}${t.error}` : "";
   $("task-traceback").textContent = t.traceback || "(no traceback)";

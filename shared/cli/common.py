@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from ..client import Client
+from ..config import load, protect_settings
 from ..connection import resolve_url
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,7 +47,9 @@ def open_client(ctx: click.Context, start: bool = False) -> Client:
     """
     obj = ctx.find_root().obj or {}
     url = resolve_url(obj.get("redis_url"), config_file=obj.get("config_file"), start=start)
-    client = Client(url, obj.get("namespace") or "tq")
+    # payload protection keys: TQ_KEYS, else keys_file of the environment or config file
+    keys = protect_settings(config=load({}, config_file=obj.get("config_file")))
+    client = Client(url, obj.get("namespace") or "tq", keys=keys)
     ctx.call_on_close(client.close)
     return client
 

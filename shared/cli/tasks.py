@@ -142,8 +142,11 @@ def render_task(info: TaskInfo) -> str:
         "created": out.when(info.created_at), "eta": out.when(info.eta),
         "started": out.when(info.started_at), "finished": out.when(info.finished_at),
         "failed": out.when(info.failed_at), "worker": info.worker,
-        "payload": out.compact(info.payload) if info.payload is not None else None,
-        "result": out.compact(info.result) if info.state == "succeeded" else None,
+        "payload": "encrypted (start with the keys to read it)" if info.encrypted
+        and info.state != "succeeded" else (out.compact(info.payload)
+                                            if info.payload is not None else None),
+        "result": ("encrypted" if info.encrypted else out.compact(info.result))
+        if info.state == "succeeded" else None,
         "error": f"{info.error} ({info.error_kind})" if info.error_kind else info.error,
     })
     if info.traceback:

@@ -31,6 +31,8 @@ if body then ttype, _, m = header(body, queue) end
 if ttype and leased(claim) then release(q, queue, ttype, concurrency_of(q, ttype)) end
 ttype = ttype or '?'
 count(q, ttype, 'failed')
+-- refused by payload protection (shared/protect.py): counted for /metrics
+if kind == 'bad_signature' or kind == 'cannot_decrypt' then count(q, ttype, 'rejected') end
 if retry and body and failures <= max_retries(q, ttype, m, default) then
   local due = now + delay
   local first = rcall('ZRANGE', q.sched, 0, 0, 'WITHSCORES')

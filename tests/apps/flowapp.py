@@ -23,11 +23,14 @@ def rec() -> redis.Redis:
 
 
 def run(kind: str, payload: dict, ctx) -> None:
+    # when tq claimed it (Redis' clock, from the task's claim record): what the limit governs
+    claim = ctx.redis.hget(f"tq:{{{ctx.queue}}}:run", ctx.task_id) or b"||0"
+    claimed = int(claim.split(b"|")[2]) / 1000
     rec().rpush(f"flow:{kind}", f"start|{ctx.task_id}|{os.getpid()}|{time.time()}|"
-                                f"{payload.get('tenant', '')}")
+                                f"{payload.get('tenant', '')}|{claimed}")
     if payload.get("s"):
         time.sleep(payload["s"])
-    rec().rpush(f"flow:{kind}", f"end|{ctx.task_id}|{os.getpid()}|{time.time()}|")
+    rec().rpush(f"flow:{kind}", f"end|{ctx.task_id}|{os.getpid()}|{time.time()}||")
 
 
 @tq.handler("limited", queue="flow", rate_limit="50/s")

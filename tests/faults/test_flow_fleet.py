@@ -20,9 +20,15 @@ def events(runs, kind: str) -> list[tuple[str, str, int, float, str]]:
     """(event, task id, pid, time, tenant) of each recorded start/end of `kind`."""
     out = []
     for raw in runs.conn.lrange(f"flow:{kind}", 0, -1):
-        ev, tid, pid, at, tenant = raw.decode().split("|")
+        ev, tid, pid, at, tenant, _ = raw.decode().split("|")
         out.append((ev, tid, int(pid), float(at), tenant))
     return out
+
+
+def claim_times(runs, kind: str) -> list[float]:
+    """When tq claimed each recorded start (Redis' clock): the moment a limit governs."""
+    return [float(raw.decode().split("|")[5]) for raw in runs.conn.lrange(f"flow:{kind}", 0, -1)
+            if raw.startswith(b"start|")]
 
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:
@@ -65,16 +71,19 @@ def test_a_rate_limit_holds_across_two_masters(masters, client, runs, table):
     wall = time.monotonic() - t0
     cpu = cpu_seconds(children) - cpu0
     starts = [at for ev, _, _, at, _ in events(runs, "limited") if ev == "start"]
+    claims = claim_times(runs, "limited")
     started = Counter(tid for ev, tid, *_ in events(runs, "limited") if ev == "start")
     stats = client.stats()["by_type"]["limited"]
-    worst = max_in_window(starts)
-    span = max(starts) - min(starts)
+    worst, worst_run = max_in_window(claims), max_in_window(starts)
+    span = max(claims) - min(claims)
     table(("rate 50/s, 2x2 children, 1,000 tasks",
-           f"busiest 1 s window {worst} starts; first to last {span:.1f}s; "
-           f"children CPU {cpu:.1f}s in {wall:.1f}s; {stats['throttled']} deferrals"))
-    # Then no 1 s window holds more than the rate (+ the burst of 1), it takes ~20 s,
-    # every task ran once, no attempt was charged
-    assert worst <= 51
+           f"busiest 1 s window {worst} claims ({worst_run} handler starts); first to last "
+           f"{span:.1f}s; children CPU {cpu:.1f}s in {wall:.1f}s; "
+           f"{stats['throttled']} deferrals"))
+    # Then no 1 s window holds more claims than the rate (+ the burst of 1), it takes
+    # ~20 s, every task ran once, no attempt was charged. (The handlers' own start times add
+    # the children's scheduling jitter: on a loaded machine one more can land in a window.)
+    assert worst <= 51 and worst_run <= 52
     assert 19.0 <= span <= 23.0
     assert sorted(started) == sorted(ids) and set(started.values()) == {1}
     assert stats["failed"] == 0 and stats["retried"] == 0 and stats["succeeded"] == 1000
@@ -91,9 +100,10 @@ def test_per_key_limits_let_tenants_run_side_by_side(masters, client, runs, tabl
                          for i in range(30) for t in ("acme", "globex")])
     wait_succeeded(client, "tenant", 60, timeout=30)
     by_tenant: dict[str, list[float]] = {"acme": [], "globex": []}
-    for ev, _, _, at, tenant in events(runs, "tenant"):
+    for raw in runs.conn.lrange("flow:tenant", 0, -1):
+        ev, _, _, _, tenant, claimed = raw.decode().split("|")
         if ev == "start":
-            by_tenant[tenant].append(at)
+            by_tenant[tenant].append(float(claimed))   # claim times (Redis' clock)
     spans = {t: max(v) - min(v) for t, v in by_tenant.items()}
     worst = {t: max_in_window(v) for t, v in by_tenant.items()}
     together = max(max(v) for v in by_tenant.values()) - min(min(v) for v in by_tenant.values())
