@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
 import math
@@ -119,6 +121,8 @@ class Runner:
         self._client: Client | None = None
         self._redis: Any = None
         self._redis_pid = 0
+        self._loop: asyncio.AbstractEventLoop | None = None   # for async def handlers
+        self._loop_pid = 0
 
     def client(self) -> Client:
         if self._client is None:
@@ -134,6 +138,23 @@ class Runner:
                                   single_connection=True)
             self._redis_pid = os.getpid()
         return self._redis
+
+    def _await(self, awaitable: Any, timeout: float | None) -> Any:
+        """Run a handler's coroutine to its end on this process's event loop (made on first
+        use, never shared with a forked child); past `timeout` it is cancelled (its
+        `finally` blocks run) and SoftTimeout raised."""
+        if self._loop is None or self._loop_pid != os.getpid():
+            self._loop, self._loop_pid = asyncio.new_event_loop(), os.getpid()
+
+        async def limited() -> Any:
+            if timeout is None:
+                return await awaitable
+            try:
+                return await asyncio.wait_for(awaitable, max(timeout, 0.0))
+            except TimeoutError:
+                raise SoftTimeout("soft time limit reached") from None
+
+        return self._loop.run_until_complete(limited())
 
     def on_alarm(self, signum: int, frame: object) -> None:
         if self.running:
@@ -173,6 +194,11 @@ class Runner:
         self.running = True
         try:
             result = spec.func(task.payload, ctx)
+            if inspect.isawaitable(result):   # an async def handler: run on this child's loop
+                if lim.soft:   # the soft limit becomes a cancellation of the coroutine
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                result = self._await(result, None if ctx.deadline is None
+                                     else ctx.deadline - time.time())
         except SoftTimeout:
             failure = self._failure(task, spec, "timeout",
                                     f"soft time limit of {lim.soft:g}s exceeded", True)

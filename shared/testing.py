@@ -1,0 +1,280 @@
+"""Testing code that enqueues, and handlers that run, with the queue's own rules.
+
+Without Redis or a master (unit tests): inside `run_eagerly()` every `tq.Client()` is an
+`EagerClient` that runs the handler of each task the moment it is enqueued, in-process, with
+the real queue's rules — the payload and the result make a JSON round trip (a payload or
+result JSON cannot carry fails the same way), `tq.Retry` and errors are retried up to
+`max_retries` (at once: delays and backoff are not waited for), `tq.PermanentError` and an
+unknown type end dead, `async def` handlers are awaited — and `get()`, `wait()`, `stats()`
+tell what happened:
+
+    with tq.testing.run_eagerly() as eager:
+        signup("carol@example.com")             # code under test: tq.Client().enqueue(...)
+        assert eager.tasks[0].state == "succeeded"
+
+or, with pytest, `from tq.testing import tq_eager` in a conftest.py and a `tq_eager` argument.
+Code that did `from tq import Client` before the patch keeps the real class: import `tq` and
+call `tq.Client`, or pass an `EagerClient` in.
+
+Against a real Redis (integration tests): `Worker(client).run_until_empty()` claims and runs
+tasks in this process through the worker's own code (claim script, runner, acks), until the
+queues hold nothing ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import PermanentError, Retry, TaskFailed, TaskNotFound
+from .handlers import REGISTRY
+from .ids import new_id
+from .task import (
+    DEFAULT_MAX_RETRIES,
+    TaskInfo,
+    encode_payload,
+    validate_max_retries,
+    validate_name,
+    validate_priority,
+)
+
+log = logging.getLogger("tq.testing")
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+@dataclass
+class EagerStore:
+    """What ran inside one run_eagerly(): every task in enqueue order."""
+
+    tasks: list[TaskInfo] = field(default_factory=list)
+    by_id: dict[str, TaskInfo] = field(default_factory=dict)
+
+    def of_type(self, task_type: str) -> list[TaskInfo]:
+        return [t for t in self.tasks if t.type == task_type]
+
+
+class EagerContext:
+    """The ctx an eager handler gets (the worker's TaskContext, without Redis)."""
+
+    def __init__(self, client: EagerClient, info: TaskInfo, attempt: int, max_retries: int):
+        self._client = client
+        self.task_id, self.type, self.queue = info.id, info.type, info.queue
+        self.attempt, self.max_retries = attempt, max_retries
+        self.deadline: float | None = None
+        self.worker_id = "eager"
+        self.log = logging.LoggerAdapter(logging.getLogger(f"tq.task.{info.type}"),
+                                         {"task": info.id, "worker": "eager"})
+
+    def enqueue(self, task_type: str, payload: dict[str, Any] | None = None,
+                **options: Any) -> str:
+        return self._client.enqueue(task_type, payload, **options)
+
+    @property
+    def redis(self) -> Any:
+        raise RuntimeError("ctx.redis is not available when running eagerly (no Redis); "
+                           "test that code with tq.testing.Worker against a real Redis")
+
+
+class EagerClient:
+    """tq.Client's producer API, running each task in-process when it is enqueued."""
+
+    def __init__(self, url: str | None = None, namespace: str = "tq", *,
+                 store: EagerStore | None = None, **_: Any) -> None:
+        self.namespace = namespace
+        self.store = store if store is not None else (_STORE or EagerStore())
+
+    def __enter__(self) -> EagerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def enqueue(self, type: str, payload: dict[str, Any] | None = None, *,
+                queue: str | None = None, priority: int = 0, delay: Any = None,
+                eta: Any = None, max_retries: int | None = None, timeout: Any = None,
+                unique_for: Any = None, unique_key: str | None = None) -> str:
+        validate_name("type", type)
+        queue = type if queue is None else validate_name("queue", queue)
+        validate_priority(priority)
+        if max_retries is not None:
+            validate_max_retries(max_retries)
+        if delay is not None and eta is not None:
+            raise ValueError("give delay or eta, not both")
+        payload_json = encode_payload({} if payload is None else payload)   # the real checks
+        info = TaskInfo(new_id(), queue, type, "queued", priority=priority,
+                        payload=json.loads(payload_json), max_retries=max_retries,
+                        created_at=time.time())
+        self.store.tasks.append(info)
+        self.store.by_id[info.id] = info
+        self._run(info, payload_json)
+        return info.id
+
+    def enqueue_many(self, specs: Iterable[Mapping[str, Any] | Sequence[Any]],
+                     progress: Any = None) -> list[str]:
+        ids = []
+        for spec in specs:
+            if isinstance(spec, Mapping):
+                options = dict(spec)
+                ids.append(self.enqueue(options.pop("type"), options.pop("payload", {}),
+                                        **options))
+            else:
+                ids.append(self.enqueue(spec[0], spec[1]))
+        return ids
+
+    def get(self, task_id: str, queue: str | None = None) -> TaskInfo:
+        try:
+            return self.store.by_id[task_id]
+        except KeyError:
+            raise TaskNotFound(task_id) from None
+
+    def wait(self, task_id: str, timeout: float | None = None,
+             queue: str | None = None) -> Any:
+        info = self.get(task_id)
+        if info.state == "dead":
+            raise TaskFailed(task_id, info.error, info.traceback)
+        return info.result
+
+    def stats(self) -> dict[str, Any]:
+        by_type: dict[str, dict[str, int]] = {}
+        for t in self.store.tasks:
+            per = by_type.setdefault(t.type, {"enqueued": 0, "succeeded": 0, "dead": 0})
+            per["enqueued"] += 1
+            if t.state in per:
+                per[t.state] += 1
+        total = {k: sum(p[k] for p in by_type.values())
+                 for k in ("enqueued", "succeeded", "dead")}
+        return {"total": total, "by_type": by_type}
+
+    # -- running ------------------------------------------------------------------------
+    def _run(self, info: TaskInfo, payload_json: str) -> None:
+        spec = REGISTRY.get(info.type)
+        if spec is None:
+            self._dead(info, "unknown_type", f"no handler for task type {info.type!r} "
+                       f"(registered: {', '.join(sorted(REGISTRY)) or 'none'})", None)
+            return
+        limit = info.max_retries if info.max_retries is not None else (
+            spec.max_retries if spec is not None else DEFAULT_MAX_RETRIES)
+        info.started_at = time.time()
+        for attempt in range(1, limit + 2):
+            info.attempts, info.state = attempt, "running"
+            ctx = EagerContext(self, info, attempt, limit)
+            try:
+                result = spec.func(json.loads(payload_json), ctx)   # a fresh copy each run
+                if inspect.isawaitable(result):
+                    result = asyncio.run(_awaited(result))
+                try:
+                    info.result = json.loads(_dumps(result))
+                except (TypeError, ValueError) as exc:
+                    self._dead(info, "error", f"result is not JSON-serialisable: {exc}", None)
+                    return
+                info.state, info.finished_at = "succeeded", time.time()
+                return
+            except PermanentError as exc:
+                self._dead(info, "permanent", str(exc) or "permanent error", _tb())
+                return
+            except Retry as exc:
+                kind, message = "retry", str(exc)
+            except Exception as exc:
+                kind, message = "error", f"{type(exc).__name__}: {exc}"
+            info.history.append({"kind": kind, "message": message, "at": time.time(),
+                                 "worker": "eager"})
+            info.error, info.error_kind, info.traceback = message, kind, _tb()
+        info.history.pop()   # the last attempt's error is the task's own
+        info.state, info.finished_at = "dead", time.time()
+
+    @staticmethod
+    def _dead(info: TaskInfo, kind: str, message: str, tb: str | None) -> None:
+        info.state, info.error, info.error_kind, info.traceback = "dead", message, kind, tb
+        info.finished_at = time.time()
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _tb() -> str:
+    import traceback
+
+    return traceback.format_exc()
+
+
+_STORE: EagerStore | None = None
+
+
+@contextlib.contextmanager
+def run_eagerly() -> Iterator[EagerStore]:
+    """Within the block every `tq.Client(...)` runs tasks in-process as they are enqueued
+    (see the module's docstring); yields what ran."""
+    import tq
+
+    global _STORE
+    saved, saved_store = tq.Client, _STORE
+    _STORE = EagerStore()
+    tq.Client = EagerClient   # type: ignore[misc, assignment]
+    try:
+        yield _STORE
+    finally:
+        tq.Client = saved   # type: ignore[misc]
+        _STORE = saved_store
+
+
+class Worker:
+    """A worker in this process against a real Redis, for integration tests: the same claim
+    script, runner and acks as a child of tq-master, without the master."""
+
+    def __init__(self, client: Any, queues: Sequence[str] | None = None,
+                 worker_id: str = "test-worker") -> None:
+        from .broker import Broker
+        from .worker.runner import Runner
+
+        self.client = client
+        self.queues = list(queues) if queues else sorted({s.queue for s in REGISTRY.values()})
+        self.broker = Broker(client.broker.url, client.namespace)
+        self.runner = Runner(self.broker, worker_id, getattr(client, "keys", None))
+        self.worker_id = worker_id
+
+    def run_until_empty(self, max_tasks: int = 10_000) -> int:
+        """Claim and run until nothing is ready (scheduled tasks are not waited for);
+        returns how many ran."""
+        from .broker import Ack
+        from .worker.runner import Failure
+
+        self.broker.register_queues(self.queues)
+        done = 0
+        while done < max_tasks:
+            got = self.broker.claim(self.worker_id, self.queues, 1)
+            if not got.tasks:
+                return done
+            for task in got.tasks:
+                outcome, _ = self.runner.run(task, lambda *a: None)
+                if isinstance(outcome, Failure):
+                    self.runner.record(outcome)
+                else:
+                    assert isinstance(outcome, Ack)
+                    self.broker.claim(self.worker_id, [task.queue], 0, acks=[outcome])
+                done += 1
+        return done
+
+    def close(self) -> None:
+        self.broker.close()
+
+
+try:   # a pytest fixture, for a conftest.py: `from tq.testing import tq_eager`
+    import pytest
+
+    @pytest.fixture
+    def tq_eager() -> Iterator[EagerStore]:
+        with run_eagerly() as store:
+            yield store
+except ImportError:  # pragma: no cover - pytest is not a dependency of tq
+    pass

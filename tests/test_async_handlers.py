@@ -1,0 +1,93 @@
+"""`async def` handlers run on an event loop in the child: results, retries, permanent errors,
+and a soft time limit that cancels the coroutine (its finally blocks run)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+import tq
+from tq.broker import Ack, Broker
+from tq.handlers import REGISTRY
+from tq.task import Task
+from tq.worker.runner import Failure, Runner
+
+cleaned: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def handlers():
+    @tq.handler("a-ok")
+    async def ok(payload, ctx):
+        await asyncio.sleep(0.01)
+        return {"got": payload["n"], "attempt": ctx.attempt}
+
+    @tq.handler("a-retry")
+    async def again(payload, ctx):
+        await asyncio.sleep(0)
+        raise tq.Retry("not yet", delay=5)
+
+    @tq.handler("a-perm")
+    async def perm(payload, ctx):
+        raise tq.PermanentError("no such user")
+
+    @tq.handler("a-slow", timeout=0.2)
+    async def slow(payload, ctx):
+        try:
+            await asyncio.sleep(10)
+        finally:
+            cleaned.append(ctx.task_id)
+
+    class Fetch(tq.Handler):
+        type = "a-class"
+
+        async def handle(self, payload, ctx):
+            return "class"
+
+    yield
+    for name in ("a-ok", "a-retry", "a-perm", "a-slow", "a-class"):
+        REGISTRY.pop(name, None)
+
+
+def run(ttype: str, payload: dict | None = None):
+    runner = Runner(Broker.__new__(Broker), "w-async")
+    task = Task.from_body("P7rAAAAAAAAAAAAA", ttype, json.dumps({"p": payload or {}}))
+    return runner.run(task, lambda *a: None)
+
+
+def test_an_async_handler_returns_its_result():
+    out, elapsed = run("a-ok", {"n": 7})
+    assert isinstance(out, Ack) and elapsed >= 0.01
+    assert json.loads(out.record)["r"] == {"got": 7, "attempt": 1}
+    out, _ = run("a-class")
+    assert isinstance(out, Ack) and json.loads(out.record)["r"] == "class"
+
+
+def test_retry_and_permanent_errors_raised_by_a_coroutine():
+    out, _ = run("a-retry")
+    assert isinstance(out, Failure) and (out.kind, out.retry, out.delay) == ("retry", True, 5)
+    out, _ = run("a-perm")
+    assert isinstance(out, Failure) and (out.kind, out.retry) == ("permanent", False)
+
+
+def test_the_soft_time_limit_cancels_the_coroutine():
+    cleaned.clear()
+    out, elapsed = run("a-slow")
+    assert isinstance(out, Failure) and out.kind == "timeout" and out.retry
+    assert 0.15 <= elapsed < 2.0
+    assert cleaned == ["P7rAAAAAAAAAAAAA"]   # cancelled: its finally ran
+    # the loop is still usable for the next task
+    out, _ = run("a-ok", {"n": 1})
+    assert isinstance(out, Ack)
+
+
+def test_async_handlers_under_a_real_master(client, masters):
+    m = masters("-c", "1", "-A", "asyncapp")
+    m.wait_ready(1)
+    ids = [client.enqueue("fetch", {"url": f"https://example.com/{i}"}) for i in range(5)]
+    results = [client.wait(i, timeout=10) for i in ids]
+    assert [r["url"] for r in results] == [f"https://example.com/{i}" for i in range(5)]
+    assert {r["pid"] for r in results} <= m.child_pids()
+    assert "coroutine" not in m.log() and "never awaited" not in m.log()
