@@ -7,8 +7,12 @@ import pytest
 
 import tq
 from tq.handlers import REGISTRY
-from tq.testing import EagerClient, Worker, run_eagerly
-from tq.testing import tq_eager  # noqa: F401 - the fixture, as a conftest.py would import it
+from tq.testing import (
+    EagerClient,
+    Worker,
+    run_eagerly,
+    tq_eager,  # noqa: F401 - the fixture, as a conftest.py would import it
+)
 
 calls: list[int] = []
 
