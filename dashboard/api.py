@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tq.cli.status import periodic_view
 from tq.client import Client
 from tq.history import History, _tally_of
 from tq.tally import Histogram
@@ -134,6 +135,7 @@ class Board:
             "latency_window": LATENCY_WINDOW,
             "masters": self.masters(now),
             "scheduled": self.scheduled(),
+            "periodic": periodic_view(self.client),
         }
 
 

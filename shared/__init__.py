@@ -27,6 +27,7 @@ from .errors import (
 )
 from .handlers import Backoff, Context, Handler, handler
 from .hooks import Middleware, add_middleware, remove_middleware
+from .periodic import periodic
 from .task import Task, TaskInfo
 
 __version__ = "0.1.0"
@@ -52,5 +53,6 @@ __all__ = [
     "WaitTimeout",
     "add_middleware",
     "handler",
+    "periodic",
     "remove_middleware",
 ]

@@ -7,6 +7,7 @@ setting names below (top level, or under a [tq] table).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -109,6 +110,15 @@ def _limits(v: Any) -> dict[str, Any]:
     return parse_table(v)
 
 
+def _periodic(v: Any) -> list[Any]:
+    from .periodic import from_config
+
+    try:
+        return from_config(v)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"is not JSON: {exc}") from None
+
+
 def _bool(v: Any) -> bool:
     if isinstance(v, bool):
         return v
@@ -192,6 +202,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("protect", _choice("encrypt", "sign"), "encrypt", "with keys: encrypt payloads, "
             "results and errors (AES-256-GCM), or only sign bodies (HMAC-SHA256)",
             "encrypt|sign"),
+    Setting("periodic", _periodic, None, "periodic tasks (docs/core.md): in TOML a list of "
+            "{schedule = \"*/5 * * * *\" or seconds, type, payload, tz, missed}; as a flag "
+            "or TQ_PERIODIC the same list in JSON", "JSON"),
     Setting("strict", _bool, False, "serve --queues in strict order instead: a later queue "
             "only gets work when the earlier ones are empty (may starve it)", ""),
     Setting("concurrency", _int_range(1, 1024), None, "child processes, 1-1024 (default: "
@@ -248,6 +261,7 @@ class Config:
     keys_file: str | None = None
     protect: str = "encrypt"
     limits: dict[str, Any] | None = None      # type -> tq.limits.Limits, from the config
+    periodic: list[Any] | None = None         # tq.periodic.Periodic entries, from the config
     concurrency: int | None = None
     prefetch: int | None = None
     max_tasks_per_child: int | None = None

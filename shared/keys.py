@@ -12,6 +12,8 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 | ns:queues                    | set    | every queue name enqueued to or consumed (forgotten     |
 |                              |        | when empty, unserved and idle: --forget-queues-after)   |
 | ns:idle                      | hash   | queue -> Redis ms since when it is empty and unserved   |
+| ns:periodic                  | hash   | periodic schedule name -> JSON: schedule, type, last and |
+|                              |        | next tick (shared/periodic.py)                          |
 | ns:workers                   | zset   | worker id -> last heartbeat (Redis ms)                  |
 | ns:worker:W                  | hash   | worker info: host, pid, master, queues, started         |
 | ns:masters                   | zset   | master id -> last heartbeat (Redis ms)                  |
@@ -79,6 +81,7 @@ class Keys:
         self.workers = f"{g}workers"
         self.masters = f"{g}masters"
         self.idle = f"{g}idle"
+        self.periodic = f"{g}periodic"
         self._queue_cache: dict[str, QueueKeys] = {}
 
     def worker(self, worker_id: str) -> str:

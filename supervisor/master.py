@@ -29,11 +29,12 @@ from setproctitle import setproctitle
 from tq import exitcodes, logs
 from tq.broker import Broker
 from tq.channel import BUSY, IDLE, RECONNECTING, STARTING
-from tq.config import Config, load
+from tq.config import Config, load, protect_settings
 from tq.connection import OUTAGE
 from tq.embedded import ENV_HOME
-from tq.errors import ConfigError
+from tq.errors import ConfigError, TQError
 from tq.ids import new_id
+from tq.periodic import Periodic, Scheduler
 from tq.tally import Tally
 from tq.worker.child import import_app
 
@@ -101,6 +102,8 @@ class Supervisor:
         self.pidfile = Pidfile(config.pidfile) if config.pidfile else None
         self.services = Services(self.broker, self.master_id, self.host, self.started)
         self.promoter = Promoter(self.broker)
+        self.scheduler = Scheduler(self._periodic_client)   # periodic tasks (tq.periodic)
+        self.scheduler.add(config.periodic or [])
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -124,7 +127,8 @@ class Supervisor:
 
     def wait(self) -> None:
         now = time.monotonic()
-        timeout = max(0.0, min(WAIT_MAX, self.next_tick - now, self.promoter.due_in(now)))
+        timeout = max(0.0, min(WAIT_MAX, self.next_tick - now, self.promoter.due_in(now),
+                               self.scheduler.due_in(time.time())))
         fds = [self.sig_r] + [c.reader.fd for c in self.children.values() if not c.reader.eof]
         promoter_fds = self.promoter.filenos()
         fds.extend(promoter_fds)
@@ -298,6 +302,7 @@ class Supervisor:
         if event == "ready":
             c.ready = True
             c.queues = [q for q in msg.get("queues", []) if isinstance(q, str)]
+            self._periodic_from(c, msg.get("periodic"))
             log.debug("worker[%d] ready, queues %s", c.index, ",".join(c.queues),
                       extra={"worker": c.worker_id})
             if not self.booted and sum(ch.ready for ch in self.children.values()) >= self.target:
@@ -449,8 +454,37 @@ class Supervisor:
         self.status = "running"
         self.services.ready()
 
+    def _periodic_client(self) -> Any:
+        from tq import Client
+
+        return Client(self.broker.url, self.config.namespace, socket_timeout=5.0,
+                      keys=protect_settings(config=self.config) or "")
+
+    def _periodic_from(self, c: Child, wire: Any) -> None:
+        """The periodic tasks a child's handler modules declared (it imported them)."""
+        if not isinstance(wire, list):
+            return
+        entries = []
+        for item in wire:
+            try:
+                entries.append(Periodic(**item))
+            except TypeError:
+                log.warning("worker[%d] sent an unreadable periodic task: %r", c.index, item)
+        self.scheduler.add(entries)
+
+    def run_periodic(self) -> None:
+        if self.draining or not self.scheduler.entries:
+            return
+        try:
+            self.scheduler.run()
+        except (*OUTAGE, TQError) as exc:   # the tick is tried again on the next pass
+            if time.monotonic() >= self.next_error_log:
+                self.next_error_log = time.monotonic() + 60
+                log.warning("periodic tasks: %s", exc)
+
     # -- every second -----------------------------------------------------------------------
     def tick(self) -> None:
+        self.run_periodic()
         now = time.monotonic()
         try:
             self.broker.quarantine.recheck()
@@ -546,6 +580,7 @@ class Supervisor:
     def shutdown(self) -> int:
         self.next_tick = 0.0
         self.tick()   # the children's last tallies came with their exit: count them
+        self.scheduler.close()
         if self.boot_error:
             for c in self.children.values():
                 self.kill(c, "boot")

@@ -32,6 +32,7 @@ from tq.connection import OUTAGE
 from tq.handlers import REGISTRY
 from tq.identity import host_id
 from tq.limits import merge
+from tq.periodic import PERIODIC
 from tq.tally import Tally
 from tq.task import Task
 
@@ -172,7 +173,8 @@ class Child:
         signal.signal(signal.SIGALRM, self.runner.on_alarm)
         self._publish(IDLE)
         self.redis(self._register)
-        self.pipe.send("ready", worker=self.wid, queues=self.queues, pid=os.getpid())
+        self.pipe.send("ready", worker=self.wid, queues=self.queues, pid=os.getpid(),
+                       periodic=[e.to_wire() for e in PERIODIC.values()])
         self.title.state = "idle"
         try:
             self.loop()

@@ -389,6 +389,14 @@ function drawScheduled(items, now) {
   fill($("scheduled").tBodies[0], rows, "nothing scheduled", 6);
 }
 
+function drawPeriodic(items, now) {
+  const at = (t) => t === null || t === undefined ? "–" : (t <= now ? `${secs(now - t)} ago` : `in ${secs(t - now)}`);
+  const rows = (items || []).map((p) => el("tr", {},
+    el("td", {}, p.name), el("td", {}, el("code", {}, p.schedule)), el("td", {}, p.type),
+    el("td", {}, p.tz), el("td", {}, at(p.last)), el("td", {}, at(p.next))));
+  fill($("periodic").tBodies[0], rows, "no periodic task", 6);
+}
+
 // -- dead letters on the overview ----------------------------------------------------------
 let deadKey = null;     // ids shown now: the list is rebuilt only when they change
 let deadFetched = 0;
@@ -671,6 +679,7 @@ async function poll() {
       drawLatency(o.latency, o.latency_window);
       drawMasters(o.masters);
       drawScheduled(o.scheduled, o.now);
+      drawPeriodic(o.periodic, o.now);
       await refreshDead(o.dead);
     }
     status.textContent = `live · ${new Date().toLocaleTimeString()}`;

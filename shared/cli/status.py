@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -102,6 +103,28 @@ def render_queues(sizes: dict[str, dict[str, Any]],
     return text
 
 
+def periodic_view(client: Client) -> list[dict[str, Any]]:
+    """The periodic schedules the masters run (tq.periodic), with their last and next tick."""
+    out = []
+    for name, raw in sorted(client.broker.conn.hgetall(client.broker.keys.periodic).items()):
+        try:
+            info = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(info, dict):
+            out.append({**info, "name": name.decode("utf-8", "replace")})
+    return out
+
+
+def render_periodic(entries: list[dict[str, Any]], now: float) -> str | None:
+    if not entries:
+        return None
+    return out.table(["PERIODIC", "SCHEDULE", "TYPE", "TZ", "LAST", "NEXT"],
+                     [[e["name"], e.get("schedule"), e.get("type"), e.get("tz"),
+                       out.when(e.get("last"), now), out.when(e.get("next"), now)]
+                      for e in entries])
+
+
 def _rates_line(rates: dict[str, float]) -> str:
     return (f"throughput (last {RATE_WINDOW:.0f}s): {rates['processed']:.2f} processed/s, "
             f"{rates['failed']:.2f} failed/s")
@@ -167,6 +190,7 @@ def _snapshot(client: Client, queue: str | None, as_json: bool) -> str:
     workers = workers_view(client, now)
     rates = History(client.broker).rates(window=RATE_WINDOW)
     limits = client.limits()
+    periodic = periodic_view(client)
     if as_json:
         wire = {q: {t: {"limits": e["effective"].describe(), "running": e["running"],
                         "held": e["held"]}
@@ -174,10 +198,13 @@ def _snapshot(client: Client, queue: str | None, as_json: bool) -> str:
                 for q, v in limits.items()}
         return out.dumps({"redis": client.safe_url, "namespace": client.namespace,
                           "time": now, "queues": sizes, "limits": wire, "rates": rates,
-                          **workers})
-    return "\n".join([f"Redis {client.safe_url}, namespace {client.namespace}",
-                      _rates_line(rates), "", render_queues(sizes, limits), "",
-                      render_workers(workers)])
+                          "periodic": periodic, **workers})
+    parts = [f"Redis {client.safe_url}, namespace {client.namespace}", _rates_line(rates), "",
+             render_queues(sizes, limits), "", render_workers(workers)]
+    table = render_periodic(periodic, now)
+    if table:
+        parts += ["", table]
+    return "\n".join(parts)
 
 
 @click.command()
