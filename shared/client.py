@@ -39,6 +39,7 @@ from .protect import (
     SealedBody,
     error_aad,
     open_payload,
+    progress_aad,
     reseal_body,
     reseal_error,
     result_aad,
@@ -360,9 +361,13 @@ class Client:
         """What is known of a task now; TaskNotFound if nothing is."""
         with translated(self.url):
             found = self._inspect(task_id, queue)
-        if found is None:
-            raise TaskNotFound(task_id)
-        return _info(task_id, *found, ring=self.keys)
+            if found is None:
+                raise TaskNotFound(task_id)
+            info = _info(task_id, *found, ring=self.keys)
+            if info.state in ("running", "queued", "failed-will-retry"):
+                raw = self.broker.conn.get(self.broker.qkeys(found[0]).progress(task_id))
+                info.progress = _progress(raw, self.keys, found[0], task_id)
+        return info
 
     def wait(self, task_id: str, timeout: float | None = None, queue: str | None = None) -> Any:
         """Block until the task finishes; return its result.
@@ -823,6 +828,17 @@ def _info(task_id: str, queue: str, reply: list[Any], ring: KeyRing | None = Non
         info.error = str(rec["e"])
     info.history = _history(rec.get("h"), ring, queue, task_id)
     return info
+
+
+def _progress(raw: Any, ring: KeyRing | None, queue: str, task_id: str
+              ) -> dict[str, Any] | None:
+    """A stored ctx.progress() record, or None (none, or unreadable)."""
+    rec = _loads_or(raw, {})
+    if not isinstance(rec.get("f"), int | float):
+        return None
+    return {"fraction": rec["f"],
+            "message": reveal(ring, rec.get("m", ""), progress_aad(queue, task_id)),
+            "at": rec.get("at")}
 
 
 def _ms(value: Any) -> float | None:

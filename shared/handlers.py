@@ -72,6 +72,8 @@ class Context(Protocol):
 
     def enqueue(self, task_type: str, payload: dict[str, Any], **options: Any) -> str: ...
 
+    def progress(self, fraction: float, message: str = "") -> None: ...
+
 
 @dataclass(slots=True)
 class HandlerSpec:

@@ -29,6 +29,8 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 |                              |        | history: earlier attempts' errors, up to 20)            |
 | ns:{Q}:dead                  | zset   | id -> time it was dead-lettered (Redis ms)              |
 | ns:{Q}:res:ID                | string | result record (JSON), expires after the result TTL     |
+| ns:{Q}:prog:ID               | string | a running task's last ctx.progress() (JSON: f, m, at),  |
+|                              |        | expires after a day                                     |
 | ns:{Q}:uniq:DIGEST           | string | id of the task holding a unique_for lock                |
 | ns:{Q}:wake                  | list   | wake-up token for workers blocked on an empty queue     |
 | ns:{Q}:soon                  | list   | token for the master: the earliest scheduled task moved |
@@ -121,6 +123,9 @@ class QueueKeys:
 
     def result(self, task_id: str) -> str:
         return f"{self.prefix}res:{task_id}"
+
+    def progress(self, task_id: str) -> str:
+        return f"{self.prefix}prog:{task_id}"
 
     def uniq(self, digest: str) -> str:
         return f"{self.prefix}uniq:{digest}"

@@ -267,6 +267,10 @@ def result_aad(queue: str, task_id: str) -> str:
     return f"tq1|result|{queue}|{task_id}"
 
 
+def progress_aad(queue: str, task_id: str) -> str:
+    return f"tq1|progress|{queue}|{task_id}"
+
+
 def error_aad(queue: str, task_id: str, what: str) -> str:
     return f"tq1|{what}|{queue}|{task_id}"
 

@@ -339,6 +339,8 @@ class TaskInfo:
     history: list[dict[str, Any]] = field(default_factory=list)
     # payload (or result) encrypted and no key here to open it: shown as "encrypted"
     encrypted: bool = False
+    # the last ctx.progress() of a running task: {"fraction", "message", "at"}
+    progress: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

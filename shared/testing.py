@@ -76,6 +76,13 @@ class EagerContext:
                 **options: Any) -> str:
         return self._client.enqueue(task_type, payload, **options)
 
+    def progress(self, fraction: float, message: str = "") -> None:
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) \
+                or not 0 <= fraction <= 1:
+            raise ValueError(f"progress must be a number from 0 to 1, not {fraction!r}")
+        self._client.store.by_id[self.task_id].progress = {
+            "fraction": float(fraction), "message": str(message), "at": time.time()}
+
     @property
     def redis(self) -> Any:
         raise RuntimeError("ctx.redis is not available when running eagerly (no Redis); "

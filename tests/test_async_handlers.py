@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+from master_proc import eventually
 
 import tq
 from tq.broker import Ack, Broker
@@ -91,3 +92,29 @@ def test_async_handlers_under_a_real_master(client, masters):
     assert [r["url"] for r in results] == [f"https://example.com/{i}" for i in range(5)]
     assert {r["pid"] for r in results} <= m.child_pids()
     assert "coroutine" not in m.log() and "never awaited" not in m.log()
+
+
+def test_progress_is_visible_and_cheap_in_a_tight_loop(client, masters, redis_server):
+    from click.testing import CliRunner
+
+    from tq.cli import cli
+
+    m = masters("-c", "1", "-A", "asyncapp")
+    m.wait_ready(1)
+    conn = redis_server.client()
+    conn.config_resetstat()
+    tid = client.enqueue("resize", {})
+    info = eventually(lambda: (lambda i: i if i.progress else None)(client.get(tid)),
+                      what="its progress")
+    assert info.state == "running" and 0 <= info.progress["fraction"] <= 0.4
+    # 100,000 calls in the loop, a handful of writes
+    sets = conn.info("commandstats").get("cmdstat_set", {}).get("calls", 0)
+    assert sets <= 5, sets
+    text = CliRunner().invoke(cli, ["get", tid], env={"TQ_REDIS_URL": client.broker.url})
+    assert "progress" in text.output and "%" in text.output
+    from tq.worker.runner import TaskContext
+
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        TaskContext.progress(TaskContext.__new__(TaskContext), 1.5)
+    conn.rpush("test:go-on", "1")
+    assert client.wait(tid, timeout=10) == "done"

@@ -21,7 +21,14 @@ from tq.connection import connect
 from tq.errors import PermanentError, Retry
 from tq.handlers import DEFAULT_BACKOFF, REGISTRY, HandlerSpec
 from tq.ids import created_ms
-from tq.protect import KeyRing, Rejected, error_aad, open_payload, result_aad
+from tq.protect import (
+    KeyRing,
+    Rejected,
+    error_aad,
+    open_payload,
+    progress_aad,
+    result_aad,
+)
 from tq.task import DEFAULT_MAX_RETRIES, Task
 
 if TYPE_CHECKING:
@@ -33,6 +40,8 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 # failures whose message comes from the handler (sealed with keys); tq's own (malformed,
 # unknown_type, bad_signature, cannot_decrypt) stay readable for the operator
 SEALED_KINDS = frozenset(("error", "retry", "permanent", "timeout"))
+PROGRESS_EVERY = 0.5              # seconds between progress writes of one task
+PROGRESS_TTL_MS = 24 * 3600 * 1000   # a progress record outlives its task by a day at most
 HARD_GRACE = 2.0   # seconds between the soft limit (exception) and the master's SIGKILL
 
 
@@ -59,8 +68,8 @@ def limits(task: Task, spec: HandlerSpec) -> Limits:
 class TaskContext:
     """What a handler gets besides its payload."""
 
-    __slots__ = ("_log", "_runner", "attempt", "deadline", "max_retries", "queue", "task_id",
-                 "type", "worker_id")   # (redis and log are properties)
+    __slots__ = ("_log", "_progress_at", "_runner", "attempt", "deadline", "max_retries",
+                 "queue", "task_id", "type", "worker_id")   # (redis and log are properties)
 
     def __init__(self, runner: Runner, task: Task, spec: HandlerSpec | None,
                  deadline: float | None):
@@ -72,6 +81,7 @@ class TaskContext:
         self.deadline = deadline
         self.worker_id = runner.worker_id
         self._log: logging.LoggerAdapter[logging.Logger] | None = None
+        self._progress_at = 0.0   # when progress was last written to Redis (monotonic)
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -85,6 +95,19 @@ class TaskContext:
     def enqueue(self, task_type: str, payload: dict[str, Any] | None = None, **options: Any) -> str:
         """Enqueue a follow-up task through this worker's Redis."""
         return self._runner.client().enqueue(task_type, payload, **options)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the task is (0..1) and what it does, for `client.get()`, `tq get`
+        and the dashboard. Cheap in a tight loop: written to Redis at most every
+        PROGRESS_EVERY seconds (the last call in between is lost; the first is not)."""
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) \
+                or not 0 <= fraction <= 1:
+            raise ValueError(f"progress must be a number from 0 to 1, not {fraction!r}")
+        now = time.monotonic()
+        if now - self._progress_at < PROGRESS_EVERY:
+            return
+        self._progress_at = now
+        self._runner.write_progress(self.queue, self.task_id, float(fraction), str(message))
 
     @property
     def redis(self) -> Any:
@@ -138,6 +161,19 @@ class Runner:
                                   single_connection=True)
             self._redis_pid = os.getpid()
         return self._redis
+
+    def write_progress(self, queue: str, task_id: str, fraction: float, message: str) -> None:
+        """One progress record (sealed like results when payloads are encrypted); a Redis
+        error is logged, never raised into the handler (progress is a report, not work)."""
+        if self.keys is not None and self.keys.mode == "encrypt" and message:
+            message = self.keys.seal(message, progress_aad(queue, task_id))
+        record = _dumps({"f": round(fraction, 4), "m": message[:1000], "at": time.time()})
+        try:
+            self.handler_redis().set(self.broker.keys.queue(queue).progress(task_id), record,
+                                     px=PROGRESS_TTL_MS)
+        except Exception as exc:   # redis-py's errors, an ACL refusal...
+            log.warning("could not record progress: %s", exc,
+                        extra={"task": task_id, "worker": self.worker_id})
 
     def _await(self, awaitable: Any, timeout: float | None) -> Any:
         """Run a handler's coroutine to its end on this process's event loop (made on first

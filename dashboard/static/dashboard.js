@@ -593,7 +593,8 @@ function drawTask(t) {
     ["due", t.eta ? `${clock(t.eta)} (${ago(t.eta)})` : null], ["started", t.started_at ? clock(t.started_at) : null],
     ["finished", t.finished_at ? clock(t.finished_at) : null], ["last failure", t.failed_at ? clock(t.failed_at) : null],
     ["run time", t.started_at && t.finished_at && t.state === "succeeded" ? secs(t.finished_at - t.started_at) : null],
-    ["worker", t.worker]];
+    ["worker", t.worker],
+    ["progress", t.progress ? `${Math.round(t.progress.fraction * 100)}% ${t.progress.message || ""}`.trim() : null]];
   const dl = $("task-fields");
   dl.replaceChildren();
   for (const [k, v] of fields) {

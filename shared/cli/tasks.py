@@ -148,6 +148,8 @@ def render_task(info: TaskInfo) -> str:
         "result": ("encrypted" if info.encrypted else out.compact(info.result))
         if info.state == "succeeded" else None,
         "error": f"{info.error} ({info.error_kind})" if info.error_kind else info.error,
+        "progress": f"{info.progress['fraction']:.0%} {info.progress['message']}".rstrip()
+        if info.progress else None,
     })
     if info.traceback:
         text += "\n\n" + info.traceback.rstrip()

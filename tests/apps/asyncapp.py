@@ -12,3 +12,16 @@ import tq
 async def fetch(payload, ctx):
     await asyncio.sleep(payload.get("s", 0.01))
     return {"url": payload["url"], "pid": os.getpid(), "attempt": ctx.attempt}
+
+
+@tq.handler("resize")
+def resize(payload, ctx):
+    """Reports progress in a tight loop, then waits until the test has read it."""
+    import redis as _redis
+
+    r = _redis.Redis.from_url(os.environ["TQ_REDIS_URL"], protocol=2)
+    for i in range(100_000):
+        ctx.progress(i / 100_000 * 0.4, f"resized {i}/10")   # written twice a second at most
+    ctx.progress(0.4, "resized 4/10")
+    r.blpop(["test:go-on"], timeout=10)
+    return "done"
