@@ -24,6 +24,7 @@ from .errors import (
     ConfigError,
     PayloadError,
     QueueBroken,
+    TaskCancelled,
     TaskFailed,
     TaskNotFound,
     WaitTimeout,
@@ -393,6 +394,8 @@ class Client:
                     return info.result
                 if info.state == "dead":
                     raise TaskFailed(task_id, info.error, info.traceback)
+                if info.state == "cancelled":
+                    raise TaskCancelled(task_id)
                 queue = q
                 last = reply[7].decode() if reply[7] else "0-0"
                 events = self.broker.qkeys(q).events
@@ -410,6 +413,26 @@ class Client:
                     if mine:
                         succeeded = mine[-1].get(b"s") == b"succeeded"
                         break
+
+    # -- cancellation -------------------------------------------------------------------
+    def cancel(self, task_id: str, queue: str | None = None) -> str:
+        """Cancel a task that has not started (queued, scheduled, waiting for a retry or a
+        concurrency lease): it is taken out of its queue, never runs, and reads "cancelled"
+        (client.wait() raises tq.TaskCancelled) for the result TTL. Returns "cancelled",
+        or why not: "running" (a worker has it; not interrupted), "finished", "unknown"."""
+        queues = [validate_name("queue", queue)] if queue else self.queues()
+        outcome = "unknown"
+        with translated(self.url):
+            for q in queues:
+                got = self._queue_script(SCRIPTS.cancel, q,
+                                         [q, task_id, int(self._result_ttl * 1000)],
+                                         extra=[self.broker.qkeys(q).result(task_id)])
+                outcome = got.decode() if isinstance(got, bytes) else str(got)
+                if outcome != "unknown":
+                    return outcome
+        return outcome
+
+    _result_ttl = 86400.0   # how long a cancelled record is kept (the default result TTL)
 
     # -- queues and counters ------------------------------------------------------------
     def queues(self) -> list[str]:

@@ -88,3 +88,11 @@ class Retry(TQError):
 
 class PermanentError(TQError):
     """Raised by a handler for a failure no retry can fix: the task goes straight to dead."""
+
+
+class TaskCancelled(TQError):
+    """client.wait() on a task that was cancelled before it ran."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id} was cancelled")
+        self.task_id = task_id

@@ -19,7 +19,7 @@ from .cluster import is_cluster
 from .connection import Link
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
-         "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey")
+         "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey", "cancel")
 
 
 def _source(name: str) -> str:
@@ -74,6 +74,7 @@ class Scripts:
     sched: Script
     flow: Script
     rekey: Script
+    cancel: Script
 
     def load_all(self, conn: Redis) -> None:
         """Load every script, on every primary of a Redis Cluster (a failover's new primary

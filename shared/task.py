@@ -40,7 +40,8 @@ MAX_BODY_BYTES = MAX_PAYLOAD_BYTES + 4096   # what a worker decodes at most (pay
 # no colon (key separator), no glob characters (SCAN patterns), no quotes (the Lua header parser).
 _NAME_RE = re.compile(r"[\w.\-/@+]{1,200}")
 
-STATES = ("scheduled", "queued", "running", "succeeded", "failed-will-retry", "dead")
+STATES = ("scheduled", "queued", "running", "succeeded", "failed-will-retry", "dead",
+          "cancelled")
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 

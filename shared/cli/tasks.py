@@ -161,6 +161,25 @@ def render_task(info: TaskInfo) -> str:
 @click.option("--queue", default=None, help="look only in this queue (faster)")
 @json_option
 @click.pass_context
+def cancel(ctx: click.Context, task_id: str, queue: str | None, as_json: bool) -> None:
+    """Cancel a task that has not started: it leaves its queue and never runs (exit 1 if it
+    is running, finished or unknown)."""
+    outcome = open_client(ctx).cancel(task_id, queue)
+    if as_json:
+        out.echo_json({"id": task_id, "outcome": outcome})
+    if outcome != "cancelled":
+        why = {"running": "it is running (a worker has it)", "finished": "it has finished",
+               "unknown": "no such task"}.get(outcome, outcome)
+        raise click.ClickException(f"task {task_id} was not cancelled: {why}")
+    if not as_json:
+        click.echo(f"cancelled {task_id}")
+
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@click.option("--queue", default=None, help="look only in this queue (faster)")
+@json_option
+@click.pass_context
 def get(ctx: click.Context, task_id: str, queue: str | None, as_json: bool) -> None:
     """Show what is known of a task: state, attempts, payload, result or error."""
     info = open_client(ctx).get(task_id, queue)
@@ -209,4 +228,4 @@ class TimedOut(click.ClickException):
     exit_code = exitcodes.TIMED_OUT
 
 
-COMMANDS = (enqueue, get, wait)
+COMMANDS = (enqueue, get, wait, cancel)
