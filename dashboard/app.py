@@ -244,6 +244,11 @@ def create_app(client: Client, token: str | None = None,
             return _error(400, 'purging needs {"confirm": "<the queue name>"}')
         return jsonify({"purged": client.purge(queue)})
 
+    @app.post("/api/tasks/<task_id>/cancel")
+    def cancel(task_id: str) -> Response:
+        body = request.get_json(silent=True) or {}
+        return jsonify({"id": task_id, "outcome": client.cancel(task_id, body.get("queue"))})
+
     @app.post("/api/queues/<queue:queue>/pause", merge_slashes=False)
     def pause(queue: str) -> Response:
         client.pause(queue)

@@ -262,3 +262,13 @@ def test_pause_and_resume_a_queue_and_see_its_limits(web, csrf, client):
     assert not client.queue_sizes()["email"]["paused"]
     unknown = web.post("/api/queues/nosuch/pause", json={}, headers=csrf)
     assert unknown.status_code == 400 and "unknown queue" in unknown.get_json()["error"]
+
+
+def test_cancel_a_waiting_task(web, csrf, client):
+    tid = client.enqueue("send", {}, queue="email", delay=60)
+    assert web.post(f"/api/tasks/{tid}/cancel", json={"queue": "email"}).status_code in (400, 403)
+    done = web.post(f"/api/tasks/{tid}/cancel", json={"queue": "email"}, headers=csrf)
+    assert done.get_json() == {"id": tid, "outcome": "cancelled"}
+    assert web.get(f"/api/tasks/{tid}", headers=csrf).get_json()["state"] == "cancelled"
+    again = web.post(f"/api/tasks/{tid}/cancel", json={}, headers=csrf)
+    assert again.get_json()["outcome"] == "finished"

@@ -628,8 +628,17 @@ function drawTask(t) {
       el("button", {type: "button", class: "danger delete", onclick: () => remove([t])}, "Delete"));
   } else if (t.state === "scheduled" || t.state === "failed-will-retry") {
     box.append(el("button", {type: "button", class: "run-now", onclick: () => runNow(t)}, "Run now"),
+      el("button", {type: "button", class: "cancel", onclick: () => cancelTask(t)}, "Cancel"),
       el("button", {type: "button", class: "danger delete", onclick: () => unschedule(t)}, "Delete"));
+  } else if (t.state === "queued") {
+    box.append(el("button", {type: "button", class: "cancel", onclick: () => cancelTask(t)}, "Cancel"));
   }
+}
+
+async function cancelTask(t) {
+  if (!(await ask(`Cancel task ${t.id}? It leaves its queue and never runs.`))) return;
+  act(`/api/tasks/${encodeURIComponent(t.id)}/cancel`, {queue: t.queue},
+      (d) => d.outcome === "cancelled" ? `Cancelled ${t.id}` : `Not cancelled: it is ${d.outcome}`);
 }
 
 // -- routing and the loop ------------------------------------------------------------------
