@@ -16,7 +16,7 @@ $(BIN)/tq-master: setup.cfg pyproject.toml
 run: $(BIN)/tq-master
 	$(BIN)/python -m examples.demo $(ARGS)
 
-# the everyday suite (~3.5 minutes on 2 cores); the fault suite is its own tier
+# the everyday suite (~4 minutes on 2 cores); the fault suite is its own tier
 test: $(BIN)/tq-master
 	$(BIN)/python -m pytest -m "not faults"
 
@@ -24,7 +24,7 @@ test: $(BIN)/tq-master
 test-faults: $(BIN)/tq-master
 	$(BIN)/python -m pytest -m faults tests/faults
 
-# the decoder fuzz (tests/test_fuzz.py) with 50x the examples CI runs (~a few minutes)
+# the decoder fuzz (tests/test_fuzz.py) with 50x the examples CI runs (~2 minutes)
 fuzz: $(BIN)/tq-master
 	TQ_FUZZ_EXAMPLES=$${TQ_FUZZ_EXAMPLES:-7500} $(BIN)/python -m pytest tests/test_fuzz.py -p no:cacheprovider
 
