@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import redis
 
-from .broker import Broker
+from .broker import DEFAULT_RESULT_TTL, Broker
 from .config import protect_settings, replica_acks_setting
 from .connection import translated, translation
 from .errors import (
@@ -40,6 +40,7 @@ from .protect import (
     SealedBody,
     error_aad,
     open_payload,
+    open_text,
     progress_aad,
     reseal_body,
     reseal_error,
@@ -420,19 +421,17 @@ class Client:
         concurrency lease): it is taken out of its queue, never runs, and reads "cancelled"
         (client.wait() raises tq.TaskCancelled) for the result TTL. Returns "cancelled",
         or why not: "running" (a worker has it; not interrupted), "finished", "unknown"."""
-        queues = [validate_name("queue", queue)] if queue else self.queues()
-        outcome = "unknown"
+        if queue is not None:
+            validate_name("queue", queue)
         with translated(self.url):
-            for q in queues:
-                got = self._queue_script(SCRIPTS.cancel, q,
-                                         [q, task_id, int(self._result_ttl * 1000)],
-                                         extra=[self.broker.qkeys(q).result(task_id)])
-                outcome = got.decode() if isinstance(got, bytes) else str(got)
-                if outcome != "unknown":
-                    return outcome
-        return outcome
-
-    _result_ttl = 86400.0   # how long a cancelled record is kept (the default result TTL)
+            found = self._inspect(task_id, queue)   # which queue has it (one pipeline)
+            if found is None:
+                return "unknown"
+            q = found[0]
+            got = self._queue_script(SCRIPTS.cancel, q,
+                                     [q, task_id, int(DEFAULT_RESULT_TTL * 1000)],
+                                     extra=[self.broker.qkeys(q).result(task_id)])
+        return got.decode() if isinstance(got, bytes) else str(got)
 
     # -- queues and counters ------------------------------------------------------------
     def queues(self) -> list[str]:
@@ -520,9 +519,9 @@ class Client:
     # -- flow control (tq.limits) ------------------------------------------------------
     def _known_queue(self, queue: str) -> str:
         validate_name("queue", queue)
-        if queue not in self.queues():
-            known = ", ".join(self.queues()) or "none"
-            raise ValueError(f"unknown queue {queue!r} (known: {known})")
+        known = self.queues()
+        if queue not in known:
+            raise ValueError(f"unknown queue {queue!r} (known: {', '.join(known) or 'none'})")
         return queue
 
     def pause(self, queue: str) -> None:
@@ -547,7 +546,7 @@ class Client:
         assert given is not None
         q = self._queue_of_type(task_type, queue)
         wire = given.to_wire()
-        eff, _ = self._flow(q, "set", task_type, _dumps_compact(wire))
+        eff, _ = self._flow(q, "set", task_type, json.dumps(wire, separators=(",", ":")))
         return Limits.from_wire(eff.get(task_type, wire))
 
     def clear_limit(self, task_type: str, queue: str | None = None) -> Limits | None:
@@ -561,41 +560,42 @@ class Client:
         """Flow control per queue: {"paused", "types": {type: {"effective", "declared",
         "override", "running" (leases held), "held" (tasks waiting for one)}}}."""
         queues = [queue] if queue else self.queues()
+        # Only the fields it shows: the flow hash also holds per-bucket and per-deferred-task
+        # state, which grows with a backlog (two pipelines of bounded size instead).
         with translated(self.url):
             pipe = self.broker.conn.pipeline(transaction=False)
             for q in queues:
-                pipe.hgetall(self.broker.qkeys(q).flow)
-                pipe.zrange(self.broker.qkeys(q).held, 0, 9999)
-            replies = pipe.execute(raise_on_error=False)
-        out: dict[str, dict[str, Any]] = {}
-        for i, q in enumerate(queues):
+                pipe.hmget(self.broker.qkeys(q).flow, "paused", "limits")
+                pipe.hlen(self.broker.qkeys(q).flow)
+            first = pipe.execute(raise_on_error=False)
+            heads = [r if isinstance(r, list) else [None, None] for r in first[0::2]]
+            effective = {q: _loads_or(h[1], {}) for q, h in zip(queues, heads, strict=True)}
+            wanted = [(q, t) for q in queues for t in effective[q]]
+            for q, size in zip(queues, first[1::2], strict=True):
+                if isinstance(size, int) and size > 0:
+                    # leases of types whose limit was cleared (matched in Redis, not sent)
+                    for f in self.broker.conn.hscan_iter(self.broker.qkeys(q).flow,
+                                                         match="run:*", count=1000):
+                        t = f[0].decode("utf-8", "replace")[4:]
+                        if t not in effective[q]:
+                            wanted.append((q, t))
+            pipe = self.broker.conn.pipeline(transaction=False)
+            for q, t in wanted:
+                pipe.hmget(self.broker.qkeys(q).flow, f"d:{t}", f"o:{t}", f"run:{t}")
+                pipe.zlexcount(self.broker.qkeys(q).held, f"[{t}\0", f"({t}\1")
+            replies = pipe.execute(raise_on_error=False) if wanted else []
+        out: dict[str, dict[str, Any]] = {
+            q: {"paused": h[0] is not None, "types": {}} for q, h in zip(queues, heads,
+                                                                       strict=True)}
+        for i, (q, t) in enumerate(wanted):
             fields, held = replies[2 * i], replies[2 * i + 1]
-            fields = fields if isinstance(fields, dict) else {}
-            held = held if isinstance(held, list) else []
-            types: dict[str, dict[str, Any]] = {}
-
-            def entry(t: str, types: dict[str, dict[str, Any]] = types) -> dict[str, Any]:
-                return types.setdefault(t, {"effective": None, "declared": None,
-                                            "override": None, "running": 0, "held": 0})
-            effective = _loads_or(fields.get(b"limits"), {})
-            for t, wire in effective.items():
-                entry(t)["effective"] = _limits_or_none(wire)
-            for f, v in fields.items():
-                name = f.decode("utf-8", "replace")
-                kind, _, t = name.partition(":")
-                if kind == "d":
-                    entry(t)["declared"] = _limits_or_none(_loads_or(v, {}))
-                elif kind == "o":
-                    entry(t)["override"] = _loads_or(v, {})
-                elif kind == "run":
-                    try:
-                        entry(t)["running"] = int(v)
-                    except ValueError:
-                        pass
-            for member in held:
-                t = member.split(b"\0", 1)[0].decode("utf-8", "replace")
-                entry(t)["held"] += 1
-            out[q] = {"paused": b"paused" in fields, "types": types}
+            d, o, running = fields if isinstance(fields, list) else (None, None, None)
+            out[q]["types"][t] = {
+                "effective": _limits_or_none(effective[q].get(t)),
+                "declared": _limits_or_none(_loads_or(d, {})),
+                "override": _loads_or(o, {}) or None,
+                "running": _int_or(running, 0),
+                "held": held if isinstance(held, int) else 0}
         return out
 
     def _queue_of_type(self, task_type: str, queue: str | None) -> str:
@@ -836,13 +836,12 @@ def _info(task_id: str, queue: str, reply: list[Any], ring: KeyRing | None = Non
     info.type = rec.get("t") if isinstance(rec.get("t"), str) else queue
     info.result = rec.get("r")
     if isinstance(rec.get("x"), str):   # an encrypted result
-        opened = reveal(ring, rec["x"], result_aad(queue, task_id))
-        info.encrypted = opened.startswith("(encrypted")
-        if not info.encrypted:
-            try:
-                info.result = json.loads(opened)
-            except ValueError:
-                info.result = None
+        opened = open_text(ring, rec["x"], result_aad(queue, task_id))
+        info.encrypted = opened is None
+        try:
+            info.result = json.loads(opened) if opened is not None else None
+        except ValueError:   # opened, but not JSON: not what a worker seals
+            info.result = None
     info.attempts = rec["a"] if isinstance(rec.get("a"), int) else 1
     info.worker = rec.get("w") if isinstance(rec.get("w"), str) else None
     info.started_at = _ms(rec.get("st"))
@@ -882,10 +881,6 @@ def _history(raw: Any, ring: KeyRing | None = None, queue: str = "",
              "worker": h.get("worker")} for h in raw if isinstance(h, dict)]
 
 
-def _dumps_compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 def _loads_or(raw: Any, default: Any) -> Any:
     """JSON from Redis, or `default` for nothing or something unreadable (status must show
     the rest of a queue's state whatever one field holds)."""
@@ -896,6 +891,13 @@ def _loads_or(raw: Any, default: Any) -> Any:
     except ValueError:
         return default
     return value if isinstance(value, type(default)) else default
+
+
+def _int_or(raw: Any, default: int) -> int:
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return default
 
 
 def _limits_or_none(wire: Any) -> Limits | None:

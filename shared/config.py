@@ -375,11 +375,14 @@ def replica_acks_setting(explicit: int | None, env: Mapping[str, str] | None = N
 
 def protect_settings(explicit: str | None = None, env: Mapping[str, str] | None = None,
                      config: Config | None = None) -> Any:
-    """The key ring (tq.protect.KeyRing) of a producer or a worker: explicit "ID:BASE64,...",
-    else TQ_KEYS, else keys_file (TQ_KEYS_FILE, the config file); None: no keys."""
+    """The key ring (tq.protect.KeyRing) of a producer or a worker: explicit "ID:BASE64,..."
+    ("" for none, whatever the environment says), else TQ_KEYS, else keys_file (TQ_KEYS_FILE,
+    the config file); None: no keys."""
     from .protect import KeyRing
 
     env = os.environ if env is None else env
+    if explicit == "":
+        return None
     if config is None:
         path = config_path(None, env)
         table = read_file(path) if path is not None else {}

@@ -87,6 +87,8 @@ def make(schedule: str | float, task_type: str, payload: dict[str, Any] | None =
     validate_name("type", task_type)
     if queue is not None:
         validate_name("queue", queue)
+    if name is not None:
+        validate_name("periodic name", name)
     if isinstance(schedule, bool) or not isinstance(schedule, int | float | str):
         raise ValueError(f"schedule must be a cron expression or seconds, not {schedule!r}")
     if isinstance(schedule, int | float):
@@ -107,9 +109,7 @@ def make(schedule: str | float, task_type: str, payload: dict[str, Any] | None =
     if missed not in MISSED:
         raise ValueError(f"missed must be one of {', '.join(MISSED)}, not {missed!r}")
     body = json.loads(encode_payload({} if payload is None else payload))
-    entry = Periodic(name or f"{task_type}@{text}", text, task_type, body, queue, tz, missed)
-    validate_name("periodic name", entry.name.replace(" ", "_").replace("*", "x"))
-    return entry
+    return Periodic(name or f"{task_type}@{text}", text, task_type, body, queue, tz, missed)
 
 
 def periodic(schedule: str | float, task_type: str, payload: dict[str, Any] | None = None, *,
@@ -154,18 +154,18 @@ class Scheduler:
         self._client: Any = None
         self.entries: dict[str, Periodic] = {}
         self.last: dict[str, float] = {}     # name -> the last tick this master dealt with
+        self.next_at = 0.0   # the earliest next tick of any schedule (Unix s): nothing before
 
     def add(self, entries: list[Periodic]) -> None:
         for e in entries:
             if self.entries.get(e.name) != e:
                 self.entries[e.name] = e
                 self.last.pop(e.name, None)
+                self.next_at = 0.0
 
     def due_in(self, now: float) -> float:
         """Seconds until the next tick of any schedule (for the master's select)."""
-        if not self.entries:
-            return 3600.0
-        return max(0.0, min(e.following(now) for e in self.entries.values()) - now)
+        return max(0.0, self.next_at - now) if self.entries else 3600.0
 
     @property
     def client(self) -> Any:
@@ -176,6 +176,8 @@ class Scheduler:
     def run(self, now: float | None = None) -> int:
         """Enqueue what is due; returns how many ticks this master enqueued."""
         now = time.time() if now is None else now
+        if now < self.next_at:   # the master's loop calls this far more often than ticks come
+            return 0
         fired = 0
         for name, e in list(self.entries.items()):
             tick = e.latest(now)
@@ -195,6 +197,7 @@ class Scheduler:
             self.last[name] = tick
             self._publish(e, tick, now)
             fired += 1
+        self.next_at = min((e.following(now) for e in self.entries.values()), default=0.0)
         return fired
 
     def _enqueue(self, e: Periodic, tick: float) -> None:

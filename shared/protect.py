@@ -29,6 +29,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import os
 import re
 import threading
@@ -121,6 +122,11 @@ class KeyRing:
             if len(key) != KEY_BYTES:
                 raise ConfigError(f"key {kid!r} must be {KEY_BYTES} bytes (base64 of 32 "
                                   f"random bytes), not {len(key)}")
+
+    @property
+    def encrypts(self) -> bool:
+        """Payloads, results and errors are encrypted (else bodies are only signed)."""
+        return self.mode == "encrypt"
 
     def __repr__(self) -> str:   # never the key material
         return f"KeyRing(ids={sorted(self.keys)}, current={self.current!r}, mode={self.mode!r})"
@@ -242,21 +248,6 @@ def new_key() -> str:
     return base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")
 
 
-def load(keys: str | None = None, keys_file: str | None = None,
-         mode: str | None = None, env: dict[str, str] | None = None) -> KeyRing | None:
-    """The key ring from explicit values, else TQ_KEYS / TQ_KEYS_FILE / TQ_PROTECT; None when
-    no keys are configured (payloads are plain JSON)."""
-    env = dict(os.environ) if env is None else env
-    keys = keys if keys is not None else env.get("TQ_KEYS") or None
-    keys_file = keys_file if keys_file is not None else env.get("TQ_KEYS_FILE") or None
-    mode = mode or env.get("TQ_PROTECT") or "encrypt"
-    if keys:
-        return KeyRing.parse(keys, mode)
-    if keys_file:
-        return KeyRing.from_file(keys_file, mode)
-    return None
-
-
 # -- what is sealed, and what it is bound to ------------------------------------------------
 def body_aad(queue: str, task_id: str, header: str) -> str:
     """A body's associated data / signed prefix: queue, id and the plain header."""
@@ -310,7 +301,7 @@ def seal_body(ring: KeyRing, queue: str, task_id: str, plain: str) -> SealedBody
     """A plain body (task.encode_body) encrypted or signed for task `task_id` of `queue`."""
     head, _, payload = split_body(plain)
     aad = body_aad(queue, task_id, head)
-    if ring.mode == "encrypt":
+    if ring.encrypts:
         text = "{" + head + '"p":"' + ring.seal(payload, aad) + '"}'
     else:
         text = "{" + head + '"s":"' + ring.sign(aad + "|" + payload) + '","p":' + payload + "}"
@@ -346,17 +337,30 @@ def open_payload(ring: KeyRing | None, queue: str, task_id: str, raw: str | None
     return payload
 
 
+def open_text(ring: KeyRing | None, value: str, aad: str) -> str | None:
+    """A sealed text (a result, an error message) opened; None without a key that opens it."""
+    if ring is None:
+        return None
+    try:
+        return ring.open(value, aad)
+    except Rejected:
+        return None
+
+
 def reveal(ring: KeyRing | None, value: Any, aad: str) -> Any:
     """A stored text that may be sealed (an error message, a traceback): the plain text with
     the keys, "(encrypted)" without them or when it cannot be opened."""
     if not isinstance(value, str) or not value.startswith(ENCRYPTED):
         return value
-    if ring is None:
-        return "(encrypted)"
-    try:
-        return ring.open(value, aad)
-    except Rejected:
-        return "(encrypted: cannot decrypt with these keys)"
+    opened = open_text(ring, value, aad)
+    if opened is not None:
+        return opened
+    return "(encrypted)" if ring is None else "(encrypted: cannot decrypt with these keys)"
+
+
+def _key_id(sealed_or_signature: str) -> str:
+    text = sealed_or_signature.removeprefix(ENCRYPTED)
+    return text.split(".", 1)[0]
 
 
 def reseal_body(ring: KeyRing, queue: str, task_id: str, raw: str) -> str | None:
@@ -364,31 +368,21 @@ def reseal_body(ring: KeyRing, queue: str, task_id: str, raw: str) -> str | None
     (or is not protected, or cannot be opened with these keys: left as it is)."""
     try:
         head, signature, payload = split_body(raw)
-    except Rejected:
-        return None
-    aad = body_aad(queue, task_id, head)
-    try:
-        if payload.startswith('"' + ENCRYPTED):
-            if payload[1 + len(ENCRYPTED):].split(".", 1)[0] == ring.current \
-                    and ring.mode == "encrypt":
-                return None
-            plain_payload = ring.open(payload[1:-1], aad)
-        elif signature is not None:
-            if signature.split(".", 1)[0] == ring.current and ring.mode == "sign":
-                return None
-            ring.verify(signature, aad + "|" + payload)
-            plain_payload = payload
-        else:
+        sealed = payload.startswith('"' + ENCRYPTED)
+        if not sealed and signature is None:
             return None
+        kid = _key_id(payload[1:] if sealed else signature or "")
+        if kid == ring.current and sealed == ring.encrypts:
+            return None
+        plain_payload = open_payload(ring, queue, task_id, raw, sealed)
     except Rejected:
         return None
+    assert plain_payload is not None
     return str(seal_body(ring, queue, task_id, "{" + head + '"p":' + plain_payload + "}"))
 
 
 def reseal_error(ring: KeyRing, queue: str, task_id: str, raw: str) -> str | None:
     """A stored error (JSON) with its sealed texts sealed again with the current key."""
-    import json
-
     try:
         err = json.loads(raw)
     except ValueError:
@@ -400,11 +394,10 @@ def reseal_error(ring: KeyRing, queue: str, task_id: str, raw: str) -> str | Non
     def again(value: Any, what: str) -> Any:
         nonlocal changed
         if not isinstance(value, str) or not value.startswith(ENCRYPTED) \
-                or value[len(ENCRYPTED):].split(".", 1)[0] == ring.current:
+                or _key_id(value) == ring.current:
             return value
-        try:
-            plain = ring.open(value, error_aad(queue, task_id, what))
-        except Rejected:
+        plain = open_text(ring, value, error_aad(queue, task_id, what))
+        if plain is None:
             return value
         changed = True
         return ring.seal(plain, error_aad(queue, task_id, what))

@@ -74,6 +74,13 @@ def validate_max_retries(value: object) -> int:
     return value
 
 
+def validate_progress(value: object) -> float:
+    """A ctx.progress() fraction: a number from 0 to 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"progress must be a number from 0 to 1, not {value!r}")
+    return float(value)
+
+
 def validate_timeout(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) \
             or not 0 < value <= MAX_SECONDS:   # NaN fails the comparison too

@@ -29,6 +29,7 @@ import inspect
 import json
 import logging
 import time
+import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,12 +38,12 @@ from .errors import PermanentError, Retry, TaskFailed, TaskNotFound
 from .handlers import REGISTRY
 from .ids import new_id
 from .task import (
-    DEFAULT_MAX_RETRIES,
     TaskInfo,
     encode_payload,
     validate_max_retries,
     validate_name,
     validate_priority,
+    validate_progress,
 )
 
 log = logging.getLogger("tq.testing")
@@ -77,11 +78,9 @@ class EagerContext:
         return self._client.enqueue(task_type, payload, **options)
 
     def progress(self, fraction: float, message: str = "") -> None:
-        if isinstance(fraction, bool) or not isinstance(fraction, int | float) \
-                or not 0 <= fraction <= 1:
-            raise ValueError(f"progress must be a number from 0 to 1, not {fraction!r}")
         self._client.store.by_id[self.task_id].progress = {
-            "fraction": float(fraction), "message": str(message), "at": time.time()}
+            "fraction": validate_progress(fraction), "message": str(message),
+            "at": time.time()}
 
     @property
     def redis(self) -> Any:
@@ -169,8 +168,7 @@ class EagerClient:
             self._dead(info, "unknown_type", f"no handler for task type {info.type!r} "
                        f"(registered: {', '.join(sorted(REGISTRY)) or 'none'})", None)
             return
-        limit = info.max_retries if info.max_retries is not None else (
-            spec.max_retries if spec is not None else DEFAULT_MAX_RETRIES)
+        limit = info.max_retries if info.max_retries is not None else spec.max_retries
         info.started_at = time.time()
         for attempt in range(1, limit + 2):
             info.attempts, info.state = attempt, "running"
@@ -210,8 +208,6 @@ async def _awaited(awaitable: Any) -> Any:
 
 
 def _tb() -> str:
-    import traceback
-
     return traceback.format_exc()
 
 

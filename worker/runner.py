@@ -29,7 +29,7 @@ from tq.protect import (
     progress_aad,
     result_aad,
 )
-from tq.task import DEFAULT_MAX_RETRIES, Task
+from tq.task import DEFAULT_MAX_RETRIES, Task, validate_progress
 
 if TYPE_CHECKING:
     from tq import Client
@@ -100,14 +100,12 @@ class TaskContext:
         """Report how far the task is (0..1) and what it does, for `client.get()`, `tq get`
         and the dashboard. Cheap in a tight loop: written to Redis at most every
         PROGRESS_EVERY seconds (the last call in between is lost; the first is not)."""
-        if isinstance(fraction, bool) or not isinstance(fraction, int | float) \
-                or not 0 <= fraction <= 1:
-            raise ValueError(f"progress must be a number from 0 to 1, not {fraction!r}")
+        fraction = validate_progress(fraction)
         now = time.monotonic()
         if now - self._progress_at < PROGRESS_EVERY:
             return
         self._progress_at = now
-        self._runner.write_progress(self.queue, self.task_id, float(fraction), str(message))
+        self._runner.write_progress(self.queue, self.task_id, fraction, str(message))
 
     @property
     def redis(self) -> Any:
@@ -165,7 +163,7 @@ class Runner:
     def write_progress(self, queue: str, task_id: str, fraction: float, message: str) -> None:
         """One progress record (sealed like results when payloads are encrypted); a Redis
         error is logged, never raised into the handler (progress is a report, not work)."""
-        if self.keys is not None and self.keys.mode == "encrypt" and message:
+        if self.keys is not None and self.keys.encrypts and message:
             message = self.keys.seal(message, progress_aad(queue, task_id))
         record = _dumps({"f": round(fraction, 4), "m": message[:1000], "at": time.time()})
         try:
@@ -261,7 +259,7 @@ class Runner:
         if hooks.MIDDLEWARE:
             hooks.call("after", ctx, task.payload, result)
         sealed = None
-        if self.keys is not None and self.keys.mode == "encrypt":
+        if self.keys is not None and self.keys.encrypts:
             sealed = self.keys.seal(result_json, result_aad(task.queue, task.id))
         return Ack(task, result_record(task, result_json, self.worker_id, started, time.time(),
                                        sealed), spec.result_ttl), elapsed
@@ -277,7 +275,7 @@ class Runner:
         """Write a failure to Redis (retry or dead letter) and log the outcome."""
         task = f.task
         message, tb = f.message, f.traceback
-        if self.keys is not None and self.keys.mode == "encrypt" and f.kind in SEALED_KINDS:
+        if self.keys is not None and self.keys.encrypts and f.kind in SEALED_KINDS:
             # what a handler raised often echoes its payload: stored sealed like the payload
             message = self.keys.seal(message, error_aad(task.queue, task.id, "message"))
             if tb:

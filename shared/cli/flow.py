@@ -11,10 +11,6 @@ from . import output as out
 from .common import BadInput, json_option, open_client
 
 
-def _bad_input(exc: ValueError) -> BadInput:
-    return BadInput(str(exc))
-
-
 @click.command()
 @click.argument("queue", metavar="QUEUE")
 @click.pass_context
@@ -23,7 +19,7 @@ def pause(ctx: click.Context, queue: str) -> None:
     try:
         open_client(ctx).pause(queue)
     except ValueError as exc:
-        raise _bad_input(exc) from None
+        raise BadInput(str(exc)) from None
     click.echo(f"paused queue {queue}: nothing more starts until `tq resume {queue}`")
 
 
@@ -35,7 +31,7 @@ def resume(ctx: click.Context, queue: str) -> None:
     try:
         open_client(ctx).resume(queue)
     except ValueError as exc:
-        raise _bad_input(exc) from None
+        raise BadInput(str(exc)) from None
     click.echo(f"resumed queue {queue}")
 
 
@@ -66,7 +62,7 @@ def show(ctx: click.Context, queue: str | None, as_json: bool) -> None:
     try:
         info = client.limits(client._known_queue(queue) if queue else None)
     except ValueError as exc:
-        raise _bad_input(exc) from None
+        raise BadInput(str(exc)) from None
     if as_json:
         out.echo_json({q: {"paused": v["paused"], "types": {
             t: {"effective": _wire(e["effective"]), "declared": _wire(e["declared"]),
@@ -108,7 +104,7 @@ def set_limit(ctx: click.Context, task_type: str, rate: str | None, burst: int |
         eff = open_client(ctx).set_limit(task_type, rate, burst=burst, rate_key=rate_key,
                                          concurrency=concurrency, queue=queue)
     except ValueError as exc:
-        raise _bad_input(exc) from None
+        raise BadInput(str(exc)) from None
     click.echo(f"{task_type}: {eff.describe()}")
 
 
@@ -121,7 +117,7 @@ def clear(ctx: click.Context, task_type: str, queue: str | None) -> None:
     try:
         eff = open_client(ctx).clear_limit(task_type, queue=queue)
     except ValueError as exc:
-        raise _bad_input(exc) from None
+        raise BadInput(str(exc)) from None
     click.echo(f"{task_type}: {_describe(eff) if eff else 'no limits'}")
 
 

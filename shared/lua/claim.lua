@@ -289,13 +289,13 @@ local function admit(q, ttype, lim, id, body, now, leased_now)
   if lim.i then
     local b = bucket(ttype, lim, body)
     local ok, opening = rate_ok(q, b, lim, now)
-    local again = rcall('HDEL', q.flow, 'dfr:' .. id) == 1
+    local again = rcall('HEXISTS', q.flow, 'dfr:' .. id) == 1
     if not ok then
       if c then rcall('HINCRBY', q.flow, 'run:' .. ttype, -1) end
-      if again then rcall('HSET', q.flow, 'dfr:' .. id, '1') end
       defer(q, b, lim, id, opening, again)
       return 'deferred', false
     end
+    if again then rcall('HDEL', q.flow, 'dfr:' .. id) end
   end
   if c then leased_now[ttype] = (leased_now[ttype] or 0) + 1 end
   return 'run', c ~= nil
@@ -352,72 +352,72 @@ for qi = 1, nq do
   paused[qi] = is_paused
   local leased_now, held_now = {}, {}   -- types of concurrency limits: leased / held here
   if not is_paused then
-  promote(q, queue, now, promote_limit)
-  -- Malformed entries do not count against max_tasks: pop on until enough good tasks (or
-  -- the queue is empty), but bury (or set aside) at most MAX_BURY per call so one call
-  -- stays short.
-  while n < max_tasks and buried + set_aside < MAX_BURY do
-    local ids, from = pop(q, max_tasks - n)
-    if #ids == 0 then break end
-    local bodies = redis.pcall('HMGET', q.tasks, unpack(ids))
-    if bodies.err then
-      unpop(from)
-      return redis.error_reply(bodies.err)
-    end
-    local good, runs = {}, {}
-    local base = rcall('INCR', q.seq) .. '.'
-    for i, id in ipairs(ids) do
-      local body = bodies[i]
-      local ttype = body and body_type(body, queue)
-      local verdict, lease = 'run', false
-      if ttype and limits and limits[ttype] then
-        verdict, lease = admit(q, ttype, limits[ttype], id, body, now, leased_now)
-        if verdict == 'held' then held_now[ttype] = limits[ttype] end
+    promote(q, queue, now, promote_limit)
+    -- Malformed entries do not count against max_tasks: pop on until enough good tasks (or
+    -- the queue is empty), but bury (or set aside) at most MAX_BURY per call so one call
+    -- stays short.
+    while n < max_tasks and buried + set_aside < MAX_BURY do
+      local ids, from = pop(q, max_tasks - n)
+      if #ids == 0 then break end
+      local bodies = redis.pcall('HMGET', q.tasks, unpack(ids))
+      if bodies.err then
+        unpop(from)
+        return redis.error_reply(bodies.err)
       end
-      if not ttype then
-        bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
-        buried = buried + 1
-      elseif verdict ~= 'run' then
-        set_aside = set_aside + 1
-        tally(qi, ttype, 'throttled')
-      else
-        local token = base .. i
-        good[#good + 1] = id
-        runs[#runs + 1] = id
-        runs[#runs + 1] = mine .. token .. started .. (lease and '|c' or '')
-        local c = #claimed
-        claimed[c + 1] = qi
-        claimed[c + 2] = id
-        claimed[c + 3] = token
-        claimed[c + 4] = body
-        claimed[c + 5] = 0   -- failures, filled in below
-        tally(qi, ttype, 'started')
-      end
-    end
-    if #good > 0 then
-      rcall('RPUSH', P[qi], unpack(good))
-      rcall('HSET', q.run, unpack(runs))
-      -- failed attempts so far: usually there are none in the whole queue (one O(1) call)
-      if rcall('HLEN', q.fails) > 0 then
-        local fails = rcall('HMGET', q.fails, unpack(good))
-        local first = #claimed - 5 * #good
-        for i = 1, #good do
-          if fails[i] then claimed[first + 5 * i] = tonumber(fails[i]) or 0 end
+      local good, runs = {}, {}
+      local base = rcall('INCR', q.seq) .. '.'
+      for i, id in ipairs(ids) do
+        local body = bodies[i]
+        local ttype = body and body_type(body, queue)
+        local verdict, lease = 'run', false
+        if ttype and limits and limits[ttype] then
+          verdict, lease = admit(q, ttype, limits[ttype], id, body, now, leased_now)
+          if verdict == 'held' then held_now[ttype] = limits[ttype] end
+        end
+        if not ttype then
+          bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
+          buried = buried + 1
+        elseif verdict ~= 'run' then
+          set_aside = set_aside + 1
+          tally(qi, ttype, 'throttled')
+        else
+          local token = base .. i
+          good[#good + 1] = id
+          runs[#runs + 1] = id
+          runs[#runs + 1] = mine .. token .. started .. (lease and '|c' or '')
+          local c = #claimed
+          claimed[c + 1] = qi
+          claimed[c + 2] = id
+          claimed[c + 3] = token
+          claimed[c + 4] = body
+          claimed[c + 5] = 0   -- failures, filled in below
+          tally(qi, ttype, 'started')
         end
       end
-      n = n + #good
+      if #good > 0 then
+        rcall('RPUSH', P[qi], unpack(good))
+        rcall('HSET', q.run, unpack(runs))
+        -- failed attempts so far: usually there are none in the whole queue (one O(1) call)
+        if rcall('HLEN', q.fails) > 0 then
+          local fails = rcall('HMGET', q.fails, unpack(good))
+          local first = #claimed - 5 * #good
+          for i = 1, #good do
+            if fails[i] then claimed[first + 5 * i] = tonumber(fails[i]) or 0 end
+          end
+        end
+        n = n + #good
+      end
     end
-  end
-  -- Tasks held by this call while leases are free (one per type per call, see admit): back
-  -- to the front of the queue for the other workers.
-  for ttype, lim in pairs(held_now) do refill(q, queue, ttype, tonumber(lim.c)) end
-  -- A worker may have been woken by this queue's token while claiming from an earlier
-  -- queue, or took only part of what is ready: leave a token so another worker wakes.
-  if (n >= max_tasks or buried + set_aside >= MAX_BURY)
-      and rcall('EXISTS', unpack(q.ready)) > 0 then
-    wake(q)
-    left = true
-  end
+    -- Tasks held by this call while leases are free (a claim takes only a share, see admit):
+    -- back to the front of the queue for the other workers.
+    for ttype, lim in pairs(held_now) do refill(q, queue, ttype, tonumber(lim.c)) end
+    -- A worker may have been woken by this queue's token while claiming from an earlier
+    -- queue, or took only part of what is ready: leave a token so another worker wakes.
+    if (n >= max_tasks or buried + set_aside >= MAX_BURY)
+        and rcall('EXISTS', unpack(q.ready)) > 0 then
+      wake(q)
+      left = true
+    end
   end
 end
 
