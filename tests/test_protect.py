@@ -224,3 +224,13 @@ def test_an_opened_payload_meets_the_same_limits_as_a_plain_one():
     assert deep.malformed and "nested deeper" in deep.malformed and deep.type == "?"
     assert "not an object" in task.with_payload("[1, 2]").malformed
     assert task.with_payload('{"to": "x"}').payload == {"to": "x"}
+
+
+def test_keys_empty_means_none_even_with_a_keys_file_configured(tmp_path, monkeypatch,
+                                                                 redis_url):
+    f = tmp_path / "keys.toml"
+    f.write_text(f'current = "k1"\n[keys]\nk1 = "{K1}"\n')
+    monkeypatch.setenv("TQ_KEYS_FILE", str(f))
+    monkeypatch.delenv("TQ_KEYS", raising=False)
+    assert tq.Client(redis_url).keys is not None            # the file is read by default
+    assert tq.Client(redis_url, keys="").keys is None        # "": explicitly none
