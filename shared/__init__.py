@@ -13,6 +13,7 @@ if __name__ != "tq":  # the source folder is shared/; only the installed name ma
 
 from .client import Client
 from .errors import (
+    Cancelled,
     ConfigError,
     EvictionPolicyError,
     PayloadError,
@@ -30,11 +31,13 @@ from .handlers import Backoff, Context, Handler, handler
 from .hooks import Middleware, add_middleware, remove_middleware
 from .periodic import periodic
 from .task import Task, TaskInfo
+from .workflow import Workflow, WorkflowInfo, chain, chord, group, step
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backoff",
+    "Cancelled",
     "Client",
     "ConfigError",
     "Context",
@@ -53,8 +56,14 @@ __all__ = [
     "TaskInfo",
     "TaskNotFound",
     "WaitTimeout",
+    "Workflow",
+    "WorkflowInfo",
     "add_middleware",
+    "chain",
+    "chord",
+    "group",
     "handler",
     "periodic",
     "remove_middleware",
+    "step",
 ]

@@ -112,6 +112,7 @@ class Broker(Registry):
         self.quarantine = Quarantine(self.conn, self.keys.queue, client_name or "tq")
         self.replica_acks = 0            # WAIT for this many replicas after each write batch
         self.replica_timeout_ms = 1000
+        self.result_ttl = DEFAULT_RESULT_TTL   # how long cancelled records are kept (fail, requeue)
         self._replica_warned = -60.0
         self._replicas_short = False
 
@@ -124,13 +125,13 @@ class Broker(Registry):
         return self.keys.queue(queue)
 
     def block(self, queue: str) -> list[bytes]:
-        """The 26 keys of a queue, in the order _lib.lua's qkeys() reads them."""
+        """The 28 keys of a queue, in the order _lib.lua's qkeys() reads them."""
         b = self._blocks.get(queue)
         if b is None:
             q = self.keys.queue(queue)
             names = [*q.ready, q.tasks, q.sched, q.run, q.fails, q.errors, q.dead, q.wake,
                      q.seq, q.stats, q.policy, q.waiters, q.events, q.soon, q.done, q.flow,
-                     q.held]
+                     q.held, q.wf, q.out]
             b = self._blocks[queue] = [n.encode() for n in names]
         return b
 
@@ -402,9 +403,11 @@ class Broker(Registry):
              traceback: str | None = None, retry: bool = True, delay: float = 0.0,
              default_max_retries: int = DEFAULT_MAX_RETRIES) -> FailOutcome:
         """Record a failed attempt: retried after `delay` s while retries are left, else dead."""
-        keys = [*self.block(task.queue), self.qkeys(task.queue).proc(worker_id)]
+        qk = self.qkeys(task.queue)
+        keys = [*self.block(task.queue), qk.proc(worker_id), qk.result(task.id)]
         args = [task.queue, worker_id, task.id, task.token, kind, message, traceback or "",
-                1 if retry else 0, retry_ms(delay), default_max_retries]
+                1 if retry else 0, retry_ms(delay), default_max_retries,
+                int(self.result_ttl * 1000)]
         with translated(self.url):
             outcome, failures, due = self.replicated(SCRIPTS.fail, keys, args)
         return FailOutcome(outcome.decode(), int(failures), int(due))
@@ -429,11 +432,12 @@ class Broker(Registry):
         report = RequeueReport()
         with translated(self.url):
             for q in self.quarantine.active(list(queues)):
-                keys = [*self.block(q), self.qkeys(q).proc(worker_id)]
+                keys = [*self.block(q), self.qkeys(q).proc(worker_id),
+                        self.qkeys(q).result(running or "-")]
                 try:
                     n, dead = SCRIPTS.requeue(self.link, keys, [
                         q, mode, running, kind, reason, default_max_retries,
-                        1 if killed else 0, max_kills])
+                        1 if killed else 0, max_kills, int(self.result_ttl * 1000)])
                 except redis.exceptions.ResponseError as exc:
                     # A corrupt queue: set it aside; its repair requeues this worker's list.
                     if not self.quarantine.explains(

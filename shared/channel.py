@@ -30,6 +30,10 @@ SLOT_SIZE = _LAYOUT.size
 # the child's interpreter ran at all (one aligned 8-byte store: never torn on the platforms
 # tq runs on). A stopped or wedged child stops moving it, busy or not.
 _ALIVE = struct.Struct("<d")
+# Then, written by the master: the id of a running task to cancel (see supervisor/cancels.py),
+# read by the child when SIGUSR1 comes. A child that moved on to another task ignores it.
+_CANCEL = struct.Struct("<32s")
+_CANCEL_AT = SLOT_SIZE + _ALIVE.size
 
 
 @dataclass(slots=True)
@@ -62,7 +66,8 @@ class Slot:
     """A child's state in shared memory: the child writes, the master reads (seqlock)."""
 
     def __init__(self) -> None:
-        self._mem = mmap.mmap(-1, SLOT_SIZE + _ALIVE.size)   # anonymous, MAP_SHARED: survives fork
+        # anonymous, MAP_SHARED: survives fork
+        self._mem = mmap.mmap(-1, SLOT_SIZE + _ALIVE.size + _CANCEL.size)
         self._seq = 0
         self.state = ChildState()
 
@@ -84,6 +89,14 @@ class Slot:
     def alive(self) -> float:
         """Master side: when the child last showed a sign of life (monotonic seconds)."""
         return max(_ALIVE.unpack_from(self._mem, SLOT_SIZE)[0], self.read().heartbeat)
+
+    def request_cancel(self, task_id: str) -> None:
+        """Master side: name the task to cancel (then SIGUSR1 the child)."""
+        _CANCEL.pack_into(self._mem, _CANCEL_AT, _enc(task_id, 32))
+
+    def cancel_target(self) -> str:
+        """Child side: the task the master asks to cancel."""
+        return _dec(_CANCEL.unpack_from(self._mem, _CANCEL_AT)[0])
 
     def read(self) -> ChildState:
         """A consistent copy of the child's state (master side)."""

@@ -49,6 +49,11 @@ from .protect import (
     seal_body,
 )
 from .scripts import SCRIPTS
+from .workflow import DEFAULT_TTL as DEFAULT_WORKFLOW_TTL
+from .workflow import FINISHED as WORKFLOW_FINISHED
+from .workflow import Workflow, WorkflowInfo, compile_workflow, downstream, validate_policy
+from .workflow import record as workflow_record
+from .workflow import summarize as summarize_workflow
 from .task import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -139,7 +144,8 @@ class Client:
     # -- enqueue ------------------------------------------------------------------------
     def _prepare(self, task_type: str, payload: Any, queue: str | None, priority: int,
                  delay: Any, eta: Any, max_retries: int | None, timeout: Any,
-                 unique_for: Any, unique_key: str | None) -> tuple[str, list[Any], str | None]:
+                 unique_for: Any, unique_key: str | None, workflow: str | None = None,
+                 inputs: int = 0) -> tuple[str, list[Any], str | None]:
         """Validate one task; returns (queue, its 7 script arguments, unique lock key)."""
         validate_name("type", task_type)
         queue = task_type if queue is None else validate_name("queue", queue)
@@ -162,7 +168,8 @@ class Client:
         spec = REGISTRY.get(task_type)   # a rate_key function of a handler known here
         key = key_value(spec.rate_key, payload) if spec is not None and spec.rate_key \
             is not None and not isinstance(spec.rate_key, str) else None
-        body = encode_body(task_type, queue, payload_json, priority, max_retries, timeout, key)
+        body = encode_body(task_type, queue, payload_json, priority, max_retries, timeout, key,
+                           workflow, inputs)
         task_id = new_id()
         if self.keys is not None:
             body = seal_body(self.keys, queue, task_id, body)
@@ -366,7 +373,7 @@ class Client:
             if found is None:
                 raise TaskNotFound(task_id)
             info = _info(task_id, *found, ring=self.keys)
-            if info.state in ("running", "queued", "failed-will-retry"):
+            if info.state in ("running", "cancelling", "queued", "failed-will-retry"):
                 raw = self.broker.conn.get(self.broker.qkeys(found[0]).progress(task_id))
                 info.progress = _progress(raw, self.keys, found[0], task_id)
         return info
@@ -415,12 +422,127 @@ class Client:
                         succeeded = mine[-1].get(b"s") == b"succeeded"
                         break
 
+    # -- workflows (shared/workflow.py) ---------------------------------------------------
+    def workflow(self, spec: Any, *, policy: str = "stop", ttl: Any = None) -> Workflow:
+        """Enqueue a workflow: a tq.chain / tq.group / tq.chord of tq.step()s, or a DAG as a
+        dict {name: tq.step(..., after=[names])}. policy "stop": a member whose upstream
+        member is dead or cancelled is dead-lettered too (kind upstream_dead /
+        upstream_cancelled); "continue": it runs, that input being None. ttl: seconds the
+        workflow's record is kept (default 7 days). Returns a Workflow (id, tasks by member
+        name, sinks); members are ordinary tasks (client.get / wait / cancel work on them)."""
+        validate_policy(policy)
+        keep = DEFAULT_WORKFLOW_TTL if ttl is None else _seconds(ttl, "ttl")
+        if keep <= 0:
+            raise ValueError("ttl must be positive")
+        members = compile_workflow(spec)
+        wid = new_id()
+        below = downstream(members)
+        prepared: list[tuple[str, list[Any]]] = []
+        for i, m in enumerate(members):
+            st = m.step
+            try:
+                q, args, _ = self._prepare(st.type, {} if st.payload is None else st.payload,
+                                           st.queue, st.priority, None, None, st.max_retries,
+                                           st.timeout, None, None, wid, len(m.deps))
+            except ValueError as exc:
+                raise type(exc)(f"member {m.name!r}: {exc}") from None
+            m.id, m.queue = args[0], q
+            prepared.append((q, args))
+        with translated(self.url):
+            broker = self.broker
+            broker.register_queues(list(dict.fromkeys(m.queue for m in members)))
+            broker.conn.set(broker.keys.workflow(wid), workflow_record(wid, policy, members),
+                            px=int(keep * 1000))
+            # waiting members first (every queue), ready ones last: no member can finish
+            # before the members downstream of it exist
+            for ready in (False, True):
+                by_queue: dict[str, list[Any]] = {}
+                for i, m in enumerate(members):
+                    if (not m.deps) != ready:
+                        continue
+                    node = json.dumps({"x": [[members[j].queue, members[j].id, k]
+                                             for j, k in below[i]],
+                                       "n": len(m.deps), "p": policy}, separators=(",", ":"))
+                    args = prepared[i][1]
+                    by_queue.setdefault(m.queue, []).extend(
+                        (m.id, args[1], len(m.deps), node, m.step.type))
+                for q, flat in by_queue.items():
+                    for start in range(0, len(flat), 5 * ENQUEUE_CHUNK):
+                        chunk = flat[start:start + 5 * ENQUEUE_CHUNK]
+                        self._queue_script(SCRIPTS.wfadd, q, [q, len(chunk) // 5, *chunk])
+        sinks = [m.id for i, m in enumerate(members) if not below[i]]
+        return Workflow(wid, {m.name: m.id for m in members}, sinks)
+
+    def _workflow_record(self, workflow_id: str) -> dict[str, Any]:
+        with translated(self.url):
+            raw = self.broker.conn.get(self.broker.keys.workflow(workflow_id))
+        rec = _loads_or(raw, {})
+        if not rec or not isinstance(rec.get("members"), list):
+            raise TaskNotFound(workflow_id)
+        return rec
+
+    def get_workflow(self, workflow_id: str) -> WorkflowInfo:
+        """A workflow's state (running, succeeded, failed, cancelled) and each member's
+        (name, id, queue, type, after, state, result, error...); TaskNotFound once its
+        record expired (its ttl) or for an unknown id."""
+        rec = self._workflow_record(workflow_id)
+        pairs = [(row[2], row[1]) for row in rec["members"]]
+        infos: list[TaskInfo | None] = []
+        with translated(self.url):
+            for start in range(0, len(pairs), ADMIN_CHUNK):
+                part = pairs[start:start + ADMIN_CHUNK]
+                for (tid, q), reply in zip(part, self._inspect_many(part), strict=True):
+                    if isinstance(reply, Exception) or (reply[0] is None and reply[6] is None):
+                        infos.append(None)
+                    else:
+                        infos.append(_info(tid, q, reply, ring=self.keys))
+        return summarize_workflow(rec, infos)
+
+    def wait_workflow(self, workflow_id: str, timeout: float | None = None) -> WorkflowInfo:
+        """Block until every member of the workflow has finished; returns get_workflow().
+        WaitTimeout after `timeout` seconds. Blocks on Redis (each unfinished member in
+        turn), not in a polling loop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = self.get_workflow(workflow_id)
+            if info.finished:
+                return info
+            m = next(m for m in info.members if m["state"] not in WORKFLOW_FINISHED)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise WaitTimeout(workflow_id, timeout or 0.0, info.state)
+            try:
+                self.wait(m["id"], timeout=left, queue=m["queue"])
+            except (TaskFailed, TaskCancelled, TaskNotFound):
+                pass
+            except WaitTimeout:
+                raise WaitTimeout(workflow_id, timeout or 0.0, info.state) from None
+
+    def cancel_workflow(self, workflow_id: str) -> dict[str, int]:
+        """Cancel every member that has not finished: waiting and queued ones never run,
+        running ones are interrupted (see cancel()). Returns how many of each outcome."""
+        rec = self._workflow_record(workflow_id)
+        out: dict[str, int] = {}
+        with translated(self.url):
+            # downstream members first: cancelling their upstream ones then finds them gone
+            for row in reversed(rec["members"]):
+                _, q, tid = row[0], row[1], row[2]
+                got = self._queue_script(SCRIPTS.cancel, q,
+                                         [q, tid, int(DEFAULT_RESULT_TTL * 1000)],
+                                         extra=[self.broker.qkeys(q).result(tid)])
+                outcome = got.decode() if isinstance(got, bytes) else str(got)
+                out[outcome] = out.get(outcome, 0) + 1
+        return out
+
     # -- cancellation -------------------------------------------------------------------
     def cancel(self, task_id: str, queue: str | None = None) -> str:
-        """Cancel a task that has not started (queued, scheduled, waiting for a retry or a
-        concurrency lease): it is taken out of its queue, never runs, and reads "cancelled"
-        (client.wait() raises tq.TaskCancelled) for the result TTL. Returns "cancelled",
-        or why not: "running" (a worker has it; not interrupted), "finished", "unknown"."""
+        """Cancel a task. One that has not started (queued, scheduled, waiting for a retry, a
+        concurrency lease or its upstream workflow members) is taken out of its queue, never
+        runs, and reads "cancelled" (client.wait() raises tq.TaskCancelled) for the result
+        TTL: returns "cancelled". A running one is interrupted: its handler gets tq.Cancelled
+        (ctx.cancelled turns True) and, if it has not stopped after the master's cancel_grace,
+        its worker is killed; it then reads "cancelled" too, no attempt counted: returns
+        "cancelling". Else "finished" or "unknown"."""
         if queue is not None:
             validate_name("queue", queue)
         with translated(self.url):
@@ -773,14 +895,15 @@ class Client:
         total = 0
         with translated(self.url):
             while True:
-                n = int(self._queue_script(SCRIPTS.purge, queue, [ADMIN_CHUNK]))
+                n = int(self._queue_script(SCRIPTS.purge, queue, [ADMIN_CHUNK, queue]))
                 total += n
                 if n == 0:
                     return total
 
 
 def _info(task_id: str, queue: str, reply: list[Any], ring: KeyRing | None = None) -> TaskInfo:
-    body, claim, fails, error, sched, dead, result, _ = reply
+    body, claim, fails, error, sched, dead, result, _, marks = reply
+    waiting, cancel_asked = marks if isinstance(marks, list) else (None, None)
     created = created_ms(task_id)
     info = TaskInfo(task_id, queue, queue, "queued",
                     created_at=created / 1000 if created is not None else None)
@@ -807,6 +930,7 @@ def _info(task_id: str, queue: str, reply: list[Any], ring: KeyRing | None = Non
                 info.encrypted = task.sealed
                 info.extra["protection"] = str(exc)
         info.type, info.priority, info.payload = task.type, task.priority, task.payload
+        info.workflow = task.workflow
         if info.encrypted:
             info.payload = None
         info.max_retries, info.timeout = task.max_retries, task.timeout
@@ -820,9 +944,14 @@ def _info(task_id: str, queue: str, reply: list[Any], ring: KeyRing | None = Non
             parts = claim.decode().split("|")
             info.state, info.attempts, info.worker = "running", failures + 1, parts[0]
             info.started_at = int(parts[2]) / 1000 if len(parts) > 2 else None
+            if cancel_asked is not None:
+                info.state = "cancelling"
         elif sched is not None:
             info.state = "failed-will-retry" if failures else "scheduled"
             info.eta = float(sched) / 1000
+        elif waiting is not None:
+            info.state = "waiting"
+            info.extra["waiting_for"] = _int_or(waiting, 0)
         return info
     try:
         rec = json.loads(result)

@@ -225,6 +225,8 @@ SETTINGS: tuple[Setting, ...] = (
             "children goes dead (reason killed-worker), whatever its retries", "N"),
     Setting("stall_timeout", _float_range(1, 86400), 60.0, "seconds a child may show no sign "
             "of life (stopped, stuck) before it is killed and its task requeued", "S"),
+    Setting("cancel_grace", _float_range(0, 86400), 10.0, "seconds a cancelled running task "
+            "gets to stop after tq.Cancelled is raised in it before its child is killed", "S"),
     Setting("orphan_grace", _float_range(0, 86400), 300.0, "seconds a child whose master died "
             "may take to finish a task without a timeout (then it exits)", "S"),
     Setting("replica_acks", _int_range(0, 16), 0, "after each enqueue and each batch of "
@@ -272,6 +274,7 @@ class Config:
     max_worker_kills: int = 3
     stall_timeout: float = 60.0
     orphan_grace: float = 300.0
+    cancel_grace: float = 10.0
     replica_acks: int = 0
     replica_ack_timeout: float = 1.0
     forget_queues_after: float = 86400.0

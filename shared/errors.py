@@ -90,6 +90,11 @@ class PermanentError(TQError):
     """Raised by a handler for a failure no retry can fix: the task goes straight to dead."""
 
 
+class Cancelled(BaseException):  # not Exception: a handler's `except Exception` must not eat it
+    """Raised inside a running handler when its task is cancelled (client.cancel, tq cancel,
+    the dashboard): clean up and re-raise; the task ends cancelled, no attempt counted."""
+
+
 class TaskCancelled(TQError):
     """client.wait() on a task that was cancelled before it ran."""
 

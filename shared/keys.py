@@ -46,9 +46,16 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 |                              |        | deferral slot, "run:T" leases held of type T            |
 | ns:{Q}:held                  | zset   | "T\0id" (score 0, lexical: oldest first): tasks waiting |
 |                              |        | for a concurrency lease of type T                       |
+| ns:{Q}:wf                    | hash   | workflows and cancellation (shared/workflow.py):        |
+|                              |        | "n:ID" a member's edges (JSON), "d:ID" upstream tasks   |
+|                              |        | it still waits for, "i:ID:K" the result of its K-th     |
+|                              |        | upstream, "c:ID" cancel requested for a running task    |
+| ns:{Q}:out                   | list   | hand-offs to members in other queues (JSON), applied by |
+|                              |        | the masters serving this queue                         |
 | ns:{Q}:broken                | string | set when a key of the queue is corrupt (JSON: key,      |
 |                              |        | problem, error, by, at); the queue is not served        |
 | ns:{Q}:KEY:corrupt:MS        | any    | a corrupt key, moved aside by `tq queue repair`         |
+| ns:wf:W                      | string | workflow W (JSON: policy, members, edges), with a TTL   |
 | ns:history:R:B               | hash   | throughput/latency history, resolution R, bucket B      |
 
 Registry info (JSON strings, written by masters' heartbeats):
@@ -91,6 +98,9 @@ class Keys:
 
     def master(self, master_id: str) -> str:
         return f"{self.global_prefix}master:{master_id}"
+
+    def workflow(self, workflow_id: str) -> str:
+        return f"{self.global_prefix}wf:{workflow_id}"
 
     def history(self, resolution: str, bucket: int) -> str:
         """History bucket: resolution 's' or 'm'; bucket is a Unix time divided by its span."""
@@ -193,6 +203,14 @@ class QueueKeys:
     @cached_property
     def held(self) -> str:
         return self.prefix + "held"
+
+    @cached_property
+    def wf(self) -> str:
+        return self.prefix + "wf"
+
+    @cached_property
+    def out(self) -> str:
+        return self.prefix + "out"
 
     @cached_property
     def broken(self) -> str:

@@ -19,7 +19,8 @@ from .cluster import is_cluster
 from .connection import Link
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
-         "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey", "cancel")
+         "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey", "cancel",
+         "wfadd", "handoff")
 
 
 def _source(name: str) -> str:
@@ -75,6 +76,8 @@ class Scripts:
     flow: Script
     rekey: Script
     cancel: Script
+    wfadd: Script
+    handoff: Script
 
     def load_all(self, conn: Redis) -> None:
         """Load every script, on every primary of a Redis Cluster (a failover's new primary

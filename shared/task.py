@@ -35,13 +35,14 @@ MAX_PAYLOAD_DEPTH = 100              # nesting of objects and arrays inside the 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024   # the largest max_payload_bytes a Client may set
 MAX_BODY_BYTES = MAX_PAYLOAD_BYTES + 4096   # what a worker decodes at most (payload + header)
+MAX_WORKFLOW_MEMBERS = 100_000       # members of one workflow (and upstream members of one)
 
 # Letters, digits and . _ - / @ + : no whitespace, no braces (Redis Cluster hash tags),
 # no colon (key separator), no glob characters (SCAN patterns), no quotes (the Lua header parser).
 _NAME_RE = re.compile(r"[\w.\-/@+]{1,200}")
 
 STATES = ("scheduled", "queued", "running", "succeeded", "failed-will-retry", "dead",
-          "cancelled")
+          "cancelled", "waiting", "cancelling")
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -203,9 +204,12 @@ def encode_body(
     max_retries: int | None = None,
     timeout: float | None = None,
     rate_key: str | None = None,
+    workflow: str | None = None,
+    inputs: int = 0,
 ) -> str:
     """The stored body: header fields that differ from their defaults, then the payload.
-    rate_key ("k"): the task's rate-limit bucket, from its handler's rate_key function."""
+    rate_key ("k"): the task's rate-limit bucket, from its handler's rate_key function.
+    workflow ("w"): the workflow it belongs to; inputs ("n"): its upstream members."""
     head = []
     if task_type != queue:
         head.append(f'"t":"{task_type}"')
@@ -217,6 +221,10 @@ def encode_body(
         head.append(f'"o":{_dumps(timeout)}')
     if rate_key is not None:
         head.append(f'"k":"{rate_key}"')   # (limits.key_value: nothing to escape)
+    if workflow is not None:
+        head.append(f'"w":"{workflow}"')   # (an id: nothing to escape)
+    if inputs:
+        head.append(f'"n":{inputs}')
     head.append(f'"p":{payload_json}')
     return "{" + ",".join(head) + "}"
 
@@ -237,6 +245,8 @@ class Task:
     malformed: str | None = None  # why the stored body could not be used, if it could not
     raw: str | None = None     # the stored body, when it is signed or encrypted (tq.protect)
     sealed: bool = False       # the payload is encrypted: {} until tq.protect opens it
+    workflow: str | None = None   # the workflow it is a member of (shared/workflow.py)
+    inputs: int = 0            # its upstream members: their results are its ctx.inputs
 
     def with_payload(self, payload_json: str) -> Task:
         """This task with the payload a protected body held (decrypted or verified); a
@@ -254,7 +264,8 @@ class Task:
             return Task(self.id, self.queue, "?", {}, failures=self.failures, token=self.token,
                         raw=self.raw, malformed=f"malformed task payload ({why[:300]})")
         return Task(self.id, self.queue, self.type, payload, self.priority, self.max_retries,
-                    self.timeout, self.failures, self.token, raw=self.raw)
+                    self.timeout, self.failures, self.token, raw=self.raw,
+                    workflow=self.workflow, inputs=self.inputs)
 
     @property
     def attempt(self) -> int:
@@ -306,13 +317,18 @@ class Task:
             timeout = doc.get("o")
             if timeout is not None:
                 timeout = validate_timeout(timeout)
+            workflow, inputs = doc.get("w"), doc.get("n", 0)
+            if workflow is not None and (type(workflow) is not str or len(workflow) > 64):
+                raise ValueError("workflow id is not an id")
+            if type(inputs) is not int or not 0 <= inputs <= MAX_WORKFLOW_MEMBERS:
+                raise ValueError(f"inputs must be a count up to {MAX_WORKFLOW_MEMBERS}")
         except Exception as exc:  # RecursionError, MemoryError, ValueError...
             raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
             why = str(exc) or type(exc).__name__
             return cls(task_id, queue, "?", {}, failures=failures, token=token,
                        malformed=f"malformed task body ({why[:300]}): {raw[:200]!r}")
         return cls(task_id, queue, task_type, payload, priority, max_retries, timeout,
-                   failures, token, raw=raw, sealed=sealed)
+                   failures, token, raw=raw, sealed=sealed, workflow=workflow, inputs=inputs)
 
 
 _VALID_TYPES: set[str] = set()
@@ -349,6 +365,7 @@ class TaskInfo:
     encrypted: bool = False
     # the last ctx.progress() of a running task: {"fraction", "message", "at"}
     progress: dict[str, Any] | None = None
+    workflow: str | None = None    # the workflow it is a member of
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -45,6 +45,8 @@ class Child:
     cpu: float = 0.0                 # percent of one core since the last measure
     cpu_seconds: float = 0.0         # user + system CPU time used so far
     exited: str = ""                 # how it ended, once reaped
+    cancel_task: str = ""            # a running task it was told to cancel (cancels.py)
+    cancel_deadline: float = 0.0     # killed if it still runs that task after this
 
     def signal(self, sig: int) -> None:
         try:
@@ -115,6 +117,9 @@ def account(c: Child, status: int) -> Death:
     if c.kill_reason == "timeout":
         counted, kind = running, "timeout"
         reason = f"hard time limit exceeded: worker killed after {time.time() - st.started:.1f}s"
+    elif c.kill_reason == "cancelled":
+        counted, kind = running, "cancelled"
+        reason = "cancelled: the handler did not stop within cancel_grace, its worker was killed"
     elif c.kill_reason == "stalled":
         counted, kind = running, "stalled"
         reason = f"worker stopped making progress and was killed: {how}"

@@ -40,7 +40,9 @@ from tq.worker.child import import_app
 
 from . import report
 from .children import Child, RestartPacer, account, fork_child, process_state, reap
+from .cancels import Cancels
 from .forget import Forgetter, check_every
+from .handoff import Handoffs
 from .memory import own_memory
 from .pidfile import Pidfile
 from .recovery import Reap, Recovery
@@ -102,6 +104,10 @@ class Supervisor:
         self.pidfile = Pidfile(config.pidfile) if config.pidfile else None
         self.services = Services(self.broker, self.master_id, self.host, self.started)
         self.promoter = Promoter(self.broker)
+        self.handoffs = Handoffs(self.broker)
+        self.cancels = Cancels(self.broker)
+        if config.result_ttl:
+            self.broker.result_ttl = config.result_ttl
         self.scheduler = Scheduler(self._periodic_client)   # periodic tasks (tq.periodic)
         self.scheduler.add(config.periodic or [])
 
@@ -340,7 +346,7 @@ class Supervisor:
                 c.pid, d.how, f" [{d.note}]" if d.note else "", extra=extra)
         report = self.recovery.add(Reap(c.worker_id, c.queues or None, running=d.counted,
                                         kind=d.kind, reason=d.reason, killed=d.killed))
-        if d.counted:   # a death is that task's failed run, retried or dead like any other
+        if d.counted and d.kind != "cancelled":   # a death is that task's failed run
             ttype = c.state.type or "?"
             self.tally.add(ttype, "failed")
             if report is not None:
@@ -382,6 +388,11 @@ class Supervisor:
                 log.error("worker[%d] stopped reporting while idle (hung?): replacing it",
                           c.index, extra={"worker": c.worker_id})
                 self.kill(c, "heartbeat")
+            elif Cancels.overdue(c, now):
+                log.warning("%s task was cancelled and did not stop within %gs: killing "
+                            "worker[%d]", st.type, self.config.cancel_grace, c.index,
+                            extra={"worker": c.worker_id, "task": st.task})
+                self.kill(c, "cancelled")
             elif c.silent_for(now) > self.config.stall_timeout:
                 log.error("worker[%d] showed no sign of life for %.0fs (%s): killing it; its "
                           "task goes back to the queue", c.index, c.silent_for(now),
@@ -497,6 +508,9 @@ class Supervisor:
             if now >= self.next_error_log:
                 self.next_error_log = now + 60
                 log.error("promoting due tasks failed: %s", exc)
+        if self.promoter.woken or now >= self.next_tick:
+            self.promoter.woken = False
+            self.lifecycle()
         if now < self.next_tick:
             return
         self.next_tick = now + TICK
@@ -540,6 +554,20 @@ class Supervisor:
                                   self.processed, self.failed, self.status))
         self.services.status(report.summary(live, self.target, busy, self.processed,
                                             self.failed))
+
+    def lifecycle(self) -> None:
+        """Cancel requests for tasks its children run, and workflow hand-offs between queues
+        (both push the queue's soon token, which wakes the promoter: at once, else every
+        second)."""
+        try:
+            self.cancels.check(self.children.values(), self.config.cancel_grace)
+            self.handoffs.run(self.serving())
+        except OUTAGE:
+            pass   # the tick says so
+        except redis.exceptions.ResponseError as exc:
+            if time.monotonic() >= self.next_error_log:
+                self.next_error_log = time.monotonic() + 60
+                log.error("cancel requests / workflow hand-offs: %s", exc)
 
     def serving(self) -> list[str]:
         """The queues this master's children consume (less those set aside as broken)."""

@@ -33,6 +33,7 @@ class Promoter:
         self.broker = broker
         self.queues: list[str] = []
         self.next_at = 0.0                 # monotonic time of the next promotion
+        self.woken = False                 # a token came: the master looks at its queues
         # soon lists of one BLPOP -> its connection, None until armed
         self._conns: dict[tuple[str, ...], AbstractConnection] = {}   # blocked in a BLPOP
         self._idle: dict[tuple[str, ...], AbstractConnection] = {}   # answered, reusable
@@ -66,6 +67,7 @@ class Promoter:
                 self._drop()   # a corrupt soon list sets its queue aside; READONLY (a
                 self.broker.quarantine.explains(self.queues, exc)   # failover) is an outage
         self.next_at = 0.0
+        self.woken = True
 
     def run(self, now: float) -> None:
         """Promote if it is time, then block on the soon lists again."""

@@ -27,9 +27,14 @@ def test_cancel_queued_scheduled_retrying_and_held_tasks(client, broker, rconn):
     # the other task is untouched, and only it is claimed
     got = broker.claim("w", ["email"], 10).tasks
     assert [t.id for t in got] == [kept]
-    # running: not cancelled here; once finished: "finished"; unknown ids: "unknown"
-    assert client.cancel(kept) == "running"
+    # running: a cancel request (the master interrupts it); a task that finishes first wins
+    # and its request is gone with it; once finished: "finished"; unknown ids: "unknown"
+    assert client.cancel(kept) == "cancelling"
+    assert client.get(kept).state == "cancelling"
+    assert rconn.hexists("tq:{email}:wf", f"c:{kept}")
     broker.claim("w", ["email"], 0, acks=[Ack(got[0], result_record(got[0], "1", "w", 1, 2))])
+    assert not rconn.hexists("tq:{email}:wf", f"c:{kept}")
+    assert client.get(kept).state == "succeeded"
     assert client.cancel(kept) == "finished"
     assert client.cancel("P7rAAAAAAAAAAAAA") == "unknown"
     # a task waiting for its retry, and one held for a concurrency lease

@@ -130,8 +130,9 @@ class Child:
             except OSError:
                 pass
         signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGUSR1, self._on_cancel)
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU,
-                    signal.SIGUSR1, signal.SIGUSR2):
+                    signal.SIGUSR2):
             signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -149,6 +150,13 @@ class Child:
         self.stopping = True
         if self.blocking:
             raise _Interrupt
+
+    def _on_cancel(self, signum: int, frame: object) -> None:
+        # The master asks to cancel the task named in the slot: raises tq.Cancelled in its
+        # handler if that task runs now (nothing otherwise: it finished meanwhile).
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            runner.cancel(self.slot.cancel_target())
 
     def run(self) -> int:
         self._setup_process()
@@ -169,6 +177,8 @@ class Child:
                              socket_timeout=IDLE_BLOCK + 9, client_name="tq-worker")
         self.broker.replica_acks = self.config.replica_acks
         self.broker.replica_timeout_ms = int(self.config.replica_ack_timeout * 1000)
+        if self.config.result_ttl:
+            self.broker.result_ttl = self.config.result_ttl
         self.runner = Runner(self.broker, self.wid, self.keys)
         signal.signal(signal.SIGALRM, self.runner.on_alarm)
         self._publish(IDLE)
@@ -378,13 +388,16 @@ class Child:
         if self.acks and self.prefetch.flush_before_next(self._last_run, self.acks_since):
             self._flush_acks()
         started = time.time()
-        outcome, elapsed = self.runner.run(task, self._on_start)
+        inputs = self.redis(lambda: self.runner.read_inputs(task)) if task.inputs else None
+        outcome, elapsed = self.runner.run(task, self._on_start, inputs)
         self._last_run = elapsed
         self.prefetch.observe(elapsed)
         wait = queue_wait(task, started)
         s = self.slot.state
         s.processed += 1
-        if isinstance(outcome, Failure):
+        if isinstance(outcome, Failure) and outcome.kind == "cancelled":
+            self.redis(lambda: self.runner.record(outcome))   # not a failure: no attempt
+        elif isinstance(outcome, Failure):
             s.failed += 1
             result = self.redis(lambda: self.runner.record(outcome))
             self.tally.add(task.type, "failed", elapsed, wait)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tq import hooks
 from tq.broker import Ack, Broker, FailOutcome, result_record
 from tq.connection import connect
-from tq.errors import PermanentError, Retry
+from tq.errors import Cancelled, PermanentError, Retry
 from tq.handlers import DEFAULT_BACKOFF, REGISTRY, HandlerSpec
 from tq.ids import created_ms
 from tq.protect import (
@@ -26,6 +26,7 @@ from tq.protect import (
     Rejected,
     error_aad,
     open_payload,
+    open_text,
     progress_aad,
     result_aad,
 )
@@ -68,12 +69,17 @@ def limits(task: Task, spec: HandlerSpec) -> Limits:
 class TaskContext:
     """What a handler gets besides its payload."""
 
-    __slots__ = ("_log", "_progress_at", "_runner", "attempt", "deadline", "max_retries",
-                 "queue", "task_id", "type", "worker_id")   # (redis and log are properties)
+    __slots__ = ("_log", "_progress_at", "_runner", "attempt", "deadline", "inputs",
+                 "max_retries", "queue", "task_id", "type", "worker_id", "workflow_id")
+    # (redis, log, input and cancelled are properties)
 
     def __init__(self, runner: Runner, task: Task, spec: HandlerSpec | None,
-                 deadline: float | None):
+                 deadline: float | None, inputs: list[Any] | None = None):
         self._runner = runner
+        self.workflow_id = task.workflow
+        # the results of its upstream workflow members, in their order (None for one that
+        # is dead or cancelled, under the workflow's "continue" policy)
+        self.inputs = inputs if inputs is not None else []
         self.task_id, self.type, self.queue = task.id, task.type, task.queue
         self.attempt = task.attempt
         default = spec.max_retries if spec is not None else 0
@@ -82,6 +88,17 @@ class TaskContext:
         self.worker_id = runner.worker_id
         self._log: logging.LoggerAdapter[logging.Logger] | None = None
         self._progress_at = 0.0   # when progress was last written to Redis (monotonic)
+
+    @property
+    def input(self) -> Any:
+        """The last upstream result (in a chain: the previous step's), or None."""
+        return self.inputs[-1] if self.inputs else None
+
+    @property
+    def cancelled(self) -> bool:
+        """Has this task been cancelled while it runs? (tq.Cancelled is raised in the
+        handler too; a handler that catches it to clean up can look here.)"""
+        return self._runner.cancelled == self.task_id
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -144,6 +161,43 @@ class Runner:
         self._redis_pid = 0
         self._loop: asyncio.AbstractEventLoop | None = None   # for async def handlers
         self._loop_pid = 0
+        self.current = ""         # the id of the task whose handler runs now
+        self.cancelled = ""       # the id of a running task whose cancel came
+        self._async_task: asyncio.Task[Any] | None = None
+
+    def read_inputs(self, task: Task) -> list[Any]:
+        """The results its upstream workflow members handed this member (one HMGET)."""
+        fields = [f"i:{task.id}:{k}" for k in range(task.inputs)]
+        raw = self.broker.conn.hmget(self.broker.qkeys(task.queue).wf, fields)
+        return [self._input(r) for r in raw]
+
+    def _input(self, raw: Any) -> Any:
+        """One input as node_value() wrote it: [queue, id, result record]; the result, or
+        None (a member that did not succeed, or one gone: a retried dead letter)."""
+        try:
+            queue, tid, rec = json.loads(raw)
+        except (TypeError, ValueError):
+            return None
+        if not isinstance(rec, dict) or rec.get("s") != "succeeded":
+            return None
+        if isinstance(rec.get("x"), str):   # sealed (tq.protect)
+            opened = open_text(self.keys, rec["x"], result_aad(queue, tid))
+            try:
+                return json.loads(opened) if opened is not None else None
+            except ValueError:
+                return None
+        return rec.get("r")
+
+    def cancel(self, task_id: str) -> None:
+        """The master asks to cancel `task_id` (from the SIGUSR1 handler): if its handler
+        runs now, tq.Cancelled is raised in it (an async one has its coroutine cancelled)."""
+        if not task_id or task_id != self.current or not self.running:
+            return
+        self.cancelled = task_id
+        if self._async_task is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._async_task.cancel)
+            return
+        raise Cancelled(f"task {task_id} was cancelled")
 
     def client(self) -> Client:
         if self._client is None:
@@ -188,16 +242,26 @@ class Runner:
             except TimeoutError:
                 raise SoftTimeout("soft time limit reached") from None
 
-        return self._loop.run_until_complete(limited())
+        self._async_task = self._loop.create_task(limited())
+        try:
+            return self._loop.run_until_complete(self._async_task)
+        except asyncio.CancelledError:
+            if self.cancelled == self.current:
+                raise Cancelled(f"task {self.current} was cancelled") from None
+            raise
+        finally:
+            self._async_task = None
 
     def on_alarm(self, signum: int, frame: object) -> None:
         if self.running:
             raise SoftTimeout("soft time limit reached")
 
-    def run(self, task: Task, on_start: Any) -> tuple[Ack | Failure, float]:
+    def run(self, task: Task, on_start: Any, inputs: list[Any] | None = None
+            ) -> tuple[Ack | Failure, float]:
         """Run `task`; returns its ack or failure and the handler's run time in seconds.
 
         on_start(task, hard_deadline_monotonic, max_retries) publishes the start to the master.
+        inputs: its upstream workflow members' results (read_inputs).
         """
         if (self.keys is not None or task.sealed) and not task.malformed:
             try:   # a protected body is opened (or refused) before anything else
@@ -217,7 +281,8 @@ class Runner:
         lim = limits(task, spec)
         max_retries = task.max_retries if task.max_retries is not None else spec.max_retries
         on_start(task, time.monotonic() + lim.hard if lim.hard else 0.0, max_retries)
-        ctx = TaskContext(self, task, spec, time.time() + lim.soft if lim.soft else None)
+        ctx = TaskContext(self, task, spec, time.time() + lim.soft if lim.soft else None,
+                          inputs)
         if hooks.MIDDLEWARE:
             hooks.call("before", ctx, task.payload)
         started = time.time()
@@ -225,6 +290,7 @@ class Runner:
         failure: Failure | None = None
         if lim.soft:
             signal.setitimer(signal.ITIMER_REAL, lim.soft)
+        self.current, self.cancelled = task.id, ""
         self.running = True
         try:
             result = spec.func(task.payload, ctx)
@@ -233,6 +299,9 @@ class Runner:
                     signal.setitimer(signal.ITIMER_REAL, 0)
                 result = self._await(result, None if ctx.deadline is None
                                      else ctx.deadline - time.time())
+        except Cancelled:
+            failure = Failure(task, "cancelled", "cancelled while it ran", None, retry=False,
+                              exc=sys.exc_info()[1])
         except SoftTimeout:
             failure = self._failure(task, spec, "timeout",
                                     f"soft time limit of {lim.soft:g}s exceeded", True)
@@ -245,6 +314,7 @@ class Runner:
             failure = self._failure(task, spec, "error", f"{type(exc).__name__}: {exc}", True)
         finally:
             self.running = False
+            self.current = ""
             if lim.soft:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         elapsed = time.perf_counter() - t0
@@ -294,6 +364,8 @@ class Runner:
             log.error("%s task is dead after %d attempt(s): %s%s", task.type, outcome.failures,
                       f.message, f"\n{f.traceback.rstrip()}" if f.traceback else "",
                       extra=extra)
+        elif outcome.outcome == "cancelled":
+            log.info("%s task was cancelled while it ran", task.type, extra=extra)
         else:
             log.warning("%s task was requeued while it ran (stale claim): its failure was "
                         "dropped", task.type, extra=extra)

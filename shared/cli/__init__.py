@@ -122,10 +122,11 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import dead, flow, keys, ops, queue, server, status, tasks
+    from . import dead, flow, keys, ops, queue, server, status, tasks, workflow
 
     for command in (*status.COMMANDS, *tasks.COMMANDS, *dead.COMMANDS, *server.COMMANDS,
-                    *queue.COMMANDS, *flow.COMMANDS, *keys.COMMANDS, *ops.COMMANDS):
+                    *queue.COMMANDS, *flow.COMMANDS, *keys.COMMANDS, *ops.COMMANDS,
+                    *workflow.COMMANDS):
         cli.add_command(command)
 
 

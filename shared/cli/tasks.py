@@ -150,6 +150,7 @@ def render_task(info: TaskInfo) -> str:
         "error": f"{info.error} ({info.error_kind})" if info.error_kind else info.error,
         "progress": f"{info.progress['fraction']:.0%} {info.progress['message']}".rstrip()
         if info.progress else None,
+        "workflow": info.workflow,
     })
     if info.traceback:
         text += "\n\n" + info.traceback.rstrip()
@@ -162,17 +163,18 @@ def render_task(info: TaskInfo) -> str:
 @json_option
 @click.pass_context
 def cancel(ctx: click.Context, task_id: str, queue: str | None, as_json: bool) -> None:
-    """Cancel a task that has not started: it leaves its queue and never runs (exit 1 if it
-    is running, finished or unknown)."""
+    """Cancel a task: one that has not started leaves its queue and never runs; a running
+    one is interrupted (tq.Cancelled in its handler; its worker is killed after the master's
+    cancel_grace). Exit 1 if it has finished or is unknown."""
     outcome = open_client(ctx).cancel(task_id, queue)
     if as_json:
         out.echo_json({"id": task_id, "outcome": outcome})
-    if outcome != "cancelled":
-        why = {"running": "it is running (a worker has it)", "finished": "it has finished",
-               "unknown": "no such task"}.get(outcome, outcome)
+    if outcome not in ("cancelled", "cancelling"):
+        why = {"finished": "it has finished", "unknown": "no such task"}.get(outcome, outcome)
         raise click.ClickException(f"task {task_id} was not cancelled: {why}")
     if not as_json:
-        click.echo(f"cancelled {task_id}")
+        click.echo(f"cancelled {task_id}" if outcome == "cancelled" else
+                   f"cancelling {task_id}: it runs, its worker is interrupting it")
 
 
 @click.command()

@@ -9,7 +9,7 @@ local rcall = redis.call
 -- Redis < 5 replicated scripts verbatim, which forbids writes after TIME; 5+ replicates effects.
 pcall(redis.replicate_commands)
 
-local QBLOCK = 26
+local QBLOCK = 28
 -- LMPOP (Redis 7) pops from the first non-empty of many lists in one call; 6.2 LPOPs each.
 local HAS_LMPOP = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
 
@@ -32,6 +32,8 @@ local function qkeys(base)
   q.done    = KEYS[base + 23]
   q.flow    = KEYS[base + 24]
   q.held    = KEYS[base + 25]
+  q.wf      = KEYS[base + 26]
+  q.out     = KEYS[base + 27]
   return q
 end
 
@@ -227,4 +229,121 @@ local function next_due(q, now)
   local first = rcall('ZRANGE', q.sched, 0, 0, 'WITHSCORES')
   if first[2] then return math.max(0, tonumber(first[2]) - now) end
   return -1
+end
+
+-- Workflows and cancellation (shared/workflow.py) --------------------------------------------
+-- q.wf holds, per member of a workflow in this queue: "n:ID" {"x": [[queue, id, k], ...] its
+-- downstream members (k: its place among their upstream ones), "n": how many upstream
+-- members it has, "p": "stop" | "continue"}; while it waits, "d:ID" (upstream members still
+-- to finish) and "i:ID:K" (what its K-th upstream member handed it). "c:ID": a cancel was
+-- requested while the task ran (the master that runs it interrupts it).
+
+-- What a finished member hands downstream: its queue, id and record (JSON text, not decoded).
+local function node_value(queue, id, record)
+  return '["' .. queue .. '","' .. id .. '",' .. record .. ']'
+end
+
+local function soon(q)
+  if rcall('LLEN', q.soon) == 0 then rcall('RPUSH', q.soon, '1') end
+end
+
+local function hdel_all(key, fields)
+  for s = 1, #fields, 1000 do
+    rcall('HDEL', key, unpack(fields, s, math.min(s + 999, #fields)))
+  end
+end
+
+-- One upstream outcome ('ok', 'dead', 'cancelled') reaches member `id` of this queue as its
+-- k-th input. Applied once: a hand-off replayed (two masters, a crash between apply and
+-- delete) finds the input already there; ignored once the member no longer waits. The last
+-- input makes it ready. Under 'stop' an outcome that is not 'ok' dead-letters the member
+-- instead (kind upstream_dead / upstream_cancelled): returned as a work item, so that its
+-- own downstream members hear of it.
+local function node_input(q, queue, id, k, how, value, now)
+  if not rcall('HGET', q.wf, 'd:' .. id) then return nil end
+  if rcall('HSETNX', q.wf, 'i:' .. id .. ':' .. k, value) == 0 then return nil end
+  if how ~= 'ok' then
+    local info = rcall('HGET', q.wf, 'n:' .. id)
+    if (info and string.match(info, '"p":"(%a+)"') or 'stop') == 'stop' then
+      rcall('HDEL', q.wf, 'd:' .. id)
+      local up = string.match(value, '^%["[^"]*","([^"]*)"') or '?'
+      local why = 'upstream task ' .. up .. (how == 'cancelled' and ' was cancelled' or
+                                             ' is dead') .. ': the workflow stops here'
+      record_error(q, id, 'upstream_' .. how, why, nil, now, nil)
+      rcall('ZADD', q.dead, now, id)
+      local body = rcall('HGET', q.tasks, id)
+      count(q, (body and header(body, queue)) or '?', 'dead')
+      notify(q, id, 'dead')
+      return {id, 'dead', node_value(queue, id, cjson.encode({s = 'dead', k = 'upstream_' .. how,
+                                                              e = why}))}
+    end
+  end
+  if rcall('HINCRBY', q.wf, 'd:' .. id, -1) <= 0 then
+    rcall('HDEL', q.wf, 'd:' .. id)
+    local body = rcall('HGET', q.tasks, id)
+    local _, prio = nil, nil
+    if body then _, prio = header(body, queue) end
+    if prio then
+      rcall('RPUSH', ready_key(q, prio), id)
+      wake(q)
+    elseif body then
+      bury_malformed(q, id, now, 'unreadable task body (a workflow member)')
+    end
+  end
+  return nil
+end
+
+-- Member `id` finished ('ok', 'dead' or 'cancelled'; value: what its downstream members get):
+-- each of them hears of it, in this queue at once, in another queue through q.out (a master
+-- serving this queue applies it there, see supervisor/handoff.py). A work list, not
+-- recursion: a long chain that stops must not exhaust Lua's stack.
+local function node_done(q, queue, id, how, value, now)
+  local work = {{id, how, value}}
+  local handed = 0
+  local w = 1
+  while w <= #work do
+    local nid, nhow, nvalue = work[w][1], work[w][2], work[w][3]
+    w = w + 1
+    local info = rcall('HGET', q.wf, 'n:' .. nid)
+    if info then
+      rcall('HDEL', q.wf, 'n:' .. nid, 'c:' .. nid, 'd:' .. nid)
+      local ok, node = pcall(cjson.decode, info)
+      if ok and type(node) == 'table' then
+        local n = tonumber(node.n) or 0
+        if n > 0 then
+          local f = {}
+          for k = 0, n - 1 do f[#f + 1] = 'i:' .. nid .. ':' .. k end
+          hdel_all(q.wf, f)
+        end
+        for _, e in ipairs(type(node.x) == 'table' and node.x or {}) do
+          if e[1] == queue then
+            local more = node_input(q, queue, e[2], e[3], nhow, nvalue, now)
+            if more then work[#work + 1] = more end
+          else
+            rcall('RPUSH', q.out, '{"q":"' .. e[1] .. '","id":"' .. e[2] .. '","k":' .. e[3] ..
+                  ',"o":"' .. nhow .. '","v":' .. nvalue .. '}')
+            handed = handed + 1
+          end
+        end
+      end
+    end
+  end
+  if handed > 0 then soon(q) end
+end
+
+-- A task ends cancelled: its body and bookkeeping go, a "cancelled" record stays where its
+-- result would (result_key, ttl ms), waiters are told, its downstream members hear of it.
+local function cancel_task(q, queue, id, ttype, result_key, ttl, now, attempts)
+  rcall('HDEL', q.tasks, id)
+  rcall('HDEL', q.fails, id, id .. ':k')
+  rcall('HDEL', q.errors, id)
+  rcall('HDEL', q.flow, 'dfr:' .. id)
+  local record = cjson.encode({s = 'cancelled', t = ttype or queue, a = attempts or 0, f = now})
+  rcall('SET', result_key, record, 'PX', math.max(ttl, 1000))
+  count(q, ttype or '?', 'cancelled')
+  notify(q, id, 'cancelled')
+  if rcall('HLEN', q.wf) > 0 then
+    rcall('HDEL', q.wf, 'd:' .. id, 'c:' .. id)
+    node_done(q, queue, id, 'cancelled', node_value(queue, id, '{"s":"cancelled"}'), now)
+  end
 end

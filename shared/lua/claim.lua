@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ claim: settle finished tasks, then claim the next ones, for one worker, in one round trip.
 
-  KEYS: nq queue blocks (26 each), then the worker's processing list of each queue (nq),
+  KEYS: nq queue blocks (28 each), then the worker's processing list of each queue (nq),
         then one result key per ack
   ARGV: worker, nq, max_tasks, promote_limit, result_ttl_ms, n_acks, n_stats,
         holds_nothing ('1': after the acks, the worker holds no claimed task),
@@ -159,6 +159,24 @@ for qi, g in pairs(groups) do
       end
       if waiting[i] then notify(q, id, 'succeeded') end
       tally(qi, ARGV[at + 3], 'succeeded')
+    end
+    -- workflow members (or cancel requests) among them: usually none, then one O(1) call.
+    -- A member's downstream members hear of its result in this same call: no crash can
+    -- lose or double that step.
+    if rcall('HLEN', q.wf) > 0 then
+      local f = {}
+      for i, id in ipairs(ok) do f[i] = 'n:' .. id end
+      local nodes = rcall('HMGET', q.wf, unpack(f))
+      local t = nil
+      for i, id in ipairs(ok) do
+        f[i] = 'c:' .. id   -- a cancel request that came too late
+        if nodes[i] then
+          t = t or now_ms()
+          node_done(q, names[qi], id, 'ok', node_value(names[qi], id,
+                    records[i] or ARGV[ack0 + ok_at[i] * 6 + 5]), t)
+        end
+      end
+      rcall('HDEL', q.wf, unpack(f))
     end
   end
 end

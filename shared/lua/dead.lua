@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ dead: retry or delete dead-lettered tasks of one queue.
 
-  KEYS: queue block (26)
+  KEYS: queue block (28)
   ARGV: queue, op ('retry' | 'delete'), limit, offset, ids...
         (no ids: up to `limit` dead tasks, oldest first, from position `offset`)
   Returns: {done, kept}: tasks retried or deleted, and tasks left dead because they can

@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ drop: delete a whole queue (`tq queue delete`), or forget an idle, empty one.
 
-  KEYS: queue block (26), the queue's broken mark, then (delete) the processing lists of the
+  KEYS: queue block (28), the queue's broken mark, then (delete) the processing lists of the
         workers that hold its running tasks
   ARGV: mode ('delete' | 'forget'), force ('1': delete even while tasks run)
   Returns: {outcome, ready, scheduled, running, dead}: outcome 'dropped', 'busy' (tasks run
@@ -17,7 +17,8 @@ for lvl = 1, 10 do ready = ready + rcall('LLEN', q.ready[lvl]) end
 local sched, running, dead = rcall('ZCARD', q.sched), rcall('HLEN', q.run), rcall('ZCARD', q.dead)
 local counts = {ready, sched, running, dead}
 if mode == 'forget' then
-  if ready + sched + running + dead + rcall('HLEN', q.tasks) + rcall('EXISTS', KEYS[QBLOCK + 1]) > 0 then
+  if ready + sched + running + dead + rcall('HLEN', q.tasks) + rcall('EXISTS', KEYS[QBLOCK + 1])
+      + rcall('HLEN', q.wf) + rcall('LLEN', q.out) > 0 then
     return {'not-empty', unpack(counts)}
   end
   -- an operator's pause or limits outlive idleness (they are gone only with a delete)

@@ -1,11 +1,13 @@
 -- uses: _lib
 --[[ fail: record a failed attempt of a claimed task, then schedule its retry or bury it.
 
-  KEYS: queue block (26), the worker's processing list of this queue
+  KEYS: queue block (28), the worker's processing list of this queue, the task's result key
   ARGV: queue, worker, id, token, kind, message, traceback, retry ('1'/'0'), delay_ms,
-        default_max_retries
-  Returns: {outcome, failures, due_ms}: outcome 'retry' (due_ms: when), 'dead' or 'stale'
-  Fenced like ack. A task is retried while its failures <= max_retries, where max_retries
+        default_max_retries, record TTL ms
+  Returns: {outcome, failures, due_ms}: outcome 'retry' (due_ms: when), 'dead', 'cancelled'
+           or 'stale'
+  Fenced like ack. Kind 'cancelled' (the handler stopped on a cancel request): the task ends
+  cancelled, no attempt counted. A dead workflow member's downstream members hear of it. A task is retried while its failures <= max_retries, where max_retries
   is the task's own, else its handler's (from the policy hash), else the default.
 ]]
 local q = qkeys(1)
@@ -21,6 +23,14 @@ if not claim or string.sub(claim, 1, #prefix) ~= prefix then return {'stale', 0,
 local now = now_ms()
 rcall('HDEL', q.run, id)
 rcall('LREM', proc, 1, id)
+if kind == 'cancelled' then
+  local body = rcall('HGET', q.tasks, id)
+  local ttype = body and header(body, queue) or nil
+  if ttype and leased(claim) then release(q, queue, ttype, concurrency_of(q, ttype)) end
+  local failures = tonumber(rcall('HGET', q.fails, id)) or 0
+  cancel_task(q, queue, id, ttype, KEYS[QBLOCK + 2], tonumber(ARGV[11]) or 0, now, failures + 1)
+  return {'cancelled', failures, 0}
+end
 local failures = rcall('HINCRBY', q.fails, id, 1)
 if traceback == '' then traceback = nil end
 record_error(q, id, kind, message, traceback, now, worker)
@@ -45,4 +55,8 @@ if not body then rcall('HSET', q.tasks, id, '') end
 rcall('ZADD', q.dead, now, id)
 count(q, ttype, 'dead')
 notify(q, id, 'dead')
+if rcall('HLEN', q.wf) > 0 then
+  node_done(q, queue, id, 'dead', node_value(queue, id, cjson.encode({s = 'dead', k = kind,
+                                                                       e = message})), now)
+end
 return {'dead', failures, 0}

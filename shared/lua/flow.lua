@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ flow: change a queue's flow control (shared/limits.py): limits, pause.
 
-  KEYS: queue block (26)
+  KEYS: queue block (28)
   ARGV: queue, mode, then by mode:
     'declare', n, n x (type, limits JSON or '')  a worker's handlers' limits ('' : none)
     'set', type, JSON                            an operator's override of some limits of a

@@ -1,10 +1,12 @@
 -- uses: _lib
 --[[ inspect: one consistent snapshot of a task, optionally registering a waiter.
 
-  KEYS: queue block (26), the task's result key
+  KEYS: queue block (28), the task's result key
   ARGV: id, watch ('1': if the task is not finished, register a waiter)
-  Returns: {body, claim, failures, error, sched_score, dead_score, result, last_event_id}
-  (false where absent; last_event_id only when a waiter was registered: read events after it)
+  Returns: {body, claim, failures, error, sched_score, dead_score, result, last_event_id,
+            {waiting, cancel_requested}}
+  (false where absent; last_event_id only when a waiter was registered: read events after it;
+  waiting: upstream workflow members it still waits for; cancel_requested: when, Redis ms)
 ]]
 local q = qkeys(1)
 local id = ARGV[1]
@@ -18,4 +20,5 @@ if ARGV[2] == '1' and body and not dead then
   last = ev[1] and ev[1][1] or '0-0'
 end
 return {body, rcall('HGET', q.run, id), rcall('HGET', q.fails, id), rcall('HGET', q.errors, id),
-        rcall('ZSCORE', q.sched, id), dead, result, last}
+        rcall('ZSCORE', q.sched, id), dead, result, last,
+        rcall('HMGET', q.wf, 'd:' .. id, 'c:' .. id)}

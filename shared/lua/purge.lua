@@ -1,15 +1,21 @@
 -- uses: _lib
 --[[ purge: delete up to `limit` waiting tasks (ready, scheduled and held) of one queue.
 
-  KEYS: queue block (26)
-  ARGV: limit
+  KEYS: queue block (28)
+  ARGV: limit, queue
   Returns: number deleted (call again until it returns 0). Running and dead tasks are kept.
+  Purged workflow members count as cancelled for their downstream members (see node_done).
 ]]
 local q = qkeys(1)
-local limit = tonumber(ARGV[1])
+local limit, queue = tonumber(ARGV[1]), ARGV[2]
 local gone = 0
+local now = now_ms()
 local function drop(ids)
+  local members = rcall('HLEN', q.wf) > 0
   for _, id in ipairs(ids) do
+    if members then
+      node_done(q, queue, id, 'cancelled', node_value(queue, id, '{"s":"cancelled"}'), now)
+    end
     rcall('HDEL', q.tasks, id)
     rcall('HDEL', q.fails, id, id .. ':k')
     rcall('HDEL', q.errors, id)

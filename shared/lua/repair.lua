@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ repair: re-index a queue from its task bodies, once its corrupt keys were moved aside.
 
-  KEYS: queue block (26), the queue's broken mark, then n_live processing lists of workers
+  KEYS: queue block (28), the queue's broken mark, then n_live processing lists of workers
         that are registered, then the processing lists of workers that are gone
   ARGV: queue, n_live
   Returns: {restored, buried}
@@ -27,6 +27,9 @@ for _, member in ipairs(rcall('ZRANGE', q.held, 0, -1)) do   -- "type\0id"
   if sep then refs[string.sub(member, sep + 1)] = true end
 end
 for i = 1, n_live do add(rcall('LRANGE', KEYS[QBLOCK + 1 + i], 0, -1)) end
+for _, f in ipairs(rcall('HKEYS', q.wf)) do   -- workflow members waiting for their upstream
+  if string.sub(f, 1, 2) == 'd:' then refs[string.sub(f, 3)] = true end
+end
 for i = QBLOCK + 2 + n_live, #KEYS do rcall('DEL', KEYS[i]) end
 
 local now = now_ms()

@@ -1,9 +1,10 @@
 -- uses: _lib
 --[[ requeue: give back everything a worker holds in one queue, to the front of its ready list.
 
-  KEYS: queue block (26), the worker's processing list of this queue
+  KEYS: queue block (28), the worker's processing list of this queue, the result key of
+        running_id (when given)
   ARGV: queue, mode, running_id, kind, message, default_max_retries, killed ('1'/'0'),
-        max_kills
+        max_kills, record TTL ms
     mode 'none': nothing is counted (prefetched tasks, a graceful drain, a lost connection)
     mode 'head': the first claimed task was running: it counts a failed attempt (a worker
                  that died, found without its master's knowledge of what ran)
@@ -14,6 +15,8 @@
   A counted task over its max_retries is dead-lettered instead, so a task that kills every
   worker that touches it ends in the dead-letter queue rather than in a crash loop; one that
   killed max_kills workers is dead-lettered with kind 'killed-worker' whatever its retries.
+  Kind 'cancelled' (mode 'id'): the running task was stopped on a cancel request; it ends
+  cancelled, no attempt counted. A dead workflow member's downstream members hear of it.
   The processing list is deleted in the same call: two reapers cannot requeue a task twice.
 ]]
 local q = qkeys(1)
@@ -39,7 +42,12 @@ for i = #ids, 1, -1 do
   else
     local counted = (mode == 'head' and i == 1) or (mode == 'id' and id == running)
     local buried = false
-    if counted then
+    if counted and kind == 'cancelled' then
+      local failures = tonumber(rcall('HGET', q.fails, id)) or 0
+      cancel_task(q, queue, id, ttype, KEYS[QBLOCK + 2], tonumber(ARGV[9]) or 0, now,
+                  failures + 1)
+      buried = true
+    elseif counted then
       local failures = rcall('HINCRBY', q.fails, id, 1)
       local w = claim and string.match(claim, '^(.-)|') or nil
       local k, why = kind, message
@@ -57,6 +65,10 @@ for i = #ids, 1, -1 do
         notify(q, id, 'dead')
         dead[#dead + 1] = id
         buried = true
+        if rcall('HLEN', q.wf) > 0 then
+          node_done(q, queue, id, 'dead', node_value(queue, id, cjson.encode(
+            {s = 'dead', k = k, e = why})), now)
+        end
       else
         count(q, ttype, 'retried')
       end

@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ sched: act on scheduled tasks (delayed ones and retries waiting for their time), by id.
 
-  KEYS: queue block (26)
+  KEYS: queue block (28)
   ARGV: queue, op ('now' | 'delete'), then the ids
   Returns: how many of the ids were scheduled and acted on (others are skipped: they ran,
            were deleted, or never were scheduled).

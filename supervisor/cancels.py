@@ -1,0 +1,59 @@
+"""Cancelling running tasks (client.cancel / tq cancel / the dashboard on a running task).
+
+cancel.lua marks the running task ("c:ID" in its queue's `wf` hash) and pushes the queue's
+`soon` token, which wakes the masters serving the queue. A master that runs the task in one of
+its children names it in the child's slot and sends SIGUSR1: the child raises tq.Cancelled in
+the handler (an async handler's coroutine is cancelled), which ends the task cancelled, no
+attempt counted (fail.lua). A handler that does not stop within cancel_grace (stuck in C code,
+or it swallowed the exception) has its child killed as for a hard time limit; the requeue of
+its claims then ends that task cancelled (requeue.lua), again without an attempt. Masters also
+look every second, so a token lost with a connection only delays a cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Iterable
+
+from tq.broker import Broker
+from tq.channel import BUSY
+
+from .children import Child
+
+log = logging.getLogger("tq.master")
+
+
+class Cancels:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+
+    def check(self, children: Iterable[Child], grace: float) -> None:
+        """Signal the children whose running task was cancelled (once per task)."""
+        busy = [c for c in children if c.state.state == BUSY and c.state.task
+                and c.state.queue and not c.kill_reason]
+        if not busy:
+            return
+        b = self.broker
+        pipe = b.conn.pipeline(transaction=False)
+        for c in busy:
+            pipe.hexists(b.qkeys(c.state.queue).wf, f"c:{c.state.task}")
+        asked = pipe.execute(raise_on_error=False)
+        now = time.monotonic()
+        for c, yes in zip(busy, asked, strict=True):
+            task = c.state.task
+            if yes is True and c.cancel_task != task:
+                log.info("%s task cancelled while it runs: interrupting worker[%d] (killed "
+                         "if it has not stopped in %gs)", c.state.type, c.index, grace,
+                         extra={"worker": c.worker_id, "task": task})
+                c.cancel_task, c.cancel_deadline = task, now + grace
+                c.slot.request_cancel(task)
+                c.signal(signal.SIGUSR1)
+
+    @staticmethod
+    def overdue(c: Child, now: float) -> bool:
+        """Is `c` still running a cancelled task after the grace?"""
+        st = c.state
+        return bool(c.cancel_task) and st.state == BUSY and st.task == c.cancel_task \
+            and now > c.cancel_deadline

@@ -1,0 +1,87 @@
+"""Workflow hand-offs between queues (see shared/workflow.py).
+
+A workflow member that finishes hands its outcome to downstream members of its own queue in the
+same Lua script as its ack. One in another queue lives in another cluster slot, out of the
+script's reach: the script appends an entry to its own queue's `out` list instead, and pushes
+the queue's `soon` token, which wakes the masters serving the queue. A master reads the
+entries, applies them to their queues with handoff.lua, then deletes each entry it applied.
+Applying is idempotent (an input is set once), so two masters doing the same entries, or one
+that dies between applying and deleting, change nothing. Entries wait in `out` while no
+master serves the queue, or while the other queue is broken.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from tq.broker import Broker
+from tq.scripts import SCRIPTS
+
+log = logging.getLogger("tq.master")
+
+BATCH = 500   # entries read from one queue's out list per pass
+
+
+class Handoffs:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._warned_at = -60.0
+
+    def run(self, queues: Sequence[str]) -> int:
+        """Apply waiting hand-offs of `queues`; returns how many were applied."""
+        if not queues:
+            return 0
+        b = self.broker
+        pipe = b.conn.pipeline(transaction=False)
+        for q in queues:
+            pipe.lrange(b.qkeys(q).out, 0, BATCH - 1)
+        replies = pipe.execute(raise_on_error=False)
+        done = 0
+        for q, entries in zip(queues, replies, strict=True):
+            if isinstance(entries, list) and entries:
+                done += self._apply(q, entries)
+        return done
+
+    def _apply(self, source: str, entries: list[bytes]) -> int:
+        b = self.broker
+        by_target: dict[str, list[tuple[bytes, list[Any]]]] = {}
+        bad: list[bytes] = []
+        for raw in entries:
+            try:
+                e = json.loads(raw)
+                target = e["q"]
+                args = [str(e["id"]), int(e["k"]), str(e["o"]),
+                        json.dumps(e["v"], separators=(",", ":"), ensure_ascii=False)]
+                if not isinstance(target, str):
+                    raise TypeError("no queue")
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("unreadable workflow hand-off in queue %s (%s): dropped: %r",
+                          source, exc, raw[:200])
+                bad.append(raw)
+                continue
+            by_target.setdefault(target, []).append((raw, args))
+        applied: list[bytes] = list(bad)
+        for target, items in by_target.items():
+            flat = [a for _, args in items for a in args]
+            try:
+                SCRIPTS.handoff(b.link, b.block(target), [target, len(items), *flat])
+            except redis.exceptions.ResponseError as exc:
+                now = time.monotonic()
+                if now >= self._warned_at + 60:
+                    self._warned_at = now
+                    log.error("workflow hand-offs to queue %s wait: %s", target, exc)
+                b.quarantine.explains([target], exc)
+                continue
+            applied.extend(raw for raw, _ in items)
+        if applied:
+            pipe = b.conn.pipeline(transaction=False)
+            for raw in applied:
+                pipe.lrem(b.qkeys(source).out, 1, raw)
+            pipe.execute()
+        return len(applied) - len(bad)

@@ -1,0 +1,77 @@
+"""Handlers for the workflow and cancellation tests (tests/test_workflow.py,
+tests/faults/test_workflow_faults.py). Every run is recorded on the Redis of TQ_RECORD_URL
+(when set: a second server, so counts survive what the test does to the first)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import redis
+
+import tq
+
+_record = None
+
+
+def record(kind: str, ctx) -> redis.Redis | None:
+    global _record
+    url = os.environ.get("TQ_RECORD_URL")
+    if not url:
+        return None
+    if _record is None:
+        _record = redis.Redis.from_url(url)
+    _record.hincrby(f"runs:{kind}", ctx.task_id, 1)
+    return _record
+
+
+@tq.handler("wf.num", max_retries=20)
+def num(payload, ctx):
+    """Its payload's n, plus the previous step's result in a chain."""
+    record("num", ctx)
+    if payload.get("slow"):
+        time.sleep(payload["slow"])
+    return payload.get("n", 0) + (ctx.input or 0)
+
+
+@tq.handler("wf.collect", max_retries=20)
+def collect(payload, ctx):
+    r = record("collect", ctx)
+    if r is not None:
+        r.rpush("collected", len(ctx.inputs))
+    return {"inputs": ctx.inputs, "workflow": ctx.workflow_id}
+
+
+@tq.handler("wf.fail", max_retries=0)
+def fail(payload, ctx):
+    raise tq.PermanentError("this member fails")
+
+
+@tq.handler("wf.other", queue="wf-other")
+def other(payload, ctx):
+    """A member in another queue (a cross-queue edge: hand-off through the master)."""
+    return {"other": ctx.inputs}
+
+
+@tq.handler("wf.block")
+def block(payload, ctx):
+    """Runs until cancelled; says it started, and cleans up on tq.Cancelled."""
+    r = redis.Redis.from_url(os.environ["TQ_REDIS_URL"])
+    r.rpush("test:started", ctx.task_id)
+    try:
+        for _ in range(600):
+            time.sleep(0.05)
+    except tq.Cancelled:
+        r.rpush("test:cleaned", f"{ctx.task_id}:{ctx.cancelled}")
+        raise
+    return "not cancelled"
+
+
+@tq.handler("wf.stuck")
+def stuck(payload, ctx):
+    """Like a handler stuck in C code: the cancel signal is never delivered to it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+    redis.Redis.from_url(os.environ["TQ_REDIS_URL"]).rpush("test:started", ctx.task_id)
+    time.sleep(60)
+    return "not cancelled"
