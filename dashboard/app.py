@@ -176,6 +176,13 @@ def create_app(client: Client, token: str | None = None,
         except TaskNotFound as exc:
             return _error(404, str(exc))
 
+    @route("/api/workflows/<workflow_id>")
+    def workflow(workflow_id: str) -> Response:
+        try:
+            return jsonify(client.get_workflow(workflow_id).to_dict())
+        except TaskNotFound:
+            return _error(404, f"no workflow {workflow_id} (unknown, or its record expired)")
+
     @route("/api/history")
     def history() -> Response:
         resolution = request.args.get("resolution", "s")
@@ -248,6 +255,13 @@ def create_app(client: Client, token: str | None = None,
     def cancel(task_id: str) -> Response:
         body = request.get_json(silent=True) or {}
         return jsonify({"id": task_id, "outcome": client.cancel(task_id, body.get("queue"))})
+
+    @app.post("/api/workflows/<workflow_id>/cancel")
+    def cancel_workflow(workflow_id: str) -> Response:
+        try:
+            return jsonify({"id": workflow_id, **client.cancel_workflow(workflow_id)})
+        except TaskNotFound:
+            return _error(404, f"no workflow {workflow_id} (unknown, or its record expired)")
 
     @app.post("/api/queues/<queue:queue>/pause", merge_slashes=False)
     def pause(queue: str) -> Response:

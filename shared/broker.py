@@ -77,6 +77,8 @@ def result_record(task: Task, result_json: str, worker_id: str, started: float,
     """The JSON stored for a succeeded task (result_json is already JSON; `sealed`: the
     result encrypted by tq.protect, stored as "x" instead)."""
     value = f'"x":"{sealed}"' if sealed is not None else f'"r":{result_json}'
+    if task.workflow is not None:   # a workflow member's result links back to it
+        value = f'"wf":"{task.workflow}",{value}'
     return (f'{{"s":"succeeded","t":{_dumps(task.type)},"a":{task.attempt},'
             f'"st":{int(started * 1000)},"f":{int(finished * 1000)},'
             f'"w":{_dumps(worker_id)},{value}}}')

@@ -902,7 +902,8 @@ class Client:
 
 
 def _info(task_id: str, queue: str, reply: list[Any], ring: KeyRing | None = None) -> TaskInfo:
-    body, claim, fails, error, sched, dead, result, _, marks = reply
+    body, claim, fails, error, sched, dead, result = reply[:7]
+    marks = reply[8] if len(reply) > 8 else None
     waiting, cancel_asked = marks if isinstance(marks, list) else (None, None)
     created = created_ms(task_id)
     info = TaskInfo(task_id, queue, queue, "queued",
@@ -973,6 +974,7 @@ def _info(task_id: str, queue: str, reply: list[Any], ring: KeyRing | None = Non
             info.result = None
     info.attempts = rec["a"] if isinstance(rec.get("a"), int) else 1
     info.worker = rec.get("w") if isinstance(rec.get("w"), str) else None
+    info.workflow = rec.get("wf") if isinstance(rec.get("wf"), str) else None
     info.started_at = _ms(rec.get("st"))
     info.finished_at = _ms(rec.get("f"))
     if rec.get("e"):

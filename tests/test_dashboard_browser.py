@@ -252,3 +252,45 @@ def test_log_in_with_the_token_in_a_real_browser_and_act(browser, redis_url, cli
         assert all("/login" in e["message"] and "403" in e["message"] for e in severe)
     finally:
         dashboard.stop()
+
+
+def test_a_workflow_page_shows_members_and_cancels_them(browser, redis_url, client):
+    from selenium.webdriver.common.by import By
+
+    # Given a chain of three waiting to run (no worker), its first step claimed ("running")
+    token = "a-long-enough-dashboard-token"
+    wf = client.workflow(tq.chain(tq.step("resize", {"n": 1}), tq.step("upload"),
+                                  tq.step("notify")))
+    broker = tq.broker.Broker(redis_url)
+    broker.claim("w-test", ["resize"], 1)
+    broker.close()
+    dashboard = DashboardProcess(redis_url, token=token).start()
+    try:
+        browser.get(dashboard.url + "/")
+        eventually(lambda: browser.find_elements(By.ID, "token"), 10, what="the login form")
+        browser.find_element(By.ID, "token").send_keys(token)
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        eventually(lambda: browser.find_elements(By.ID, "status"), 10, what="the dashboard")
+        # When the operator opens the workflow's page
+        browser.get(f"{dashboard.url}/#/workflow/{wf.id}")
+        rows = "#workflow-members tbody tr"
+        eventually(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == 3, 10,
+                   what="the members")
+        # Then each member shows with its state and what it waits for
+        states = [r.find_elements(By.TAG_NAME, "td")[3].text
+                  for r in browser.find_elements(By.CSS_SELECTOR, rows)]
+        assert states == ["running", "waiting", "waiting"]
+        assert text(browser, "#workflow-state") == "running"
+        # and cancelling it (after confirming) cancels the members not started and asks the
+        # running one's worker to stop
+        browser.find_element(By.CSS_SELECTOR, "#workflow-actions button.cancel").click()
+        browser.find_element(By.ID, "confirm-ok").click()
+        eventually(lambda: "2 cancelled, 1 interrupted" in toast(browser), 10, what="the toast")
+        assert client.get(wf.last).state == "cancelled"
+        assert client.get(wf.tasks["0.resize"]).state == "cancelling"
+        # A member's page links back to its workflow
+        browser.get(f"{dashboard.url}/#/task/{wf.tasks['0.resize']}")
+        link = f'#task-fields a[href="#/workflow/{wf.id}"]'
+        eventually(lambda: browser.find_elements(By.CSS_SELECTOR, link), 10, what="the link")
+    finally:
+        dashboard.stop()

@@ -64,10 +64,12 @@ def test_chain_runs_in_order_and_passes_results(client, broker):
     info = client.get_workflow(wf.id)
     assert info.state == "succeeded" and info.counts == {"succeeded": 3}
     assert [m["result"] for m in info.members] == [1, 11, 111]
+    assert client.get(wf.last).workflow == wf.id   # a finished member still says whose it is
     # nothing of the bookkeeping is left behind
     assert broker.conn.hlen("tq:{wf.num}:wf") == 0
 
 
+@pytest.mark.cluster_too
 def test_chord_callback_gets_results_in_group_order(client, broker):
     wf = client.workflow(tq.chord([tq.step("wf.num", {"n": i}) for i in range(20)],
                                   tq.step("wf.collect", queue="wf.num")))
@@ -147,6 +149,7 @@ def test_purge_and_unknown_workflow(client, broker):
 
 
 # -- end to end ------------------------------------------------------------------------------
+@pytest.mark.cluster_too   # a cross-queue edge: another slot, a hand-off through the master
 def test_workflows_under_a_master(client, masters, redis_url):
     m = masters("-A", "wfapp", "-c", "2", "--queues", "wf.num,wf.collect,wf-other")
     m.wait_ready(2)

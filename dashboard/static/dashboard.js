@@ -593,13 +593,15 @@ function drawTask(t) {
     ["due", t.eta ? `${clock(t.eta)} (${ago(t.eta)})` : null], ["started", t.started_at ? clock(t.started_at) : null],
     ["finished", t.finished_at ? clock(t.finished_at) : null], ["last failure", t.failed_at ? clock(t.failed_at) : null],
     ["run time", t.started_at && t.finished_at && t.state === "succeeded" ? secs(t.finished_at - t.started_at) : null],
-    ["worker", t.worker],
+    ["worker", t.worker], ["workflow", t.workflow],
     ["progress", t.progress ? `${Math.round(t.progress.fraction * 100)}% ${t.progress.message || ""}`.trim() : null]];
   const dl = $("task-fields");
   dl.replaceChildren();
   for (const [k, v] of fields) {
     if (v === null || v === undefined || v === "–") continue;
-    dl.append(el("dt", {}, k), el("dd", {}, String(v)));
+    const dd = k === "workflow" ? el("dd", {}, el("a", {href: `#/workflow/${encodeURIComponent(v)}`}, v))
+      : el("dd", {}, String(v));
+    dl.append(el("dt", {}, k), dd);
   }
   $("task-payload").textContent = t.encrypted ? "encrypted (start the dashboard with the keys to read it)"
     : t.payload === null ? "(not kept once a task is finished)" : json(t.payload);
@@ -630,15 +632,63 @@ function drawTask(t) {
     box.append(el("button", {type: "button", class: "run-now", onclick: () => runNow(t)}, "Run now"),
       el("button", {type: "button", class: "cancel", onclick: () => cancelTask(t)}, "Cancel"),
       el("button", {type: "button", class: "danger delete", onclick: () => unschedule(t)}, "Delete"));
-  } else if (t.state === "queued") {
+  } else if (t.state === "queued" || t.state === "waiting" || t.state === "running") {
     box.append(el("button", {type: "button", class: "cancel", onclick: () => cancelTask(t)}, "Cancel"));
   }
 }
 
 async function cancelTask(t) {
-  if (!(await ask(`Cancel task ${t.id}? It leaves its queue and never runs.`))) return;
+  const what = t.state === "running" ? "Its handler is interrupted (its worker is killed if it does not stop)."
+    : "It leaves its queue and never runs.";
+  if (!(await ask(`Cancel task ${t.id}? ${what}`))) return;
   act(`/api/tasks/${encodeURIComponent(t.id)}/cancel`, {queue: t.queue},
-      (d) => d.outcome === "cancelled" ? `Cancelled ${t.id}` : `Not cancelled: it is ${d.outcome}`);
+      (d) => d.outcome === "cancelled" ? `Cancelled ${t.id}`
+        : d.outcome === "cancelling" ? `Cancelling ${t.id}: its worker is interrupting it` : `Not cancelled: it is ${d.outcome}`);
+}
+
+// -- one workflow ----------------------------------------------------------------------------
+async function openWorkflow(id) {
+  $("workflow-id").textContent = id;
+  $("workflow-missing").hidden = true;
+  try {
+    drawWorkflow(await get(`/api/workflows/${encodeURIComponent(id)}`));
+  } catch (err) {
+    if (err.message === "logged out") return;
+    $("workflow-body").hidden = true;
+    $("workflow-state").textContent = "";
+    $("workflow-actions").replaceChildren();
+    $("workflow-missing").textContent = err.status === 404 ? `No workflow with id ${id}: unknown, or its record expired.` : `Failed: ${err.message}`;
+    $("workflow-missing").hidden = false;
+  }
+}
+
+function drawWorkflow(w) {
+  $("workflow-body").hidden = false;
+  $("workflow-state").textContent = w.state;
+  $("workflow-state").className = `badge state-${w.state}`;
+  const counts = Object.entries(w.counts).map(([k, v]) => `${num(v)} ${k}`).join(", ");
+  const dl = $("workflow-fields");
+  dl.replaceChildren();
+  for (const [k, v] of [["state", w.state], ["policy", w.policy], ["created", clock(w.created_at)], ["members", counts]]) {
+    dl.append(el("dt", {}, k), el("dd", {}, String(v)));
+  }
+  const rows = w.members.map((m) => el("tr", {class: `state-${m.state}`},
+    el("td", {}, el("a", {href: `#/task/${encodeURIComponent(m.id)}`}, m.name)), el("td", {}, m.type),
+    el("td", {}, m.queue), el("td", {}, m.progress && m.state === "running" ? `running ${Math.round(m.progress.fraction * 100)}%` : m.state),
+    el("td", {}, m.after.join(", ") || "–"),
+    el("td", {}, m.state === "succeeded" ? json(m.result) : (m.error ? `${m.error_kind ? `[${m.error_kind}] ` : ""}${m.error}` : ""))));
+  fill($("workflow-members").tBodies[0], rows, "no members", 6);
+  const box = $("workflow-actions");
+  box.replaceChildren();
+  if (w.state === "running") {
+    box.append(el("button", {type: "button", class: "cancel", onclick: () => cancelWorkflow(w)}, "Cancel workflow"));
+  }
+}
+
+async function cancelWorkflow(w) {
+  if (!(await ask(`Cancel workflow ${w.id}? Members not started never run; running ones are interrupted.`))) return;
+  act(`/api/workflows/${encodeURIComponent(w.id)}/cancel`, {},
+      (d) => `Workflow ${w.id}: ${d.cancelled || 0} cancelled, ${d.cancelling || 0} interrupted`);
 }
 
 // -- routing and the loop ------------------------------------------------------------------
@@ -647,6 +697,7 @@ let route = {name: "overview"};
 function parseRoute() {
   const hash = window.location.hash.replace(/^#\/?/, "");
   if (hash.startsWith("task/")) return {name: "task", id: decodeURIComponent(hash.slice(5))};
+  if (hash.startsWith("workflow/")) return {name: "workflow", id: decodeURIComponent(hash.slice(9))};
   if (hash.startsWith("tasks")) return {name: "tasks", params: new URLSearchParams(hash.split("?")[1] || "")};
   return {name: "overview"};
 }
@@ -655,10 +706,11 @@ function show() {
   route = parseRoute();
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== `view-${route.name}`;
   for (const a of document.querySelectorAll("nav a")) {
-    a.classList.toggle("on", a.dataset.view === (route.name === "task" ? "tasks" : route.name));
+    a.classList.toggle("on", a.dataset.view === (route.name === "task" || route.name === "workflow" ? "tasks" : route.name));
   }
   if (route.name === "tasks") openTasks(route.params);
   if (route.name === "task") openTask(route.id);
+  if (route.name === "workflow") openWorkflow(route.id);
   refresh();
 }
 
@@ -666,6 +718,7 @@ function refresh() {
   if (route.name === "overview") poll();
   else if (route.name === "tasks") loadPage();
   else if (route.name === "task") openTask(route.id);
+  else if (route.name === "workflow") openWorkflow(route.id);
 }
 
 let timer = null;

@@ -1,6 +1,7 @@
 """Handlers for the workflow and cancellation tests (tests/test_workflow.py,
-tests/faults/test_workflow_faults.py). Every run is recorded on the Redis of TQ_RECORD_URL
-(when set: a second server, so counts survive what the test does to the first)."""
+tests/faults/test_workflow_faults.py). Runs of wf.num and wf.collect are recorded on the
+fault suite's recorder (TQ_TEST_RECORDER_URL, a second redis-server) when it is set: "id|pid"
+in runs:started when a run starts and runs:finished when it returns."""
 
 from __future__ import annotations
 
@@ -15,29 +16,31 @@ import tq
 _record = None
 
 
-def record(kind: str, ctx) -> redis.Redis | None:
+def record(event: str, ctx) -> redis.Redis | None:
     global _record
-    url = os.environ.get("TQ_RECORD_URL")
+    url = os.environ.get("TQ_TEST_RECORDER_URL")
     if not url:
         return None
     if _record is None:
         _record = redis.Redis.from_url(url)
-    _record.hincrby(f"runs:{kind}", ctx.task_id, 1)
+    _record.rpush(f"runs:{event}", f"{ctx.task_id}|{os.getpid()}")
     return _record
 
 
 @tq.handler("wf.num", max_retries=20)
 def num(payload, ctx):
     """Its payload's n, plus the previous step's result in a chain."""
-    record("num", ctx)
+    record("started", ctx)
     if payload.get("slow"):
         time.sleep(payload["slow"])
+    record("finished", ctx)
     return payload.get("n", 0) + (ctx.input or 0)
 
 
 @tq.handler("wf.collect", max_retries=20)
 def collect(payload, ctx):
-    r = record("collect", ctx)
+    record("started", ctx)
+    r = record("finished", ctx)
     if r is not None:
         r.rpush("collected", len(ctx.inputs))
     return {"inputs": ctx.inputs, "workflow": ctx.workflow_id}
