@@ -342,7 +342,8 @@ class Broker(Registry):
             if qi is None:   # a task of a queue outside this claim: add its block
                 raise ValueError(f"ack for queue {t.queue!r} outside {list(queues)}")
             keys.append(self.qkeys(t.queue).result(t.id))
-            args.extend((qi, t.id, t.token, t.type, 1 if t.failures else 0, ack.record))
+            flags = (1 if t.failures else 0) | (0 if t.workflow is None else 2)
+            args.extend((qi, t.id, t.token, t.type, flags, ack.record))
         if stats:
             for (q, fieldname), n in stats.items():
                 args.extend((index[q], fieldname, n))

@@ -49,11 +49,6 @@ from .protect import (
     seal_body,
 )
 from .scripts import SCRIPTS
-from .workflow import DEFAULT_TTL as DEFAULT_WORKFLOW_TTL
-from .workflow import FINISHED as WORKFLOW_FINISHED
-from .workflow import Workflow, WorkflowInfo, compile_workflow, downstream, validate_policy
-from .workflow import record as workflow_record
-from .workflow import summarize as summarize_workflow
 from .task import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -68,6 +63,11 @@ from .task import (
     validate_priority,
     validate_timeout,
 )
+from .workflow import DEFAULT_TTL as DEFAULT_WORKFLOW_TTL
+from .workflow import FINISHED as WORKFLOW_FINISHED
+from .workflow import Workflow, WorkflowInfo, compile_workflow, downstream, validate_policy
+from .workflow import record as workflow_record
+from .workflow import summarize as summarize_workflow
 
 ENQUEUE_CHUNK = 1000       # tasks per script call in enqueue_many
 ADMIN_CHUNK = 1000         # tasks per script call when retrying/deleting/purging many
@@ -438,7 +438,7 @@ class Client:
         wid = new_id()
         below = downstream(members)
         prepared: list[tuple[str, list[Any]]] = []
-        for i, m in enumerate(members):
+        for m in members:
             st = m.step
             try:
                 q, args, _ = self._prepare(st.type, {} if st.payload is None else st.payload,
@@ -903,8 +903,7 @@ class Client:
 
 def _info(task_id: str, queue: str, reply: list[Any], ring: KeyRing | None = None) -> TaskInfo:
     body, claim, fails, error, sched, dead, result = reply[:7]
-    marks = reply[8] if len(reply) > 8 else None
-    waiting, cancel_asked = marks if isinstance(marks, list) else (None, None)
+    waiting = reply[8] if len(reply) > 8 else None
     created = created_ms(task_id)
     info = TaskInfo(task_id, queue, queue, "queued",
                     created_at=created / 1000 if created is not None else None)
@@ -945,7 +944,7 @@ def _info(task_id: str, queue: str, reply: list[Any], ring: KeyRing | None = Non
             parts = claim.decode().split("|")
             info.state, info.attempts, info.worker = "running", failures + 1, parts[0]
             info.started_at = int(parts[2]) / 1000 if len(parts) > 2 else None
-            if cancel_asked is not None:
+            if claim.endswith(b"|x"):   # a cancel was requested (cancel.lua)
                 info.state = "cancelling"
         elif sched is not None:
             info.state = "failed-will-retry" if failures else "scheduled"

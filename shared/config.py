@@ -225,6 +225,9 @@ SETTINGS: tuple[Setting, ...] = (
             "children goes dead (reason killed-worker), whatever its retries", "N"),
     Setting("stall_timeout", _float_range(1, 86400), 60.0, "seconds a child may show no sign "
             "of life (stopped, stuck) before it is killed and its task requeued", "S"),
+    Setting("async_concurrency", _int_range(1, 10000), 1, "async def handlers' coroutines "
+            "one child runs at once on its event loop (it then claims up to N tasks at a "
+            "time); sync handlers still run one at a time", "N"),
     Setting("cancel_grace", _float_range(0, 86400), 10.0, "seconds a cancelled running task "
             "gets to stop after tq.Cancelled is raised in it before its child is killed", "S"),
     Setting("orphan_grace", _float_range(0, 86400), 300.0, "seconds a child whose master died "
@@ -275,6 +278,7 @@ class Config:
     stall_timeout: float = 60.0
     orphan_grace: float = 300.0
     cancel_grace: float = 10.0
+    async_concurrency: int = 1
     replica_acks: int = 0
     replica_ack_timeout: float = 1.0
     forget_queues_after: float = 86400.0

@@ -14,10 +14,11 @@ modules named by `tq-master -A`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from .limits import Limits, RateKey, declared
@@ -89,6 +90,10 @@ class HandlerSpec:
     result_ttl: float | None = None     # None: the worker's default
     limits: Limits | None = None        # rate / concurrency limits (tq.limits), fleet-wide
     rate_key: RateKey | None = None     # a function: producers write its value in the header
+    is_async: bool = field(init=False, default=False)   # an async def handler (or handle)
+
+    def __post_init__(self) -> None:
+        self.is_async = inspect.iscoroutinefunction(self.func)
 
     def policy(self) -> dict[str, Any]:
         """What Lua needs to know when the handler is not at hand (a reaper in the master)."""

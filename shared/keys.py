@@ -22,6 +22,8 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 | ns:{Q}:tasks                 | hash   | id -> body (JSON)                                       |
 | ns:{Q}:sched                 | zset   | id -> due time (Redis ms): delayed tasks and retries    |
 | ns:{Q}:run                   | hash   | id -> "worker|token|claimed_ms" for claimed tasks       |
+|                              |        | (+ "|c": holds a concurrency lease, + "|x": a cancel    |
+|                              |        | was requested)                                          |
 | ns:{Q}:proc:W                | list   | ids claimed by worker W, in the order it runs them      |
 | ns:{Q}:fails                 | hash   | id -> failed attempts so far (absent: none);            |
 |                              |        | "id:k" -> how many workers its runs killed (crashes)    |
@@ -46,10 +48,10 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 |                              |        | deferral slot, "run:T" leases held of type T            |
 | ns:{Q}:held                  | zset   | "T\0id" (score 0, lexical: oldest first): tasks waiting |
 |                              |        | for a concurrency lease of type T                       |
-| ns:{Q}:wf                    | hash   | workflows and cancellation (shared/workflow.py):        |
+| ns:{Q}:wf                    | hash   | workflow members (shared/workflow.py):                  |
 |                              |        | "n:ID" a member's edges (JSON), "d:ID" upstream tasks   |
 |                              |        | it still waits for, "i:ID:K" the result of its K-th     |
-|                              |        | upstream, "c:ID" cancel requested for a running task    |
+|                              |        | upstream member                                         |
 | ns:{Q}:out                   | list   | hand-offs to members in other queues (JSON), applied by |
 |                              |        | the masters serving this queue                         |
 | ns:{Q}:broken                | string | set when a key of the queue is corrupt (JSON: key,      |

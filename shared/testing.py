@@ -45,6 +45,9 @@ from .task import (
     validate_priority,
     validate_progress,
 )
+from .workflow import Workflow, WorkflowInfo, compile_workflow, downstream, validate_policy
+from .workflow import record as workflow_record
+from .workflow import summarize as summarize_workflow
 
 log = logging.getLogger("tq.testing")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
@@ -56,6 +59,7 @@ class EagerStore:
 
     tasks: list[TaskInfo] = field(default_factory=list)
     by_id: dict[str, TaskInfo] = field(default_factory=dict)
+    workflows: dict[str, Any] = field(default_factory=dict)   # id -> (record, members)
 
     def of_type(self, task_type: str) -> list[TaskInfo]:
         return [t for t in self.tasks if t.type == task_type]
@@ -64,9 +68,13 @@ class EagerStore:
 class EagerContext:
     """The ctx an eager handler gets (the worker's TaskContext, without Redis)."""
 
-    def __init__(self, client: EagerClient, info: TaskInfo, attempt: int, max_retries: int):
+    def __init__(self, client: EagerClient, info: TaskInfo, attempt: int, max_retries: int,
+                 inputs: list[Any] | None = None):
         self._client = client
         self.task_id, self.type, self.queue = info.id, info.type, info.queue
+        self.workflow_id = info.workflow
+        self.inputs = inputs if inputs is not None else []
+        self.cancelled = False
         self.attempt, self.max_retries = attempt, max_retries
         self.deadline: float | None = None
         self.worker_id = "eager"
@@ -76,6 +84,10 @@ class EagerContext:
     def enqueue(self, task_type: str, payload: dict[str, Any] | None = None,
                 **options: Any) -> str:
         return self._client.enqueue(task_type, payload, **options)
+
+    @property
+    def input(self) -> Any:
+        return self.inputs[-1] if self.inputs else None
 
     def progress(self, fraction: float, message: str = "") -> None:
         self._client.store.by_id[self.task_id].progress = {
@@ -95,6 +107,8 @@ class EagerClient:
                  store: EagerStore | None = None, **_: Any) -> None:
         self.namespace = namespace
         self.store = store if store is not None else (_STORE or EagerStore())
+        self.workflows: dict[str, tuple[dict[str, Any], list[TaskInfo]]] = \
+            self.store.workflows
 
     def __enter__(self) -> EagerClient:
         return self
@@ -109,21 +123,63 @@ class EagerClient:
                 queue: str | None = None, priority: int = 0, delay: Any = None,
                 eta: Any = None, max_retries: int | None = None, timeout: Any = None,
                 unique_for: Any = None, unique_key: str | None = None) -> str:
+        if delay is not None and eta is not None:
+            raise ValueError("give delay or eta, not both")
+        info, payload_json = self._new(type, payload, queue, priority, max_retries)
+        self._run(info, payload_json)
+        return info.id
+
+    def _new(self, type: str, payload: Any, queue: str | None, priority: int,
+             max_retries: int | None, workflow: str | None = None) -> tuple[TaskInfo, str]:
         validate_name("type", type)
         queue = type if queue is None else validate_name("queue", queue)
         validate_priority(priority)
         if max_retries is not None:
             validate_max_retries(max_retries)
-        if delay is not None and eta is not None:
-            raise ValueError("give delay or eta, not both")
         payload_json = encode_payload({} if payload is None else payload)   # the real checks
         info = TaskInfo(new_id(), queue, type, "queued", priority=priority,
                         payload=json.loads(payload_json), max_retries=max_retries,
-                        created_at=time.time())
+                        created_at=time.time(), workflow=workflow)
         self.store.tasks.append(info)
         self.store.by_id[info.id] = info
-        self._run(info, payload_json)
-        return info.id
+        return info, payload_json
+
+    def workflow(self, spec: Any, *, policy: str = "stop", ttl: Any = None) -> Workflow:
+        """client.workflow(), eagerly: the members run now, in an order that respects their
+        edges, with their upstream results as ctx.inputs and the same failure policies."""
+        validate_policy(policy)
+        members = compile_workflow(spec)
+        wid = new_id()
+        made = [self._new(m.step.type, m.step.payload, m.step.queue, m.step.priority,
+                          m.step.max_retries, wid) for m in members]
+        infos = [info for info, _ in made]
+        for m, (info, payload_json) in zip(members, made, strict=True):
+            m.id, m.queue = info.id, info.queue
+            ups = [infos[d] for d in m.deps]
+            failed = next((u for u in ups if u.state != "succeeded"), None)
+            if failed is not None and policy == "stop":
+                how = "cancelled" if failed.state == "cancelled" else "dead"
+                self._dead(info, f"upstream_{how}", f"upstream task {failed.id} "
+                           f"{'was cancelled' if how == 'cancelled' else 'is dead'}: the "
+                           "workflow stops here", None)
+                continue
+            self._run(info, payload_json,
+                      [u.result if u.state == "succeeded" else None for u in ups])
+        below = downstream(members)
+        rec = json.loads(workflow_record(wid, policy, members))
+        self.workflows[wid] = (rec, infos)
+        return Workflow(wid, {m.name: m.id for m in members},
+                        [m.id for i, m in enumerate(members) if not below[i]])
+
+    def get_workflow(self, workflow_id: str) -> WorkflowInfo:
+        try:
+            rec, infos = self.workflows[workflow_id]
+        except KeyError:
+            raise TaskNotFound(workflow_id) from None
+        return summarize_workflow(rec, list(infos))
+
+    def wait_workflow(self, workflow_id: str, timeout: float | None = None) -> WorkflowInfo:
+        return self.get_workflow(workflow_id)
 
     def enqueue_many(self, specs: Iterable[Mapping[str, Any] | Sequence[Any]],
                      progress: Any = None) -> list[str]:
@@ -162,7 +218,7 @@ class EagerClient:
         return {"total": total, "by_type": by_type}
 
     # -- running ------------------------------------------------------------------------
-    def _run(self, info: TaskInfo, payload_json: str) -> None:
+    def _run(self, info: TaskInfo, payload_json: str, inputs: list[Any] | None = None) -> None:
         spec = REGISTRY.get(info.type)
         if spec is None:
             self._dead(info, "unknown_type", f"no handler for task type {info.type!r} "
@@ -172,7 +228,7 @@ class EagerClient:
         info.started_at = time.time()
         for attempt in range(1, limit + 2):
             info.attempts, info.state = attempt, "running"
-            ctx = EagerContext(self, info, attempt, limit)
+            ctx = EagerContext(self, info, attempt, limit, inputs)
             try:
                 result = spec.func(json.loads(payload_json), ctx)   # a fresh copy each run
                 if inspect.isawaitable(result):

@@ -1,6 +1,7 @@
 """Cancelling running tasks (client.cancel / tq cancel / the dashboard on a running task).
 
-cancel.lua marks the running task ("c:ID" in its queue's `wf` hash) and pushes the queue's
+cancel.lua marks the running task's claim (a '|x' suffix in its queue's `run` hash) and pushes
+the queue's
 `soon` token, which wakes the masters serving the queue. A master that runs the task in one of
 its children names it in the child's slot and sends SIGUSR1: the child raises tq.Cancelled in
 the handler (an async handler's coroutine is cancelled), which ends the task cancelled, no
@@ -38,12 +39,12 @@ class Cancels:
         b = self.broker
         pipe = b.conn.pipeline(transaction=False)
         for c in busy:
-            pipe.hexists(b.qkeys(c.state.queue).wf, f"c:{c.state.task}")
-        asked = pipe.execute(raise_on_error=False)
+            pipe.hget(b.qkeys(c.state.queue).run, c.state.task)
+        claims = pipe.execute(raise_on_error=False)
         now = time.monotonic()
-        for c, yes in zip(busy, asked, strict=True):
+        for c, claim in zip(busy, claims, strict=True):
             task = c.state.task
-            if yes is True and c.cancel_task != task:
+            if isinstance(claim, bytes) and claim.endswith(b"|x") and c.cancel_task != task:
                 log.info("%s task cancelled while it runs: interrupting worker[%d] (killed "
                          "if it has not stopped in %gs)", c.state.type, c.index, grace,
                          extra={"worker": c.worker_id, "task": task})

@@ -39,8 +39,8 @@ from tq.tally import Tally
 from tq.worker.child import import_app
 
 from . import report
-from .children import Child, RestartPacer, account, fork_child, process_state, reap
 from .cancels import Cancels
+from .children import Child, RestartPacer, account, fork_child, process_state, reap
 from .forget import Forgetter, check_every
 from .handoff import Handoffs
 from .memory import own_memory

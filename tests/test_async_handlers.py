@@ -118,3 +118,35 @@ def test_progress_is_visible_and_cheap_in_a_tight_loop(client, masters, redis_se
         TaskContext.progress(TaskContext.__new__(TaskContext), 1.5)
     conn.rpush("test:go-on", "1")
     assert client.wait(tid, timeout=10) == "done"
+
+
+def test_many_async_tasks_at_once_in_one_child(client, masters):
+    # Given one child that runs up to 100 coroutines at once
+    m = masters("-c", "1", "-A", "asyncapp", "--queues", "nap,doze",
+                "--async-concurrency", "100")
+    m.wait_ready(1)
+    # When 100 tasks that each sleep 0.1 s are enqueued
+    ids = client.enqueue_many([("nap", {"s": 0.1}) for _ in range(100)])
+    results = [client.wait(i, timeout=10) for i in ids]
+    # Then they ran side by side in that child: 0.1-0.3 s in all, not 10 s
+    span = max(r["t1"] for r in results) - min(r["t0"] for r in results)
+    assert len({r["pid"] for r in results}) == 1
+    assert span < 0.5, span
+    # A time limit cancels its own coroutine only
+    slow = client.enqueue("nap", {"s": 5}, max_retries=0)
+    quick = client.enqueue("nap", {"s": 0.05})
+    assert client.wait(quick, timeout=5)["t1"] > 0
+    with pytest.raises(tq.TaskFailed, match="soft time limit"):
+        client.wait(slow, timeout=10)
+    # and cancelling one of them (the child's own look, or the master's signal for the task
+    # its slot shows) cancels that coroutine, no attempt counted
+    first, second = client.enqueue("doze", {}), client.enqueue("doze", {})
+    eventually(lambda: client.get(second).state == "running", what="both to run")
+    assert client.cancel(second) == "cancelling"
+    with pytest.raises(tq.TaskCancelled):
+        client.wait(second, timeout=5)
+    assert client.get(first).state == "running"
+    assert client.cancel(first) == "cancelling"
+    with pytest.raises(tq.TaskCancelled):
+        client.wait(first, timeout=5)
+    assert client.stats()["by_type"]["doze"]["failed"] == 0

@@ -31,9 +31,8 @@ def test_cancel_queued_scheduled_retrying_and_held_tasks(client, broker, rconn):
     # and its request is gone with it; once finished: "finished"; unknown ids: "unknown"
     assert client.cancel(kept) == "cancelling"
     assert client.get(kept).state == "cancelling"
-    assert rconn.hexists("tq:{email}:wf", f"c:{kept}")
+    assert rconn.hget("tq:{email}:run", kept).endswith(b"|x")   # marked on its claim
     broker.claim("w", ["email"], 0, acks=[Ack(got[0], result_record(got[0], "1", "w", 1, 2))])
-    assert not rconn.hexists("tq:{email}:wf", f"c:{kept}")
     assert client.get(kept).state == "succeeded"
     assert client.cancel(kept) == "finished"
     assert client.cancel("P7rAAAAAAAAAAAAA") == "unknown"

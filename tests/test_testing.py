@@ -115,3 +115,30 @@ def test_the_in_process_worker_against_a_real_redis(client):
         worker.close()
     assert [client.wait(i, timeout=5)["attempt"] for i in ids] == [3, 3, 3]
     assert client.get(boom).state == "dead" and client.get(boom).attempts == 2
+
+
+def test_eager_workflows_pass_results_and_follow_the_policy():
+    @tq.handler("t-sum")
+    def total(payload, ctx):
+        return sum(x for x in ctx.inputs if x is not None) + payload.get("n", 0)
+
+    try:
+        with run_eagerly() as eager:
+            client = tq.Client()
+            chord = client.workflow(tq.chord([tq.step("t-async", {"n": i}) for i in range(5)],
+                                             tq.step("t-sum")))
+            assert client.wait(chord.last) == 20
+            assert client.get_workflow(chord.id).state == "succeeded"
+            chain = client.workflow(tq.chain(tq.step("t-sum", {"n": 1}), tq.step("t-sum"),
+                                             tq.step("t-sum", {"n": 10})))
+            assert [client.get(t).result for t in chain.tasks.values()] == [1, 1, 11]
+            # "stop": the member after a dead one is dead too, with the cause
+            stop = client.workflow(tq.chain(tq.step("t-perm"), tq.step("t-sum")))
+            assert eager.by_id[stop.last].error_kind == "upstream_dead"
+            assert client.get_workflow(stop.id).state == "failed"
+            # "continue": it runs, that input being None
+            go_on = client.workflow(tq.chord([tq.step("t-perm"), tq.step("t-async", {"n": 4})],
+                                             tq.step("t-sum")), policy="continue")
+            assert client.wait(go_on.last) == 8
+    finally:
+        REGISTRY.pop("t-sum", None)

@@ -9,6 +9,7 @@ anything harder. If the master dies, the kernel sends SIGTERM (PR_SET_PDEATHSIG)
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import importlib
 import logging
@@ -37,7 +38,7 @@ from tq.tally import Tally
 from tq.task import Task
 
 from .order import QueueOrder
-from .prefetch import Prefetch
+from .prefetch import ACK_WINDOW, Prefetch
 from .runner import Failure, Runner, queue_wait
 from .watch import Watch, flush_logs
 
@@ -47,6 +48,11 @@ PARENT_CHECK = 0.1   # s between getppid() checks in the loop (PR_SET_PDEATHSIG 
 IDLE_BLOCK = 1.0         # longest wait on Redis while idle: the heartbeat's period
 PR_SET_PDEATHSIG = 1
 ORPHAN_REDIS_PATIENCE = 10   # seconds an orphan waits out a Redis outage before it just exits
+POOL_CANCEL_CHECK = 0.5   # s between looks for cancel requests of pooled async tasks
+
+
+def _no_start(*args: Any) -> None:
+    """Pooled async tasks are published by the pool (_publish_pool), not one by one."""
 
 
 class _Interrupt(BaseException):  # control flow, raised by the SIGTERM handler
@@ -233,8 +239,11 @@ class Child:
             if not self.pending and not self._claim():
                 continue
             task = self.pending.popleft()
-            self._run(task)
-            done += 1
+            if self.config.async_concurrency > 1 and self.runner.is_async(task):
+                done += self._run_pool(task)
+            else:
+                self._run(task)
+                done += 1
             if max_tasks and done >= max_tasks:
                 self.exit_reason = "max_tasks"
                 break
@@ -260,7 +269,7 @@ class Child:
             # Called with nothing pending: once these acks are settled this worker holds no
             # task, so Redis hands back any claim made in its name whose reply was lost.
             order = self.order.next(self.serving)
-            got = self.broker.claim(self.wid, order, self.prefetch.size(),
+            got = self.broker.claim(self.wid, order, self._batch(),
                                     acks=self.acks, result_ttl=self.config.result_ttl,
                                     holds_nothing=not self.pending)
         except OUTAGE as exc:
@@ -276,6 +285,10 @@ class Child:
         self.pending.extend(got.tasks)
         return bool(got.tasks)
 
+    def _batch(self) -> int:
+        """Tasks per claim: the prefetch's, or async_concurrency when that is larger."""
+        return max(self.prefetch.size(), self.config.async_concurrency)
+
     def _wait_and_claim(self, next_due: float | None, order: list[str]) -> ClaimResult:
         """Idle: block on the queues' wake-up lists with the next claim queued behind."""
         self._send_tally(force=True)
@@ -284,7 +297,7 @@ class Child:
         self.blocking = True
         try:
             return self.broker.wait_and_claim(self.wid, order, timeout,
-                                              self.prefetch.size(), self.config.result_ttl,
+                                              self._batch(), self.config.result_ttl,
                                               holds_nothing=not self.pending)
         except _Interrupt:
             # Told to stop mid-read: the connection is unusable, and the queued claim may have
@@ -392,6 +405,13 @@ class Child:
         outcome, elapsed = self.runner.run(task, self._on_start, inputs)
         self._last_run = elapsed
         self.prefetch.observe(elapsed)
+        self._settle(task, outcome, elapsed, started)
+        self.title.task = None
+        self._send_tally()
+
+    def _settle(self, task: Task, outcome: Ack | Failure, elapsed: float,
+                started: float) -> None:
+        """Record a finished run: its ack waits for the next claim, a failure is written."""
         wait = queue_wait(task, started)
         s = self.slot.state
         s.processed += 1
@@ -412,8 +432,96 @@ class Child:
                 self.acks_since = time.monotonic()
             self.acks.append(outcome)
             self.tally.add(task.type, "succeeded", elapsed, wait)
+
+    # -- many async tasks at once (async_concurrency) ---------------------------------------
+    def _run_pool(self, first: Task) -> int:
+        """Run async handlers' tasks concurrently on this child's loop, up to
+        async_concurrency at once, refilled from the queue as they finish; returns how many
+        ran. A sync task met meanwhile waits until the pool is empty."""
+        return self.runner.loop().run_until_complete(self._pool(first))
+
+    async def _pool(self, first: Task) -> int:
+        n = self.config.async_concurrency
+        running: dict[asyncio.Future[Any], tuple[Task, float]] = {}
+        waiting: deque[Task] = deque([first])
+        later: list[Task] = []     # sync tasks claimed meanwhile: run after the pool
+        ran = 0
+        next_check = time.monotonic() + POOL_CANCEL_CHECK
+        while True:
+            while len(running) < n and not self.stopping:
+                while not waiting and self.pending and self.runner.is_async(self.pending[0]):
+                    waiting.append(self.pending.popleft())
+                if not waiting:
+                    if self.pending or later:
+                        break   # a sync task is next: let the pool drain first
+                    got = self._claim_more(n - len(running))
+                    if not got:
+                        break
+                    for t in got:
+                        (waiting if self.runner.is_async(t) else later).append(t)
+                    continue
+                task = waiting.popleft()
+                inputs = self.redis(lambda t=task: self.runner.read_inputs(t)) \
+                    if task.inputs else None
+                fut = asyncio.ensure_future(self.runner.run_async(task, _no_start, inputs))
+                running[fut] = (task, time.time())
+            if not running:
+                break
+            self._publish_pool(running)
+            done, _ = await asyncio.wait(running, timeout=POOL_CANCEL_CHECK,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for fut in done:
+                task, started = running.pop(fut)
+                outcome, elapsed = fut.result()
+                self._settle(task, outcome, elapsed, started)
+                ran += 1
+            if self.acks and time.monotonic() - self.acks_since > ACK_WINDOW:
+                self._flush_acks()
+            self._send_tally()
+            if time.monotonic() >= next_check and running:
+                next_check = time.monotonic() + POOL_CANCEL_CHECK
+                self.redis(lambda: self._pool_cancels(running))
+        self.pending.extendleft(reversed([*waiting, *later]))   # not started: first in line
         self.title.task = None
-        self._send_tally()
+        return ran
+
+    def _claim_more(self, k: int) -> list[Task]:
+        """A claim that does not block (the pool has work running): sends the acks too."""
+        if not self.serving:
+            return []
+        try:
+            got = self.broker.claim(self.wid, self.order.next(self.serving), k, acks=self.acks,
+                                    result_ttl=self.config.result_ttl)
+        except OUTAGE:
+            self.unsure = True   # its reply may be lost with tasks in it: handed back at exit
+            return []
+        except redis.exceptions.ResponseError as exc:
+            self._contain(exc)
+            return []
+        self._settled(got)
+        return got.tasks
+
+    def _publish_pool(self, running: dict[Any, tuple[Task, float]]) -> None:
+        """The slot shows the oldest running task (the master's cancel and death accounting
+        name it); pooled tasks have no hard limit (their time limit cancels the coroutine)."""
+        task, started = min(running.values(), key=lambda v: v[1])
+        s = self.slot.state
+        if s.state != BUSY or s.task != task.id:
+            s.state, s.task, s.type, s.queue = BUSY, task.id, task.type, task.queue
+            s.started, s.deadline, s.max_retries = started, 0.0, -1
+        s.heartbeat = time.monotonic()
+        self.slot.publish()
+        self.title.task = (task.type, task.id, s.heartbeat)
+
+    def _pool_cancels(self, running: dict[Any, tuple[Task, float]]) -> None:
+        """Cancel requests for pooled tasks (the master only knows the slot's task)."""
+        pipe = self.broker.conn.pipeline(transaction=False)
+        tasks = [t for t, _ in running.values()]
+        for t in tasks:
+            pipe.hget(self.broker.qkeys(t.queue).run, t.id)
+        for t, claim in zip(tasks, pipe.execute(), strict=True):
+            if isinstance(claim, bytes) and claim.endswith(b"|x"):
+                self.runner.cancel(t.id)
 
     _last_run = 0.0
     acks_since = 0.0   # when the oldest ack still waiting to be sent was made

@@ -98,7 +98,7 @@ class TaskContext:
     def cancelled(self) -> bool:
         """Has this task been cancelled while it runs? (tq.Cancelled is raised in the
         handler too; a handler that catches it to clean up can look here.)"""
-        return self._runner.cancelled == self.task_id
+        return self.task_id in self._runner.cancelled
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -162,8 +162,9 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None   # for async def handlers
         self._loop_pid = 0
         self.current = ""         # the id of the task whose handler runs now
-        self.cancelled = ""       # the id of a running task whose cancel came
+        self.cancelled: set[str] = set()   # ids of running tasks whose cancel came
         self._async_task: asyncio.Task[Any] | None = None
+        self.pool: dict[str, asyncio.Task[Any]] = {}   # async tasks running at once
 
     def read_inputs(self, task: Task) -> list[Any]:
         """The results its upstream workflow members handed this member (one HMGET)."""
@@ -191,9 +192,14 @@ class Runner:
     def cancel(self, task_id: str) -> None:
         """The master asks to cancel `task_id` (from the SIGUSR1 handler): if its handler
         runs now, tq.Cancelled is raised in it (an async one has its coroutine cancelled)."""
+        pooled = self.pool.get(task_id)
+        if pooled is not None and self._loop is not None:   # one of many async tasks
+            self.cancelled.add(task_id)
+            self._loop.call_soon_threadsafe(pooled.cancel)
+            return
         if not task_id or task_id != self.current or not self.running:
             return
-        self.cancelled = task_id
+        self.cancelled.add(task_id)
         if self._async_task is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._async_task.cancel)
             return
@@ -231,8 +237,7 @@ class Runner:
         """Run a handler's coroutine to its end on this process's event loop (made on first
         use, never shared with a forked child); past `timeout` it is cancelled (its
         `finally` blocks run) and SoftTimeout raised."""
-        if self._loop is None or self._loop_pid != os.getpid():
-            self._loop, self._loop_pid = asyncio.new_event_loop(), os.getpid()
+        loop = self.loop()
 
         async def limited() -> Any:
             if timeout is None:
@@ -242,11 +247,11 @@ class Runner:
             except TimeoutError:
                 raise SoftTimeout("soft time limit reached") from None
 
-        self._async_task = self._loop.create_task(limited())
+        self._async_task = loop.create_task(limited())
         try:
-            return self._loop.run_until_complete(self._async_task)
+            return loop.run_until_complete(self._async_task)
         except asyncio.CancelledError:
-            if self.cancelled == self.current:
+            if self.current in self.cancelled:
                 raise Cancelled(f"task {self.current} was cancelled") from None
             raise
         finally:
@@ -256,13 +261,10 @@ class Runner:
         if self.running:
             raise SoftTimeout("soft time limit reached")
 
-    def run(self, task: Task, on_start: Any, inputs: list[Any] | None = None
-            ) -> tuple[Ack | Failure, float]:
-        """Run `task`; returns its ack or failure and the handler's run time in seconds.
-
-        on_start(task, hard_deadline_monotonic, max_retries) publishes the start to the master.
-        inputs: its upstream workflow members' results (read_inputs).
-        """
+    def _admit(self, task: Task, on_start: Any) -> tuple[Task, HandlerSpec | None,
+                                                         Failure | None]:
+        """Open a protected body and find the handler: (task, spec, None), or the failure
+        that ends it before any handler runs (published as started, with no limits)."""
         if (self.keys is not None or task.sealed) and not task.malformed:
             try:   # a protected body is opened (or refused) before anything else
                 opened = open_payload(self.keys, task.queue, task.id, task.raw, task.sealed)
@@ -270,14 +272,58 @@ class Runner:
                     task = task.with_payload(opened)
             except Rejected as exc:
                 on_start(task, 0.0, 0)
-                return Failure(task, exc.reason, str(exc), None, retry=False), 0.0
+                return task, None, Failure(task, exc.reason, str(exc), None, retry=False)
         spec = REGISTRY.get(task.type)
         if task.malformed or spec is None:
             on_start(task, 0.0, 0)
             why = task.malformed or (f"no handler for task type {task.type!r} in this worker "
                                      f"(registered: {', '.join(sorted(REGISTRY)) or 'none'})")
             kind = "malformed" if task.malformed else "unknown_type"
-            return Failure(task, kind, why, None, retry=False), 0.0
+            return task, None, Failure(task, kind, why, None, retry=False)
+        return task, spec, None
+
+    def _raised(self, task: Task, spec: HandlerSpec, exc: BaseException,
+                soft: float | None) -> Failure:
+        """The failure a handler's exception means (called inside its `except`)."""
+        if isinstance(exc, Cancelled):
+            return Failure(task, "cancelled", "cancelled while it ran", None, retry=False,
+                           exc=exc)
+        if isinstance(exc, SoftTimeout):
+            return self._failure(task, spec, "timeout",
+                                 f"soft time limit of {soft or 0:g}s exceeded", True)
+        if isinstance(exc, Retry):
+            delay = exc.delay if exc.delay is not None else backoff(spec, task.attempt)
+            return self._failure(task, spec, "retry", str(exc), True, delay)
+        if isinstance(exc, PermanentError):
+            return self._failure(task, spec, "permanent", str(exc) or "permanent error", False)
+        return self._failure(task, spec, "error", f"{type(exc).__name__}: {exc}", True)
+
+    def _succeeded(self, task: Task, spec: HandlerSpec, ctx: TaskContext, result: Any,
+                   started: float) -> Ack | Failure:
+        try:
+            result_json = _dumps(result)
+        except (TypeError, ValueError) as exc:
+            return Failure(task, "error", f"result is not JSON-serialisable: {exc}", None,
+                           retry=False, exc=exc, ctx=ctx)
+        if hooks.MIDDLEWARE:
+            hooks.call("after", ctx, task.payload, result)
+        sealed = None
+        if self.keys is not None and self.keys.encrypts:
+            sealed = self.keys.seal(result_json, result_aad(task.queue, task.id))
+        return Ack(task, result_record(task, result_json, self.worker_id, started, time.time(),
+                                       sealed), spec.result_ttl)
+
+    def run(self, task: Task, on_start: Any, inputs: list[Any] | None = None
+            ) -> tuple[Ack | Failure, float]:
+        """Run `task`; returns its ack or failure and the handler's run time in seconds.
+
+        on_start(task, hard_deadline_monotonic, max_retries) publishes the start to the master.
+        inputs: its upstream workflow members' results (read_inputs).
+        """
+        task, spec, refused = self._admit(task, on_start)
+        if spec is None:
+            assert refused is not None
+            return refused, 0.0
         lim = limits(task, spec)
         max_retries = task.max_retries if task.max_retries is not None else spec.max_retries
         on_start(task, time.monotonic() + lim.hard if lim.hard else 0.0, max_retries)
@@ -290,7 +336,9 @@ class Runner:
         failure: Failure | None = None
         if lim.soft:
             signal.setitimer(signal.ITIMER_REAL, lim.soft)
-        self.current, self.cancelled = task.id, ""
+        self.current = task.id
+        if self.cancelled:
+            self.cancelled.clear()
         self.running = True
         try:
             result = spec.func(task.payload, ctx)
@@ -299,19 +347,8 @@ class Runner:
                     signal.setitimer(signal.ITIMER_REAL, 0)
                 result = self._await(result, None if ctx.deadline is None
                                      else ctx.deadline - time.time())
-        except Cancelled:
-            failure = Failure(task, "cancelled", "cancelled while it ran", None, retry=False,
-                              exc=sys.exc_info()[1])
-        except SoftTimeout:
-            failure = self._failure(task, spec, "timeout",
-                                    f"soft time limit of {lim.soft:g}s exceeded", True)
-        except Retry as exc:
-            delay = exc.delay if exc.delay is not None else backoff(spec, task.attempt)
-            failure = self._failure(task, spec, "retry", str(exc), True, delay)
-        except PermanentError as exc:
-            failure = self._failure(task, spec, "permanent", str(exc) or "permanent error", False)
-        except (Exception, SystemExit) as exc:
-            failure = self._failure(task, spec, "error", f"{type(exc).__name__}: {exc}", True)
+        except (Exception, SystemExit, Cancelled, SoftTimeout) as exc:
+            failure = self._raised(task, spec, exc, lim.soft)
         finally:
             self.running = False
             self.current = ""
@@ -321,18 +358,61 @@ class Runner:
         if failure is not None:
             failure.ctx = ctx
             return failure, elapsed
-        try:
-            result_json = _dumps(result)
-        except (TypeError, ValueError) as exc:
-            return Failure(task, "error", f"result is not JSON-serialisable: {exc}", None,
-                           retry=False, exc=exc, ctx=ctx), elapsed
+        return self._succeeded(task, spec, ctx, result, started), elapsed
+
+    # -- async handlers, many at once (async_concurrency) -------------------------------
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """This process's event loop (made on first use, never shared with a forked child)."""
+        if self._loop is None or self._loop_pid != os.getpid():
+            self._loop, self._loop_pid = asyncio.new_event_loop(), os.getpid()
+        return self._loop
+
+    def is_async(self, task: Task) -> bool:
+        spec = REGISTRY.get(task.type)
+        return spec is not None and spec.is_async and not task.malformed
+
+    async def run_async(self, task: Task, on_start: Any, inputs: list[Any] | None = None
+                        ) -> tuple[Ack | Failure, float]:
+        """run() for one of many async tasks sharing this child's loop: its time limit is a
+        cancellation (no hard limit: the master cannot kill one coroutine), a cancel request
+        cancels it too (see cancel())."""
+        task, spec, refused = self._admit(task, on_start)
+        if spec is None:
+            assert refused is not None
+            return refused, 0.0
+        lim = limits(task, spec)
+        soft = lim.soft or lim.hard
+        ctx = TaskContext(self, task, spec, time.time() + soft if soft else None, inputs)
         if hooks.MIDDLEWARE:
-            hooks.call("after", ctx, task.payload, result)
-        sealed = None
-        if self.keys is not None and self.keys.encrypts:
-            sealed = self.keys.seal(result_json, result_aad(task.queue, task.id))
-        return Ack(task, result_record(task, result_json, self.worker_id, started, time.time(),
-                                       sealed), spec.result_ttl), elapsed
+            hooks.call("before", ctx, task.payload)
+        started = time.time()
+        t0 = time.perf_counter()
+        me = asyncio.current_task()
+        if me is not None:
+            self.pool[task.id] = me
+        try:
+            result = spec.func(task.payload, ctx)
+            if inspect.isawaitable(result):
+                if soft:
+                    try:
+                        result = await asyncio.wait_for(result, soft)
+                    except TimeoutError:
+                        raise SoftTimeout("soft time limit reached") from None
+                else:
+                    result = await result
+        except asyncio.CancelledError:
+            if task.id not in self.cancelled:
+                raise
+            failure = Failure(task, "cancelled", "cancelled while it ran", None, retry=False,
+                              ctx=ctx)
+            return failure, time.perf_counter() - t0
+        except (Exception, SystemExit, Cancelled, SoftTimeout) as exc:
+            failure = self._raised(task, spec, exc, soft)
+            failure.ctx = ctx
+            return failure, time.perf_counter() - t0
+        finally:
+            self.pool.pop(task.id, None)
+        return self._succeeded(task, spec, ctx, result, started), time.perf_counter() - t0
 
     @staticmethod
     def _failure(task: Task, spec: HandlerSpec, kind: str, message: str, retry: bool,

@@ -220,9 +220,11 @@ local function release(q, queue, ttype, c)
   refill(q, queue, ttype, c)
 end
 
--- Claims that hold a lease end in '|c' ("worker|token|claimed_ms|c").
+-- Claims that hold a lease end in '|c' ("worker|token|claimed_ms|c"), then '|x' once a
+-- cancel was requested (cancel.lua).
 local function leased(claim)
-  return claim ~= nil and claim ~= false and string.sub(claim, -2) == '|c'
+  if claim == nil or claim == false then return false end
+  return string.sub(claim, -2) == '|c' or string.sub(claim, -4) == '|c|x'
 end
 
 local function next_due(q, now)
@@ -235,8 +237,7 @@ end
 -- q.wf holds, per member of a workflow in this queue: "n:ID" {"x": [[queue, id, k], ...] its
 -- downstream members (k: its place among their upstream ones), "n": how many upstream
 -- members it has, "p": "stop" | "continue"}; while it waits, "d:ID" (upstream members still
--- to finish) and "i:ID:K" (what its K-th upstream member handed it). "c:ID": a cancel was
--- requested while the task ran (the master that runs it interrupts it).
+-- to finish) and "i:ID:K" (what its K-th upstream member handed it).
 
 -- What a finished member hands downstream: its queue, id and record (JSON text, not decoded).
 local function node_value(queue, id, record)
@@ -306,7 +307,7 @@ local function node_done(q, queue, id, how, value, now)
     w = w + 1
     local info = rcall('HGET', q.wf, 'n:' .. nid)
     if info then
-      rcall('HDEL', q.wf, 'n:' .. nid, 'c:' .. nid, 'd:' .. nid)
+      rcall('HDEL', q.wf, 'n:' .. nid, 'd:' .. nid)
       local ok, node = pcall(cjson.decode, info)
       if ok and type(node) == 'table' then
         local n = tonumber(node.n) or 0
@@ -343,7 +344,7 @@ local function cancel_task(q, queue, id, ttype, result_key, ttl, now, attempts)
   count(q, ttype or '?', 'cancelled')
   notify(q, id, 'cancelled')
   if rcall('HLEN', q.wf) > 0 then
-    rcall('HDEL', q.wf, 'd:' .. id, 'c:' .. id)
+    rcall('HDEL', q.wf, 'd:' .. id)
     node_done(q, queue, id, 'cancelled', node_value(queue, id, '{"s":"cancelled"}'), now)
   end
 end

@@ -5,7 +5,8 @@
 
   KEYS: queue block (28), the task's result key
   ARGV: queue, id, record TTL ms
-  Returns: 'cancelled', 'cancelling' (a worker runs it: the master running it interrupts it,
+  Returns: 'cancelled', 'cancelling' (a worker runs it: its claim is marked '|x' and the
+           master running it interrupts it,
            see supervisor/cancels.py; it ends cancelled unless it finishes first), 'finished'
            (succeeded, dead or already cancelled), or 'unknown'.
   No attempt is counted; waiters are told (their wait ends with tq.TaskCancelled); downstream
@@ -20,8 +21,9 @@ if not body then
 end
 if rcall('ZSCORE', q.dead, id) then return 'finished' end
 local now = now_ms()
-if rcall('HEXISTS', q.run, id) == 1 then
-  rcall('HSETNX', q.wf, 'c:' .. id, now)
+local claim = rcall('HGET', q.run, id)
+if claim then   -- marked on its claim ('|x'): gone with the claim, however the run ends
+  if string.sub(claim, -2) ~= '|x' then rcall('HSET', q.run, id, claim .. '|x') end
   soon(q)   -- wakes the masters at once (they look for cancel requests of their children)
   return 'cancelling'
 end

@@ -6,7 +6,8 @@
   ARGV: worker, nq, max_tasks, promote_limit, result_ttl_ms, n_acks, n_stats,
         holds_nothing ('1': after the acks, the worker holds no claimed task),
         nq x queue name,
-        n_acks x (queue index, id, token, type, had_failures '1'/'0', result record JSON),
+        n_acks x (queue index, id, token, type, flags, result record JSON): flags '0', '1'
+        (it had failed attempts), '2' (a workflow member), '3' (both)
         n_stats x (queue index, stats field, increment)
   Returns: {claimed, stale, next_due, strays}
     claimed: flat list of (queue index, id, token, body, failures) per claimed task
@@ -82,7 +83,7 @@ local ack0 = 9 + nq - 6
 for qi, g in pairs(groups) do
   local q = Q[qi]
   local claims = rcall('HMGET', q.run, unpack(g.ids))
-  local ok, ok_at, failed, leases = {}, {}, {}, {}
+  local ok, ok_at, failed, leases, members = {}, {}, {}, {}, {}
   local mine = worker .. '|'
   for i, id in ipairs(g.ids) do
     local claim = claims[i]
@@ -92,7 +93,9 @@ for qi, g in pairs(groups) do
     if claim and string.sub(claim, 1, #prefix) == prefix then
       ok[#ok + 1] = id
       ok_at[#ok_at + 1] = g.at[i]
-      if ARGV[at + 4] == '1' then failed[#failed + 1] = id end
+      local flags = ARGV[at + 4]
+      if flags == '1' or flags == '3' then failed[#failed + 1] = id end
+      if flags == '2' or flags == '3' then members[#members + 1] = #ok end
       if leased(claim) then leases[#leases + 1] = ARGV[at + 3] end
     else
       stale[#stale + 1] = id
@@ -160,23 +163,14 @@ for qi, g in pairs(groups) do
       if waiting[i] then notify(q, id, 'succeeded') end
       tally(qi, ARGV[at + 3], 'succeeded')
     end
-    -- workflow members (or cancel requests) among them: usually none, then one O(1) call.
-    -- A member's downstream members hear of its result in this same call: no crash can
-    -- lose or double that step.
-    if rcall('HLEN', q.wf) > 0 then
-      local f = {}
-      for i, id in ipairs(ok) do f[i] = 'n:' .. id end
-      local nodes = rcall('HMGET', q.wf, unpack(f))
-      local t = nil
-      for i, id in ipairs(ok) do
-        f[i] = 'c:' .. id   -- a cancel request that came too late
-        if nodes[i] then
-          t = t or now_ms()
-          node_done(q, names[qi], id, 'ok', node_value(names[qi], id,
-                    records[i] or ARGV[ack0 + ok_at[i] * 6 + 5]), t)
-        end
+    -- workflow members (the worker says which): their downstream members hear of the
+    -- result in this same call, so no crash can lose or double that step
+    if #members > 0 then
+      local t = now_ms()
+      for _, i in ipairs(members) do
+        node_done(q, names[qi], ok[i], 'ok', node_value(names[qi], ok[i],
+                  records[i] or ARGV[ack0 + ok_at[i] * 6 + 5]), t)
       end
-      rcall('HDEL', q.wf, unpack(f))
     end
   end
 end

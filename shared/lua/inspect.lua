@@ -4,9 +4,9 @@
   KEYS: queue block (28), the task's result key
   ARGV: id, watch ('1': if the task is not finished, register a waiter)
   Returns: {body, claim, failures, error, sched_score, dead_score, result, last_event_id,
-            {waiting, cancel_requested}}
+            waiting}
   (false where absent; last_event_id only when a waiter was registered: read events after it;
-  waiting: upstream workflow members it still waits for; cancel_requested: when, Redis ms)
+  waiting: how many upstream workflow members it still waits for)
 ]]
 local q = qkeys(1)
 local id = ARGV[1]
@@ -21,4 +21,4 @@ if ARGV[2] == '1' and body and not dead then
 end
 return {body, rcall('HGET', q.run, id), rcall('HGET', q.fails, id), rcall('HGET', q.errors, id),
         rcall('ZSCORE', q.sched, id), dead, result, last,
-        rcall('HMGET', q.wf, 'd:' .. id, 'c:' .. id)}
+        rcall('HGET', q.wf, 'd:' .. id)}

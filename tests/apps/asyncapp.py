@@ -25,3 +25,20 @@ def resize(payload, ctx):
     ctx.progress(0.4, "resized 4/10")
     r.blpop(["test:go-on"], timeout=10)
     return "done"
+
+
+@tq.handler("nap", timeout=1)
+async def nap(payload, ctx):
+    """Many at once in one child with --async-concurrency (tests/test_async_handlers.py)."""
+    import time
+
+    t0 = time.time()
+    await asyncio.sleep(payload.get("s", 0.1))
+    return {"t0": t0, "t1": time.time(), "pid": os.getpid()}
+
+
+@tq.handler("doze")
+async def doze(payload, ctx):
+    """Sleeps until cancelled (no time limit)."""
+    await asyncio.sleep(payload.get("s", 30))
+    return "woke up"
