@@ -40,6 +40,7 @@ MAX_WORKFLOW_MEMBERS = 100_000       # members of one workflow (and upstream mem
 # Letters, digits and . _ - / @ + : no whitespace, no braces (Redis Cluster hash tags),
 # no colon (key separator), no glob characters (SCAN patterns), no quotes (the Lua header parser).
 _NAME_RE = re.compile(r"[\w.\-/@+]{1,200}")
+_ID_RE = re.compile(r"[\w\-]{1,64}", re.ASCII)   # what a workflow id may be (ids.new_id)
 
 STATES = ("scheduled", "queued", "running", "succeeded", "failed-will-retry", "dead",
           "cancelled", "waiting", "cancelling")
@@ -318,7 +319,8 @@ class Task:
             if timeout is not None:
                 timeout = validate_timeout(timeout)
             workflow, inputs = doc.get("w"), doc.get("n", 0)
-            if workflow is not None and (type(workflow) is not str or len(workflow) > 64):
+            if workflow is not None and (type(workflow) is not str
+                                         or not _ID_RE.fullmatch(workflow)):
                 raise ValueError("workflow id is not an id")
             if type(inputs) is not int or not 0 <= inputs <= MAX_WORKFLOW_MEMBERS:
                 raise ValueError(f"inputs must be a count up to {MAX_WORKFLOW_MEMBERS}")

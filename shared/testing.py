@@ -315,7 +315,8 @@ class Worker:
             if not got.tasks:
                 return done
             for task in got.tasks:
-                outcome, _ = self.runner.run(task, lambda *a: None)
+                inputs = self.runner.read_inputs(task) if task.inputs else None
+                outcome, _ = self.runner.run(task, lambda *a: None, inputs)
                 if isinstance(outcome, Failure):
                     self.runner.record(outcome)
                 else:

@@ -192,3 +192,51 @@ def test_cancel_a_running_task(client, masters, rconn):
     m.wait_log("did not stop within 1s")
     assert client.stats()["by_type"]["wf.stuck"].get("failed", 0) == 0
     eventually(lambda: m.child_pids() and m.child_pids() != pids, what="a new child")
+
+
+def test_a_workflow_with_encrypted_payloads_and_results(redis_url):
+    from tq.handlers import REGISTRY
+    from tq.protect import new_key
+    from tq.testing import Worker
+
+    @tq.handler("wf-secret")
+    def secret(payload, ctx):
+        return {"total": payload["n"] + sum(i["total"] for i in ctx.inputs)}
+
+    try:
+        keyed = tq.Client(redis_url, keys=f"k1:{new_key()}")
+        wf = keyed.workflow(tq.chord([tq.step("wf-secret", {"n": i}) for i in range(3)],
+                                     tq.step("wf-secret", {"n": 100})))
+        # inputs handed downstream are the sealed result records, opened by the worker
+        assert Worker(keyed, ["wf-secret"]).run_until_empty() == 4
+        assert keyed.wait(wf.last, timeout=1) == {"total": 103}
+        raw = keyed.broker.conn.get(f"tq:{{wf-secret}}:res:{wf.last}")
+        assert b"total" not in raw and b'"x":' in raw
+    finally:
+        REGISTRY.pop("wf-secret", None)
+
+
+@pytest.mark.cluster_too   # two queues, two slots
+def test_a_cross_queue_hand_off_is_applied_once(client, broker):
+    from tq.supervisor.handoff import Handoffs
+
+    # a chord whose callback lives in another queue: its edges go through `out`
+    wf = client.workflow(tq.chord([tq.step("wf.num", {"n": 1}), tq.step("wf.num", {"n": 2})],
+                                  tq.step("wf.other", queue="wf-other")))
+    first, second = claim_all(broker)
+    ack(broker, first, 1)
+    out = broker.qkeys("wf.num").out
+    entry = broker.conn.lrange(out, 0, -1)
+    assert len(entry) == 1
+    handoffs = Handoffs(broker)
+    assert handoffs.run(["wf.num"]) == 1 and broker.conn.llen(out) == 0
+    # a master that died after applying, before deleting: the entry is applied again
+    broker.conn.rpush(out, *entry)
+    assert handoffs.run(["wf.num"]) == 1
+    assert client.get(wf.last).extra["waiting_for"] == 1   # still one to go, not zero
+    ack(broker, second, 2)
+    handoffs.run(["wf.num"])
+    cb, = claim_all(broker, "wf-other")
+    assert cb.id == wf.last and claim_all(broker, "wf-other") == []
+    from tq.worker.runner import Runner
+    assert Runner(broker, "w").read_inputs(cb) == [1, 2]
