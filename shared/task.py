@@ -322,7 +322,8 @@ class Task:
             if workflow is not None and (type(workflow) is not str
                                          or not _ID_RE.fullmatch(workflow)):
                 raise ValueError("workflow id is not an id")
-            if type(inputs) is not int or not 0 <= inputs <= MAX_WORKFLOW_MEMBERS:
+            if inputs and (type(inputs) is not int or not 0 < inputs <= MAX_WORKFLOW_MEMBERS) \
+                    or type(inputs) is not int:
                 raise ValueError(f"inputs must be a count up to {MAX_WORKFLOW_MEMBERS}")
         except Exception as exc:  # RecursionError, MemoryError, ValueError...
             raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)

@@ -119,6 +119,7 @@ class Child:
         self.tally_sent = time.monotonic()
         self.prefetch = Prefetch(self.config.prefetch)
         self.order = QueueOrder(self.config.weights(), self.config.strict)
+        self.pooled = self.config.async_concurrency > 1   # async tasks many at once
         self.leaving = False     # unregistering: the watch thread must not register it again
         self.started = time.time()
         self.outage_since = 0.0
@@ -239,7 +240,7 @@ class Child:
             if not self.pending and not self._claim():
                 continue
             task = self.pending.popleft()
-            if self.config.async_concurrency > 1 and self.runner.is_async(task):
+            if self.pooled and self.runner.is_async(task):
                 done += self._run_pool(task)
             else:
                 self._run(task)
@@ -287,7 +288,8 @@ class Child:
 
     def _batch(self) -> int:
         """Tasks per claim: the prefetch's, or async_concurrency when that is larger."""
-        return max(self.prefetch.size(), self.config.async_concurrency)
+        size = self.prefetch.size()
+        return size if size >= self.config.async_concurrency else self.config.async_concurrency
 
     def _wait_and_claim(self, next_due: float | None, order: list[str]) -> ClaimResult:
         """Idle: block on the queues' wake-up lists with the next claim queued behind."""

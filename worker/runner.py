@@ -320,10 +320,12 @@ class Runner:
         on_start(task, hard_deadline_monotonic, max_retries) publishes the start to the master.
         inputs: its upstream workflow members' results (read_inputs).
         """
-        task, spec, refused = self._admit(task, on_start)
-        if spec is None:
-            assert refused is not None
-            return refused, 0.0
+        spec = REGISTRY.get(task.type)
+        if spec is None or task.malformed or self.keys is not None or task.sealed:
+            task, spec, refused = self._admit(task, on_start)
+            if spec is None:
+                assert refused is not None
+                return refused, 0.0
         lim = limits(task, spec)
         max_retries = task.max_retries if task.max_retries is not None else spec.max_retries
         on_start(task, time.monotonic() + lim.hard if lim.hard else 0.0, max_retries)
