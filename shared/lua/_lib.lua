@@ -222,9 +222,12 @@ end
 
 -- Claims that hold a lease end in '|c' ("worker|token|claimed_ms|c"), then '|x' once a
 -- cancel was requested (cancel.lua).
+-- (Bytes, not substrings: this runs for every ack, and most claims end in a digit.)
 local function leased(claim)
-  if claim == nil or claim == false then return false end
-  return string.sub(claim, -2) == '|c' or string.sub(claim, -4) == '|c|x'
+  if not claim then return false end
+  local last = string.byte(claim, -1)
+  if last == 99 then return string.byte(claim, -2) == 124 end   -- 'c', '|'
+  return last == 120 and string.sub(claim, -4) == '|c|x'         -- 'x'
 end
 
 local function next_due(q, now)
