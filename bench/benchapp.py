@@ -54,14 +54,3 @@ def incr_ctx(payload, ctx):
     """The same INCR through ctx.redis: the worker's dedicated connection for handlers."""
     ctx.redis.incr("bench:counter")
 
-
-@tq.handler("step")
-def step(payload, ctx):
-    """A workflow member (bench/workflows.py): the previous step's result + 1."""
-    return (ctx.input or 0) + 1
-
-
-@tq.handler("step_other", queue="other")
-def step_other(payload, ctx):
-    """The same in another queue: each edge to it is a hand-off through a master."""
-    return (ctx.input or 0) + 1

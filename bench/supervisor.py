@@ -32,9 +32,9 @@ PEERS_LATENCY = "Celery 2.9/3.8, RQ 13/16, Dramatiq 9.5/552, Huey 1.3/2.9"
 
 
 class Master:
-    def __init__(self, url: str, *args: str) -> None:
+    def __init__(self, url: str, *args: str, app: str = "benchapp") -> None:
         env = {**os.environ, "TQ_REDIS_URL": url, "TQ_LOG_LEVEL": "WARNING"}
-        self.proc = subprocess.Popen([TQ_MASTER, "start", "-A", "benchapp", *args], cwd=HERE,
+        self.proc = subprocess.Popen([TQ_MASTER, "start", "-A", app, *args], cwd=HERE,
                                      env=env, start_new_session=True)
 
     def children(self) -> list[psutil.Process]:

@@ -2,7 +2,7 @@
 
     python bench/workflows.py [--n 5000] [--reps 3]
 
-`tq-master -c 2 -A benchapp` against a private redis-server, repetitions interleaved
+`tq-master -c 2 -A wfbenchapp` against a private redis-server, repetitions interleaved
 (medians). Baselines run in the same sitting:
 - a chord of N no-op members + a callback, vs the same N no-op tasks enqueued as plain tasks
   (enqueue to last one done): members/s, the overhead per member, Redis CPU per member;
@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as d, RedisServer(Path(d)) as srv:
         client = tq.Client(srv.url)
-        m = Master(srv.url, "-c", "2")
+        m = Master(srv.url, "-c", "2", app="wfbenchapp")
         try:
             m.wait_children(2, client)
             got: dict[str, list[tuple[float, float]]] = {"plain": [], "chord": []}

@@ -318,13 +318,13 @@ class Task:
             timeout = doc.get("o")
             if timeout is not None:
                 timeout = validate_timeout(timeout)
-            workflow, inputs = doc.get("w"), doc.get("n", 0)
-            if workflow is not None and (type(workflow) is not str
-                                         or not _ID_RE.fullmatch(workflow)):
-                raise ValueError("workflow id is not an id")
-            if inputs and (type(inputs) is not int or not 0 < inputs <= MAX_WORKFLOW_MEMBERS) \
-                    or type(inputs) is not int:
-                raise ValueError(f"inputs must be a count up to {MAX_WORKFLOW_MEMBERS}")
+            workflow, inputs = doc.get("w"), 0
+            if workflow is not None:   # a workflow member (shared/workflow.py)
+                if type(workflow) is not str or not _ID_RE.fullmatch(workflow):
+                    raise ValueError("workflow id is not an id")
+                inputs = doc.get("n", 0)
+                if type(inputs) is not int or not 0 <= inputs <= MAX_WORKFLOW_MEMBERS:
+                    raise ValueError(f"inputs must be a count up to {MAX_WORKFLOW_MEMBERS}")
         except Exception as exc:  # RecursionError, MemoryError, ValueError...
             raw = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
             why = str(exc) or type(exc).__name__

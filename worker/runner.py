@@ -69,17 +69,15 @@ def limits(task: Task, spec: HandlerSpec) -> Limits:
 class TaskContext:
     """What a handler gets besides its payload."""
 
-    __slots__ = ("_log", "_progress_at", "_runner", "attempt", "deadline", "inputs",
+    __slots__ = ("_inputs", "_log", "_progress_at", "_runner", "attempt", "deadline",
                  "max_retries", "queue", "task_id", "type", "worker_id", "workflow_id")
-    # (redis, log, input and cancelled are properties)
+    # (redis, log, inputs, input and cancelled are properties)
 
     def __init__(self, runner: Runner, task: Task, spec: HandlerSpec | None,
                  deadline: float | None, inputs: list[Any] | None = None):
         self._runner = runner
         self.workflow_id = task.workflow
-        # the results of its upstream workflow members, in their order (None for one that
-        # is dead or cancelled, under the workflow's "continue" policy)
-        self.inputs = inputs if inputs is not None else []
+        self._inputs = inputs
         self.task_id, self.type, self.queue = task.id, task.type, task.queue
         self.attempt = task.attempt
         default = spec.max_retries if spec is not None else 0
@@ -90,9 +88,17 @@ class TaskContext:
         self._progress_at = 0.0   # when progress was last written to Redis (monotonic)
 
     @property
+    def inputs(self) -> list[Any]:
+        """The results of its upstream workflow members, in their order (None for one that
+        is dead or cancelled, under the workflow's "continue" policy); [] for a plain task."""
+        if self._inputs is None:
+            self._inputs = []
+        return self._inputs
+
+    @property
     def input(self) -> Any:
         """The last upstream result (in a chain: the previous step's), or None."""
-        return self.inputs[-1] if self.inputs else None
+        return self._inputs[-1] if self._inputs else None
 
     @property
     def cancelled(self) -> bool:
