@@ -43,7 +43,8 @@ def expected_types(q: QueueKeys) -> dict[str, str]:
     types.update({q.tasks: "hash", q.sched: "zset", q.run: "hash", q.fails: "hash",
                   q.errors: "hash", q.dead: "zset", q.wake: "list", q.seq: "string",
                   q.stats: "hash", q.policy: "hash", q.waiters: "hash", q.events: "stream",
-                  q.soon: "list", q.done: "list", q.flow: "hash", q.held: "zset"})
+                  q.soon: "list", q.done: "list", q.flow: "hash", q.held: "zset",
+                  q.wf: "hash", q.out: "list"})
     return types
 
 

@@ -44,7 +44,9 @@ class Handoffs:
         replies = pipe.execute(raise_on_error=False)
         done = 0
         for q, entries in zip(queues, replies, strict=True):
-            if isinstance(entries, list) and entries:
+            if isinstance(entries, Exception):   # a corrupt `out` list: set the queue aside
+                b.quarantine.explains([q], entries)
+            elif entries:
                 done += self._apply(q, entries)
         return done
 

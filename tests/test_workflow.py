@@ -240,3 +240,18 @@ def test_a_cross_queue_hand_off_is_applied_once(client, broker):
     assert cb.id == wf.last and claim_all(broker, "wf-other") == []
     from tq.worker.runner import Runner
     assert Runner(broker, "w").read_inputs(cb) == [1, 2]
+
+
+def test_a_corrupt_workflow_key_sets_the_queue_aside_and_repair_brings_it_back(client, broker,
+                                                                               rconn):
+    wf = client.workflow(tq.chain(tq.step("wf.num", {"n": 1}), tq.step("wf.num")))
+    rconn.set("tq:{wf.num}:out", "oops")     # a mistaken write over the hand-off list
+    from tq.supervisor.handoff import Handoffs
+    assert Handoffs(broker).run(["wf.num"]) == 0   # a master's pass finds it and says so
+    assert client.queue_sizes()["wf.num"]["broken"]["key"] == "tq:{wf.num}:out"
+    report = client.repair_queue("wf.num")
+    assert list(report.moved) == ["tq:{wf.num}:out"]
+    # the first step is still queued, the second still waits for it
+    first, = claim_all(broker)
+    ack(broker, first, 1)
+    assert client.get(wf.last).state == "queued"
