@@ -272,3 +272,17 @@ def test_cancel_a_waiting_task(web, csrf, client):
     assert web.get(f"/api/tasks/{tid}", headers=csrf).get_json()["state"] == "cancelled"
     again = web.post(f"/api/tasks/{tid}/cancel", json={}, headers=csrf)
     assert again.get_json()["outcome"] == "finished"
+
+
+def test_a_workflow_and_its_cancel(web, csrf, client):
+    wf = client.workflow(tq.chain(tq.step("email", {"to": "a@example.com"}), tq.step("email")))
+    got = web.get(f"/api/workflows/{wf.id}").get_json()
+    assert got["state"] == "running" and [m["state"] for m in got["members"]] == [
+        "queued", "waiting"]
+    assert got["members"][1]["after"] == [got["members"][0]["name"]]
+    assert web.get("/api/workflows/nope").status_code == 404
+    # an action: POST with the CSRF token only
+    assert web.post(f"/api/workflows/{wf.id}/cancel", json={}).status_code in (400, 403)
+    done = web.post(f"/api/workflows/{wf.id}/cancel", json={}, headers=csrf).get_json()
+    assert done == {"id": wf.id, "cancelled": 2}
+    assert web.get(f"/api/workflows/{wf.id}").get_json()["state"] == "cancelled"
