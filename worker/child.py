@@ -49,6 +49,7 @@ IDLE_BLOCK = 1.0         # longest wait on Redis while idle: the heartbeat's per
 PR_SET_PDEATHSIG = 1
 ORPHAN_REDIS_PATIENCE = 10   # seconds an orphan waits out a Redis outage before it just exits
 POOL_CANCEL_CHECK = 0.5   # s between looks for cancel requests of pooled async tasks
+POOL_REFILL = 0.05        # s a pool with room waits before claiming again after finding none
 
 
 def _no_start(*args: Any) -> None:
@@ -449,15 +450,17 @@ class Child:
         later: list[Task] = []     # sync tasks claimed meanwhile: run after the pool
         ran = 0
         next_check = time.monotonic() + POOL_CANCEL_CHECK
+        next_claim = 0.0   # after a claim that found nothing, the next one waits POOL_REFILL
         while True:
             while len(running) < n and not self.stopping:
                 while not waiting and self.pending and self.runner.is_async(self.pending[0]):
                     waiting.append(self.pending.popleft())
                 if not waiting:
-                    if self.pending or later:
-                        break   # a sync task is next: let the pool drain first
+                    if self.pending or later or time.monotonic() < next_claim:
+                        break   # a sync task is next (the pool drains first), or too soon
                     got = self._claim_more(n - len(running))
                     if not got:
+                        next_claim = time.monotonic() + POOL_REFILL
                         break
                     for t in got:
                         (waiting if self.runner.is_async(t) else later).append(t)
@@ -470,7 +473,10 @@ class Child:
             if not running:
                 break
             self._publish_pool(running)
-            done, _ = await asyncio.wait(running, timeout=POOL_CANCEL_CHECK,
+            # room in the pool: look for new tasks again soon (an idle child of the fleet is
+            # woken at once; this one picks up within POOL_REFILL)
+            timeout = POOL_REFILL if len(running) < n else POOL_CANCEL_CHECK
+            done, _ = await asyncio.wait(running, timeout=timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
             for fut in done:
                 task, started = running.pop(fut)
