@@ -264,8 +264,13 @@ end
 -- instead (kind upstream_dead / upstream_cancelled): returned as a work item, so that its
 -- own downstream members hear of it.
 local function node_input(q, queue, id, k, how, value, now)
-  if not rcall('HGET', q.wf, 'd:' .. id) then return nil end
-  if rcall('HSETNX', q.wf, 'i:' .. id .. ':' .. k, value) == 0 then return nil end
+  local field = 'i:' .. id .. ':' .. k
+  if rcall('HSETNX', q.wf, field, value) == 0 then return nil end   -- applied before
+  local left = rcall('HINCRBY', q.wf, 'd:' .. id, -1)
+  if left < 0 then   -- it does not wait (any more): cancelled, dead or finished
+    rcall('HDEL', q.wf, field, 'd:' .. id)
+    return nil
+  end
   if how ~= 'ok' then
     local info = rcall('HGET', q.wf, 'n:' .. id)
     if (info and string.match(info, '"p":"(%a+)"') or 'stop') == 'stop' then
@@ -282,7 +287,7 @@ local function node_input(q, queue, id, k, how, value, now)
                                                               e = why}))}
     end
   end
-  if rcall('HINCRBY', q.wf, 'd:' .. id, -1) <= 0 then
+  if left == 0 then
     rcall('HDEL', q.wf, 'd:' .. id)
     local body = rcall('HGET', q.tasks, id)
     local _, prio = nil, nil
