@@ -71,6 +71,7 @@ from .workflow import summarize as summarize_workflow
 
 ENQUEUE_CHUNK = 1000       # tasks per script call in enqueue_many
 ADMIN_CHUNK = 1000         # tasks per script call when retrying/deleting/purging many
+UNFINISHED = ("running", "cancelling", "queued", "failed-will-retry")   # progress shows
 WAIT_SLICE = 5.0           # longest single blocking read in wait()
 _canonical = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode
 
@@ -373,10 +374,21 @@ class Client:
             if found is None:
                 raise TaskNotFound(task_id)
             info = _info(task_id, *found, ring=self.keys)
-            if info.state in ("running", "cancelling", "queued", "failed-will-retry"):
-                raw = self.broker.conn.get(self.broker.qkeys(found[0]).progress(task_id))
-                info.progress = _progress(raw, self.keys, found[0], task_id)
+            self._read_progress([info])
         return info
+
+    def _read_progress(self, infos: Sequence[TaskInfo | None]) -> None:
+        """Fill in the last ctx.progress() of the tasks that have not finished (one
+        pipeline)."""
+        unfinished = [i for i in infos if i is not None and i.state in UNFINISHED]
+        if not unfinished:
+            return
+        pipe = self.broker.conn.pipeline(transaction=False)
+        for i in unfinished:
+            pipe.get(self.broker.qkeys(i.queue).progress(i.id))
+        for i, raw in zip(unfinished, pipe.execute(raise_on_error=False), strict=True):
+            if not isinstance(raw, Exception):   # (a corrupt key: no progress shown)
+                i.progress = _progress(raw, self.keys, i.queue, i.id)
 
     def wait(self, task_id: str, timeout: float | None = None, queue: str | None = None) -> Any:
         """Block until the task finishes; return its result.
@@ -437,7 +449,7 @@ class Client:
         members = compile_workflow(spec)
         wid = new_id()
         below = downstream(members)
-        prepared: list[tuple[str, list[Any]]] = []
+        bodies: list[str] = []
         for m in members:
             st = m.step
             try:
@@ -447,7 +459,7 @@ class Client:
             except ValueError as exc:
                 raise type(exc)(f"member {m.name!r}: {exc}") from None
             m.id, m.queue = args[0], q
-            prepared.append((q, args))
+            bodies.append(args[1])
         with translated(self.url):
             broker = self.broker
             broker.register_queues(list(dict.fromkeys(m.queue for m in members)))
@@ -463,9 +475,8 @@ class Client:
                     node = json.dumps({"x": [[members[j].queue, members[j].id, k]
                                              for j, k in below[i]],
                                        "n": len(m.deps), "p": policy}, separators=(",", ":"))
-                    args = prepared[i][1]
                     by_queue.setdefault(m.queue, []).extend(
-                        (m.id, args[1], len(m.deps), node, m.step.type))
+                        (m.id, bodies[i], len(m.deps), node, m.step.type))
                 for q, flat in by_queue.items():
                     for start in range(0, len(flat), 5 * ENQUEUE_CHUNK):
                         chunk = flat[start:start + 5 * ENQUEUE_CHUNK]
@@ -496,6 +507,7 @@ class Client:
                         infos.append(None)
                     else:
                         infos.append(_info(tid, q, reply, ring=self.keys))
+            self._read_progress(infos)
         return summarize_workflow(rec, infos)
 
     def wait_workflow(self, workflow_id: str, timeout: float | None = None) -> WorkflowInfo:
@@ -526,13 +538,16 @@ class Client:
         with translated(self.url):
             # downstream members first: cancelling their upstream ones then finds them gone
             for row in reversed(rec["members"]):
-                _, q, tid = row[0], row[1], row[2]
-                got = self._queue_script(SCRIPTS.cancel, q,
-                                         [q, tid, int(DEFAULT_RESULT_TTL * 1000)],
-                                         extra=[self.broker.qkeys(q).result(tid)])
-                outcome = got.decode() if isinstance(got, bytes) else str(got)
+                outcome = self._cancel_in(row[1], row[2])
                 out[outcome] = out.get(outcome, 0) + 1
         return out
+
+    def _cancel_in(self, queue: str, task_id: str) -> str:
+        """cancel.lua for a task of `queue`: its outcome."""
+        got = self._queue_script(SCRIPTS.cancel, queue,
+                                 [queue, task_id, int(DEFAULT_RESULT_TTL * 1000)],
+                                 extra=[self.broker.qkeys(queue).result(task_id)])
+        return got.decode() if isinstance(got, bytes) else str(got)
 
     # -- cancellation -------------------------------------------------------------------
     def cancel(self, task_id: str, queue: str | None = None) -> str:
@@ -547,13 +562,7 @@ class Client:
             validate_name("queue", queue)
         with translated(self.url):
             found = self._inspect(task_id, queue)   # which queue has it (one pipeline)
-            if found is None:
-                return "unknown"
-            q = found[0]
-            got = self._queue_script(SCRIPTS.cancel, q,
-                                     [q, task_id, int(DEFAULT_RESULT_TTL * 1000)],
-                                     extra=[self.broker.qkeys(q).result(task_id)])
-        return got.decode() if isinstance(got, bytes) else str(got)
+            return "unknown" if found is None else self._cancel_in(found[0], task_id)
 
     # -- queues and counters ------------------------------------------------------------
     def queues(self) -> list[str]:

@@ -154,6 +154,8 @@ def compile_workflow(spec: Any) -> list[Member]:
     else:
         part = _part(spec)
         _add(part, [], members)
+    if not members:
+        raise ValueError("a workflow needs at least one step")
     if len(members) > MAX_WORKFLOW_MEMBERS:
         raise ValueError(f"a workflow has at most {MAX_WORKFLOW_MEMBERS} members")
     return members

@@ -44,6 +44,8 @@ def test_compile_shapes():
         compile_workflow({"a": tq.step("x", after="b"), "b": tq.step("x", after="a")})
     with pytest.raises(ValueError, match="not a member"):
         compile_workflow({"a": tq.step("x", after="zz")})
+    with pytest.raises(ValueError, match="at least one step"):
+        compile_workflow({})
 
 
 def test_chain_runs_in_order_and_passes_results(client, broker):
@@ -52,6 +54,10 @@ def test_chain_runs_in_order_and_passes_results(client, broker):
     first, = claim_all(broker)          # only the first step is ready
     assert client.get(wf.last).state == "waiting"
     assert first.workflow == wf.id and first.inputs == 0
+    from tq.worker.runner import Runner
+    Runner(broker, "w").write_progress("wf.num", first.id, 0.5, "half way")
+    running = client.get_workflow(wf.id).members[0]
+    assert running["state"] == "running" and running["progress"]["message"] == "half way"
     ack(broker, first, 1)
     second, = claim_all(broker)
     assert second.inputs == 1

@@ -244,16 +244,7 @@ class Runner:
         use, never shared with a forked child); past `timeout` it is cancelled (its
         `finally` blocks run) and SoftTimeout raised."""
         loop = self.loop()
-
-        async def limited() -> Any:
-            if timeout is None:
-                return await awaitable
-            try:
-                return await asyncio.wait_for(awaitable, max(timeout, 0.0))
-            except TimeoutError:
-                raise SoftTimeout("soft time limit reached") from None
-
-        self._async_task = loop.create_task(limited())
+        self._async_task = loop.create_task(_limited(awaitable, timeout))
         try:
             return loop.run_until_complete(self._async_task)
         except asyncio.CancelledError:
@@ -401,13 +392,7 @@ class Runner:
         try:
             result = spec.func(task.payload, ctx)
             if inspect.isawaitable(result):
-                if soft:
-                    try:
-                        result = await asyncio.wait_for(result, soft)
-                    except TimeoutError:
-                        raise SoftTimeout("soft time limit reached") from None
-                else:
-                    result = await result
+                result = await _limited(result, soft)
         except asyncio.CancelledError:
             if task.id not in self.cancelled:
                 raise
@@ -420,6 +405,7 @@ class Runner:
             return failure, time.perf_counter() - t0
         finally:
             self.pool.pop(task.id, None)
+            self.cancelled.discard(task.id)
         return self._succeeded(task, spec, ctx, result, started), time.perf_counter() - t0
 
     @staticmethod
@@ -468,6 +454,17 @@ class Runner:
             hooks.call("on_failure", ctx, payload, f.exc, will_retry)
         if not will_retry:
             hooks.call("on_dead", ctx, payload, f.message, f.traceback)
+
+
+async def _limited(awaitable: Any, timeout: float | None) -> Any:
+    """Await a handler's coroutine; past `timeout` it is cancelled (its `finally` blocks
+    run) and SoftTimeout raised."""
+    if timeout is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, max(timeout, 0.0))
+    except TimeoutError:
+        raise SoftTimeout("soft time limit reached") from None
 
 
 def backoff(spec: HandlerSpec, attempt: int) -> float:

@@ -247,6 +247,12 @@ local function node_value(queue, id, record)
   return '["' .. queue .. '","' .. id .. '",' .. record .. ']'
 end
 
+-- What a member that did not succeed hands downstream (kind: why it is dead).
+local function dead_value(queue, id, kind, message)
+  return node_value(queue, id, cjson.encode({s = 'dead', k = kind, e = message}))
+end
+local CANCELLED = '{"s":"cancelled"}'
+
 local function soon(q)
   if rcall('LLEN', q.soon) == 0 then rcall('RPUSH', q.soon, '1') end
 end
@@ -283,8 +289,7 @@ local function node_input(q, queue, id, k, how, value, now)
       local body = rcall('HGET', q.tasks, id)
       count(q, (body and header(body, queue)) or '?', 'dead')
       notify(q, id, 'dead')
-      return {id, 'dead', node_value(queue, id, cjson.encode({s = 'dead', k = 'upstream_' .. how,
-                                                              e = why}))}
+      return {id, 'dead', dead_value(queue, id, 'upstream_' .. how, why)}
     end
   end
   if left == 0 then
@@ -353,6 +358,14 @@ local function cancel_task(q, queue, id, ttype, result_key, ttl, now, attempts)
   notify(q, id, 'cancelled')
   if rcall('HLEN', q.wf) > 0 then
     rcall('HDEL', q.wf, 'd:' .. id)
-    node_done(q, queue, id, 'cancelled', node_value(queue, id, '{"s":"cancelled"}'), now)
+    node_done(q, queue, id, 'cancelled', node_value(queue, id, CANCELLED), now)
+  end
+end
+
+-- A task was dead-lettered: if it is a workflow member, its downstream members hear of it
+-- (usually no workflow in the queue: one O(1) call).
+local function member_dead(q, queue, id, kind, message, now)
+  if rcall('HLEN', q.wf) > 0 then
+    node_done(q, queue, id, 'dead', dead_value(queue, id, kind, message), now)
   end
 end

@@ -6,9 +6,10 @@
         default_max_retries, record TTL ms
   Returns: {outcome, failures, due_ms}: outcome 'retry' (due_ms: when), 'dead', 'cancelled'
            or 'stale'
-  Fenced like ack. Kind 'cancelled' (the handler stopped on a cancel request): the task ends
-  cancelled, no attempt counted. A dead workflow member's downstream members hear of it. A task is retried while its failures <= max_retries, where max_retries
-  is the task's own, else its handler's (from the policy hash), else the default.
+  Fenced like ack. A task is retried while its failures <= max_retries, where max_retries
+  is the task's own, else its handler's (from the policy hash), else the default. A dead
+  workflow member's downstream members hear of it. Kind 'cancelled' (the handler stopped on
+  a cancel request): the task ends cancelled, no attempt counted.
 ]]
 local q = qkeys(1)
 local queue, worker, id, token = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -55,8 +56,5 @@ if not body then rcall('HSET', q.tasks, id, '') end
 rcall('ZADD', q.dead, now, id)
 count(q, ttype, 'dead')
 notify(q, id, 'dead')
-if rcall('HLEN', q.wf) > 0 then
-  node_done(q, queue, id, 'dead', node_value(queue, id, cjson.encode({s = 'dead', k = kind,
-                                                                       e = message})), now)
-end
+member_dead(q, queue, id, kind, message, now)
 return {'dead', failures, 0}

@@ -14,7 +14,7 @@ local function drop(ids)
   local members = rcall('HLEN', q.wf) > 0
   for _, id in ipairs(ids) do
     if members then
-      node_done(q, queue, id, 'cancelled', node_value(queue, id, '{"s":"cancelled"}'), now)
+      node_done(q, queue, id, 'cancelled', node_value(queue, id, CANCELLED), now)
     end
     rcall('HDEL', q.tasks, id)
     rcall('HDEL', q.fails, id, id .. ':k')

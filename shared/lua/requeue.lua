@@ -65,10 +65,7 @@ for i = #ids, 1, -1 do
         notify(q, id, 'dead')
         dead[#dead + 1] = id
         buried = true
-        if rcall('HLEN', q.wf) > 0 then
-          node_done(q, queue, id, 'dead', node_value(queue, id, cjson.encode(
-            {s = 'dead', k = k, e = why})), now)
-        end
+        member_dead(q, queue, id, k, why, now)
       else
         count(q, ttype, 'retried')
       end
