@@ -6,6 +6,10 @@
   of its queue's {hash tag}.
 ]]
 local rcall = redis.call
+-- Globals read once into locals (a global is a table lookup at every use; the hot scripts use
+-- these per task).
+local KEYS, ARGV = KEYS, ARGV
+local string, tonumber, unpack, ipairs, pairs, type = string, tonumber, unpack, ipairs, pairs, type
 -- Redis < 5 replicated scripts verbatim, which forbids writes after TIME; 5+ replicates effects.
 pcall(redis.replicate_commands)
 
@@ -142,8 +146,12 @@ local function bury_malformed(q, entry, now, why)
 end
 
 -- Move up to `limit` due tasks from the schedule to the tail of their ready lists.
+-- (Numbers given to redis.call are formatted with "%.17g", which costs more than many
+-- commands: the hot scripts pass strings, made once per call with int().)
+local function int(n) return string.format('%d', n) end
+
 local function promote(q, queue, now, limit)
-  local due = rcall('ZRANGEBYSCORE', q.sched, '-inf', now, 'LIMIT', 0, limit)
+  local due = rcall('ZRANGEBYSCORE', q.sched, '-inf', int(now), 'LIMIT', '0', int(limit))
   if #due == 0 then return 0 end
   -- Read before the first write: a corrupt tasks hash fails the script with nothing moved.
   local bodies = rcall('HMGET', q.tasks, unpack(due))

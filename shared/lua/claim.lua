@@ -30,6 +30,7 @@ local nq = tonumber(ARGV[2])
 local max_tasks = tonumber(ARGV[3])
 local promote_limit = tonumber(ARGV[4])
 local result_ttl = tonumber(ARGV[5])
+local result_px = ARGV[5]   -- (as given: a string, see int())
 local n_acks = tonumber(ARGV[6])
 local n_stats = tonumber(ARGV[7])
 local holds_nothing = ARGV[8] == '1'
@@ -135,13 +136,13 @@ for qi, g in pairs(groups) do
       rcall('HDEL', q.fails, unpack(failed))
     end
     -- acks arrive in claim order, so they are usually the head of the processing list
-    local head = rcall('LRANGE', P[qi], 0, #ok - 1)
+    local head = rcall('LRANGE', P[qi], '0', int(#ok - 1))
     local in_order = #head == #ok
     for i = 1, #ok do
       if head[i] ~= ok[i] then in_order = false break end
     end
     if in_order then
-      rcall('LTRIM', P[qi], #ok, -1)
+      rcall('LTRIM', P[qi], int(#ok), '-1')
     else
       for _, id in ipairs(ok) do rcall('LREM', P[qi], 1, id) end
     end
@@ -149,7 +150,7 @@ for qi, g in pairs(groups) do
     -- must not fail the claim half-way)
     local kept = redis.pcall('LPUSH', q.done, unpack(ok))
     if type(kept) == 'number' and kept > DONE_KEEP + 100 then   -- trimmed now and then
-      redis.pcall('LTRIM', q.done, 0, DONE_KEEP - 1)
+      redis.pcall('LTRIM', q.done, '0', int(DONE_KEEP - 1))
     end
     -- clients waiting for a result (client.wait): usually none, then one O(1) call
     local waiting = {}
@@ -158,7 +159,7 @@ for qi, g in pairs(groups) do
       local k = ok_at[i]
       local at = ack0 + k * 6
       if result_ttl > 0 then
-        rcall('SET', KEYS[rkey0 + k], records[i] or ARGV[at + 5], 'PX', result_ttl)
+        rcall('SET', KEYS[rkey0 + k], records[i] or ARGV[at + 5], 'PX', result_px)
       end
       if waiting[i] then notify(q, id, 'succeeded') end
       tally(qi, ARGV[at + 3], 'succeeded')
@@ -181,7 +182,7 @@ end
 
 local function flush()
   for qi = 1, nq do
-    for f, c in pairs(counts[qi]) do rcall('HINCRBY', Q[qi].stats, f, c) end
+    for f, c in pairs(counts[qi]) do rcall('HINCRBY', Q[qi].stats, f, int(c)) end
   end
 end
 
@@ -320,16 +321,16 @@ local function pop(q, want)
   local ids, from = {}, {}
   if HAS_LMPOP then
     while #ids < want do
-      local got = rcall('LMPOP', 10, q.ready[1], q.ready[2], q.ready[3], q.ready[4],
+      local got = rcall('LMPOP', '10', q.ready[1], q.ready[2], q.ready[3], q.ready[4],
                         q.ready[5], q.ready[6], q.ready[7], q.ready[8], q.ready[9],
-                        q.ready[10], 'LEFT', 'COUNT', want - #ids)
+                        q.ready[10], 'LEFT', 'COUNT', int(want - #ids))
       if not got then break end
       from[#from + 1] = got
       for _, id in ipairs(got[2]) do ids[#ids + 1] = id end
     end
   else
     for lvl = 1, 10 do
-      local got = rcall('LPOP', q.ready[lvl], want - #ids)   -- LPOP with a count: 6.2+
+      local got = rcall('LPOP', q.ready[lvl], int(want - #ids))   -- LPOP with a count: 6.2+
       if got then
         from[#from + 1] = {q.ready[lvl], got}
         for _, id in ipairs(got) do ids[#ids + 1] = id end
@@ -360,75 +361,85 @@ local paused = {}
 for qi = 1, nq do
   local q = Q[qi]
   local queue = names[qi]
-  local is_paused, limits = flow_of(q)
-  paused[qi] = is_paused
-  local leased_now, held_now = {}, {}   -- types of concurrency limits: leased / held here
-  if not is_paused then
-    promote(q, queue, now, promote_limit)
-    -- Malformed entries do not count against max_tasks: pop on until enough good tasks (or
-    -- the queue is empty), but bury (or set aside) at most MAX_BURY per call so one call
-    -- stays short.
-    while n < max_tasks and buried + set_aside < MAX_BURY do
-      local ids, from = pop(q, max_tasks - n)
-      if #ids == 0 then break end
-      local bodies = redis.pcall('HMGET', q.tasks, unpack(ids))
-      if bodies.err then
-        unpop(from)
-        return redis.error_reply(bodies.err)
-      end
-      local good, runs = {}, {}
-      local base = rcall('INCR', q.seq) .. '.'
-      for i, id in ipairs(ids) do
-        local body = bodies[i]
-        local ttype = body and body_type(body, queue)
-        local verdict, lease = 'run', false
-        if ttype and limits and limits[ttype] then
-          verdict, lease = admit(q, ttype, limits[ttype], id, body, now, leased_now)
-          if verdict == 'held' then held_now[ttype] = limits[ttype] end
-        end
-        if not ttype then
-          bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
-          buried = buried + 1
-        elseif verdict ~= 'run' then
-          set_aside = set_aside + 1
-          tally(qi, ttype, 'throttled')
-        else
-          local token = base .. i
-          good[#good + 1] = id
-          runs[#runs + 1] = id
-          runs[#runs + 1] = mine .. token .. started .. (lease and '|c' or '')
-          local c = #claimed
-          claimed[c + 1] = qi
-          claimed[c + 2] = id
-          claimed[c + 3] = token
-          claimed[c + 4] = body
-          claimed[c + 5] = 0   -- failures, filled in below
-          tally(qi, ttype, 'started')
-        end
-      end
-      if #good > 0 then
-        rcall('RPUSH', P[qi], unpack(good))
-        rcall('HSET', q.run, unpack(runs))
-        -- failed attempts so far: usually there are none in the whole queue (one O(1) call)
-        if rcall('HLEN', q.fails) > 0 then
-          local fails = rcall('HMGET', q.fails, unpack(good))
-          local first = #claimed - 5 * #good
-          for i = 1, #good do
-            if fails[i] then claimed[first + 5 * i] = tonumber(fails[i]) or 0 end
-          end
-        end
-        n = n + #good
-      end
-    end
-    -- Tasks held by this call while leases are free (a claim takes only a share, see admit):
-    -- back to the front of the queue for the other workers.
-    for ttype, lim in pairs(held_now) do refill(q, queue, ttype, tonumber(lim.c)) end
-    -- A worker may have been woken by this queue's token while claiming from an earlier
-    -- queue, or took only part of what is ready: leave a token so another worker wakes.
-    if (n >= max_tasks or buried + set_aside >= MAX_BURY)
-        and rcall('EXISTS', unpack(q.ready)) > 0 then
+  if n >= max_tasks then
+    -- Full before this queue: only leave a token where work is ready (another worker may
+    -- take it). No flow state or promotion unless needed: the claim that starts here (claims
+    -- rotate their first queue) or the master's promoter promotes.
+    if rcall('EXISTS', unpack(q.ready)) > 0 and rcall('HGET', q.flow, 'paused') ~= '1' then
       wake(q)
       left = true
+    end
+  else
+    local is_paused, limits = flow_of(q)
+    paused[qi] = is_paused
+    local leased_now, held_now = {}, {}   -- types of concurrency limits: leased / held here
+    if not is_paused then
+      promote(q, queue, now, promote_limit)
+      -- Malformed entries do not count against max_tasks: pop on until enough good tasks (or
+      -- the queue is empty), but bury (or set aside) at most MAX_BURY per call so one call
+      -- stays short.
+      while n < max_tasks and buried + set_aside < MAX_BURY do
+        local ids, from = pop(q, max_tasks - n)
+        if #ids == 0 then break end
+        local bodies = redis.pcall('HMGET', q.tasks, unpack(ids))
+        if bodies.err then
+          unpop(from)
+          return redis.error_reply(bodies.err)
+        end
+        local good, runs = {}, {}
+        local base = rcall('INCR', q.seq) .. '.'
+        for i, id in ipairs(ids) do
+          local body = bodies[i]
+          local ttype = body and body_type(body, queue)
+          local verdict, lease = 'run', false
+          if ttype and limits and limits[ttype] then
+            verdict, lease = admit(q, ttype, limits[ttype], id, body, now, leased_now)
+            if verdict == 'held' then held_now[ttype] = limits[ttype] end
+          end
+          if not ttype then
+            bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
+            buried = buried + 1
+          elseif verdict ~= 'run' then
+            set_aside = set_aside + 1
+            tally(qi, ttype, 'throttled')
+          else
+            local token = base .. int(i)
+            good[#good + 1] = id
+            runs[#runs + 1] = id
+            runs[#runs + 1] = mine .. token .. started .. (lease and '|c' or '')
+            local c = #claimed
+            claimed[c + 1] = qi
+            claimed[c + 2] = id
+            claimed[c + 3] = token
+            claimed[c + 4] = body
+            claimed[c + 5] = 0   -- failures, filled in below
+            tally(qi, ttype, 'started')
+          end
+        end
+        if #good > 0 then
+          rcall('RPUSH', P[qi], unpack(good))
+          rcall('HSET', q.run, unpack(runs))
+          -- failed attempts so far: usually there are none in the whole queue (one O(1) call)
+          if rcall('HLEN', q.fails) > 0 then
+            local fails = rcall('HMGET', q.fails, unpack(good))
+            local first = #claimed - 5 * #good
+            for i = 1, #good do
+              if fails[i] then claimed[first + 5 * i] = tonumber(fails[i]) or 0 end
+            end
+          end
+          n = n + #good
+        end
+      end
+      -- Tasks held by this call while leases are free (a claim takes only a share, see admit):
+      -- back to the front of the queue for the other workers.
+      for ttype, lim in pairs(held_now) do refill(q, queue, ttype, tonumber(lim.c)) end
+      -- A worker may have been woken by this queue's token while claiming from an earlier
+      -- queue, or took only part of what is ready: leave a token so another worker wakes.
+      if (n >= max_tasks or buried + set_aside >= MAX_BURY)
+          and rcall('EXISTS', unpack(q.ready)) > 0 then
+        wake(q)
+        left = true
+      end
     end
   end
 end
