@@ -44,6 +44,7 @@ from .watch import Watch, flush_logs
 
 log = logging.getLogger("tq.worker")
 TALLY_EVERY = 0.25       # seconds between statistics messages to the master
+STRAY_SWEEP = 1.0        # s between a busy worker's looks for strays (idle: each wake-up)
 PARENT_CHECK = 0.1   # s between getppid() checks in the loop (PR_SET_PDEATHSIG is first)
 IDLE_BLOCK = 1.0         # longest wait on Redis while idle: the heartbeat's period
 PR_SET_PDEATHSIG = 1
@@ -273,7 +274,7 @@ class Child:
             order = self.order.next(self.serving)
             got = self.broker.claim(self.wid, order, self._batch(),
                                     acks=self.acks, result_ttl=self.config.result_ttl,
-                                    holds_nothing=not self.pending)
+                                    holds_nothing=self._sweep_due())
         except OUTAGE as exc:
             self._recover(exc)
             return False
@@ -286,6 +287,20 @@ class Child:
             self._strays(got)
         self.pending.extend(got.tasks)
         return bool(got.tasks)
+
+    def _sweep_due(self) -> bool:
+        """Should this claim look for strays (see Broker.claim's holds_nothing)? Called with
+        nothing pending, so the worker will hold nothing once its acks are settled. A stray
+        is a claim made in its name whose reply never came (a call delivered late after a
+        network cut): rare, so a busy worker looks once every STRAY_SWEEP seconds, not on
+        every claim (each look reads every queue's processing list)."""
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return False
+        self._next_sweep = now + STRAY_SWEEP
+        return True
+
+    _next_sweep = 0.0
 
     def _batch(self) -> int:
         """Tasks per claim: the prefetch's, or async_concurrency when that is larger."""
