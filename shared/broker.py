@@ -21,6 +21,7 @@ from .connection import (
     Link,
     check_eviction_policy,
     connect,
+    pack_items,
     redact,
     refused,
     resolve_url,
@@ -79,9 +80,23 @@ def result_record(task: Task, result_json: str, worker_id: str, started: float,
     value = f'"x":"{sealed}"' if sealed is not None else f'"r":{result_json}'
     if task.workflow is not None:   # a workflow member's result links back to it
         value = f'"wf":"{task.workflow}",{value}'
-    return (f'{{"s":"succeeded","t":{_dumps(task.type)},"a":{task.attempt},'
+    return (f'{{"s":"succeeded","t":{_json_name(task.type)},"a":{task.failures + 1},'
             f'"st":{int(started * 1000)},"f":{int(finished * 1000)},'
-            f'"w":{_dumps(worker_id)},{value}}}')
+            f'"w":{_json_name(worker_id)},{value}}}')
+
+
+_FLAGS = ("0", "1", "2", "3")   # an ack's flags in claim.lua: bit 1 failures, bit 2 workflow
+_NAMES: dict[str, str] = {}
+
+
+def _json_name(name: str) -> str:
+    """A task type or worker id as JSON: a worker's few names, encoded once (every ack)."""
+    encoded = _NAMES.get(name)
+    if encoded is None:
+        encoded = _dumps(name)
+        if len(_NAMES) < 10_000:
+            _NAMES[name] = encoded
+    return encoded
 
 
 def retry_ms(delay: float) -> int:
@@ -110,6 +125,7 @@ class Broker(Registry):
         self.link: Link | ClusterLink = ClusterLink(self.conn, retries, self.safe_url) \
             if self.cluster else Link(self.conn, retries, self.safe_url)
         self._blocks: dict[str, list[bytes]] = {}
+        self._packed: dict[tuple[str, ...], bytes] = {}   # claim keys packed, see claim()
         self._known_queues: dict[str, int] = {}   # queue -> link.connects when registered
         self.quarantine = Quarantine(self.conn, self.keys.queue, client_name or "tq")
         self.replica_acks = 0            # WAIT for this many replicas after each write batch
@@ -219,7 +235,20 @@ class Broker(Registry):
                                          holds_nothing)
         if acks and self.replica_acks:
             return self._claim_result(self.replicated(SCRIPTS.claim, keys, args), queues)
-        return self._claim_result(SCRIPTS.claim(self.link, keys, args), queues)
+        if self.cluster:
+            return self._claim_result(SCRIPTS.claim(self.link, keys, args), queues)
+        # The queues' keys and the worker's lists are the same on every claim of this order:
+        # packed once (they are half of what a claim would pack each time).
+        n_fixed = len(keys) - len(acks)
+        fixed = self._packed.get((worker_id, *queues))
+        if fixed is None:
+            if len(self._packed) >= 64:
+                self._packed.clear()
+            fixed = self._packed[(worker_id, *queues)] = pack_items(keys[:n_fixed])
+        rest = pack_items([*keys[n_fixed:], *args])
+        reply = SCRIPTS.claim.call_packed(self.link, len(keys), len(keys) + len(args),
+                                          [fixed, rest])
+        return self._claim_result(reply, queues)
 
     def _claim_each(self, worker_id: str, queues: Sequence[str], max_tasks: int,
                     acks: Sequence[Ack], stats: dict[tuple[str, str], int] | None,
@@ -328,7 +357,7 @@ class Broker(Registry):
                        acks: Sequence[Ack], stats: dict[tuple[str, str], int] | None,
                        result_ttl: float, holds_nothing: bool = False
                        ) -> tuple[list[Any], list[Any]]:
-        index = {q: i for i, q in enumerate(queues, 1)}
+        index = {q: str(i) for i, q in enumerate(queues, 1)}   # (strings: packed as they are)
         keys: list[Any] = []
         for q in queues:
             keys.extend(self.block(q))
@@ -342,7 +371,7 @@ class Broker(Registry):
             if qi is None:   # a task of a queue outside this claim: add its block
                 raise ValueError(f"ack for queue {t.queue!r} outside {list(queues)}")
             keys.append(self.qkeys(t.queue).result(t.id))
-            flags = (1 if t.failures else 0) | (0 if t.workflow is None else 2)
+            flags = _FLAGS[(1 if t.failures else 0) | (0 if t.workflow is None else 2)]
             args.extend((qi, t.id, t.token, t.type, flags, ack.record))
         if stats:
             for (q, fieldname), n in stats.items():

@@ -12,7 +12,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -316,6 +316,14 @@ except ImportError:  # pragma: no cover - hiredis is installed with tq
         return _packer.pack(*args)
 
 
+def pack_items(items: Sequence[object]) -> bytes:
+    """Arguments packed as RESP bulk strings without the command's "*N" header, so a caller
+    can pack the arguments that never change once (the claim's queue keys: half of its
+    packing) and send them with others: see Link.call_packed."""
+    packed = b"".join(_pack(tuple(items)))
+    return packed[packed.index(b"\r\n") + 2:]
+
+
 class Link:
     """The hot path to Redis: one connection per thread, kept out of the pool between calls.
 
@@ -345,11 +353,18 @@ class Link:
         return conn
 
     def call(self, *args: object) -> object:
+        return self._call(_pack(args))
+
+    def call_packed(self, count: int, parts: list[bytes]) -> object:
+        """call() of a command whose `count` arguments are already packed (pack_items)."""
+        return self._call([b"*%d\r\n" % count, *parts])
+
+    def _call(self, packed: list[bytes]) -> object:
         for attempt in range(self.retries + 1):
             conn = None
             try:
                 conn = self._connection()
-                conn.send_packed_command(_pack(args))
+                conn.send_packed_command(packed)
                 return conn.read_response()
             except REDIS_ERRORS:
                 if conn is not None:

@@ -16,7 +16,7 @@ from redis import Redis
 from redis.exceptions import NoScriptError
 
 from .cluster import is_cluster
-from .connection import Link
+from .connection import Link, pack_items
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
          "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey", "cancel",
@@ -47,6 +47,16 @@ class Script:
         except NoScriptError:
             link.call("SCRIPT", "LOAD", self.source)
             return link.call("EVALSHA", self.sha, len(keys), *keys, *args)
+
+    def call_packed(self, link: Link, n_keys: int, n_items: int, parts: list[bytes]) -> Any:
+        """__call__ with its keys and arguments already packed (connection.pack_items):
+        `n_items` of them in `parts`, the first `n_keys` keys."""
+        head = pack_items(("EVALSHA", self.sha, n_keys))
+        try:
+            return link.call_packed(3 + n_items, [head, *parts])
+        except NoScriptError:
+            link.call("SCRIPT", "LOAD", self.source)
+            return link.call_packed(3 + n_items, [head, *parts])
 
     def queue(self, pipe: Any, keys: Sequence[Any], args: Sequence[Any]) -> None:
         """Add a call to a pipeline (load_all() first: a pipeline cannot load on NOSCRIPT)."""
