@@ -30,8 +30,15 @@ class Histogram:
     total: float = 0.0   # sum of observed seconds
 
     def observe(self, seconds: float) -> None:
-        self.counts[bucket_index(seconds)] += 1
-        self.total += seconds
+        """Count one observation (negative counts as 0; NaN goes to the last bucket)."""
+        if seconds >= 0.0:   # (on every finished task's path: no function call, no max())
+            self.counts[bisect_left(BUCKETS, seconds)] += 1
+            self.total += seconds
+        elif seconds < 0.0:
+            self.counts[0] += 1
+        else:
+            self.counts[-1] += 1
+            self.total += seconds
 
     def merge(self, other: Histogram) -> None:
         for i, n in enumerate(other.counts):
@@ -74,12 +81,12 @@ class Tally:
             h = self.durations.get(task_type)
             if h is None:
                 h = self.durations[task_type] = Histogram()
-            h.observe(max(duration, 0.0))
+            h.observe(duration)
         if wait is not None:
             h = self.waits.get(task_type)
             if h is None:
                 h = self.waits[task_type] = Histogram()
-            h.observe(max(wait, 0.0))
+            h.observe(wait)
 
     def __bool__(self) -> bool:
         return bool(self.counts)

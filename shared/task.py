@@ -304,6 +304,13 @@ class Task:
                 raise ValueError("not an object with a 'p' payload object")
             if not payload_depth_ok(body, payload):
                 raise ValueError(f"payload nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+            if len(doc) == 1:   # {"p": ...}: a task named after its queue, every default
+                if queue not in _VALID_TYPES:
+                    validate_name("type", queue)
+                    if len(_VALID_TYPES) < 10_000:
+                        _VALID_TYPES.add(queue)
+                return cls(task_id, queue, queue, payload, failures=failures, token=token,
+                           raw=raw, sealed=sealed)
             task_type = doc.get("t", queue)
             if task_type not in _VALID_TYPES:   # names seen before are valid (a worker's few)
                 validate_name("type", task_type)

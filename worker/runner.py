@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tq.worker")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
+_PLAIN = frozenset((type(None), dict, list, str, int, float, bool))   # results, not awaitables
 # failures whose message comes from the handler (sealed with keys); tq's own (malformed,
 # unknown_type, bad_signature, cannot_decrypt) stay readable for the operator
 SEALED_KINDS = frozenset(("error", "retry", "permanent", "timeout"))
@@ -298,7 +299,7 @@ class Runner:
     def _succeeded(self, task: Task, spec: HandlerSpec, ctx: TaskContext, result: Any,
                    started: float) -> Ack | Failure:
         try:
-            result_json = _dumps(result)
+            result_json = "null" if result is None else _dumps(result)
         except (TypeError, ValueError) as exc:
             return Failure(task, "error", f"result is not JSON-serialisable: {exc}", None,
                            retry=False, exc=exc, ctx=ctx)
@@ -341,7 +342,8 @@ class Runner:
         self.running = True
         try:
             result = spec.func(task.payload, ctx)
-            if inspect.isawaitable(result):   # an async def handler: run on this child's loop
+            if type(result) not in _PLAIN and inspect.isawaitable(result):
+                # an async def handler (or one returning an awaitable): run on this child's loop
                 if lim.soft:   # the soft limit becomes a cancellation of the coroutine
                     signal.setitimer(signal.ITIMER_REAL, 0)
                 result = self._await(result, None if ctx.deadline is None
