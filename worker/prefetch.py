@@ -14,7 +14,7 @@ import time
 
 BUDGET = 0.010      # seconds of expected work one claim may hold
 ACK_WINDOW = 0.020  # seconds a finished task's ack may wait for the next claim
-MAX_BATCH = 32
+MAX_BATCH = 64
 _ALPHA = 0.2        # EWMA weight of the newest task
 
 
