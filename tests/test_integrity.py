@@ -42,6 +42,29 @@ def test_admin_calls_on_a_broken_queue_say_so(client, rconn):
     assert client.repair_queue("q").moved == {}   # a healthy queue: nothing to do
 
 
+def test_a_single_enqueue_that_meets_a_corrupt_key_names_it_and_leaves_nothing(client,
+                                                                               rconn):
+    # (one ready task takes a path of its own: no look at the key types first, its body
+    # taken back when the push is refused)
+    q = Keys().queue("q")
+    client.enqueue("q", {"n": 0}, priority=5)
+    tasks = rconn.hgetall(q.tasks)
+    # Given a priority-0 ready list overwritten with a string
+    rconn.set(q.ready_at(0), "oops")
+    # When a task goes to it, the error names the key and its body is not left behind
+    with pytest.raises(tq.QueueBroken, match=r"tq:\{q\}:ready:0 is a string, not a list"):
+        client.enqueue("q", {"n": 1})
+    assert rconn.hgetall(q.tasks) == tasks
+    # and a priority-5 task goes in as before
+    assert client.get(client.enqueue("q", {"n": 2}, priority=5)).state == "queued"
+    # Given the tasks hash itself overwritten: that key is named, nothing is pushed
+    rconn.delete(q.ready_at(0))
+    rconn.set(q.tasks, "oops")
+    with pytest.raises(tq.QueueBroken, match=r"tq:\{q\}:tasks is a string, not a hash"):
+        client.enqueue("q", {"n": 3})
+    assert rconn.llen(q.ready_at(0)) == 0 and rconn.llen(q.ready_at(5)) == 2
+
+
 def test_a_batch_that_meets_a_corrupt_key_half_way_is_undone(client, rconn):
     # Given a queue whose priority-0 ready list is overwritten with a string, and a priority-5
     # task and a delayed one already waiting

@@ -16,7 +16,7 @@
   This is the producer's hot path, so it only reads the clock and the schedule when a task
   of the batch is delayed.
 ]]
-local tasks, sched, wake_key, stats, soon = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local tasks, sched, wake_key, stats, soon_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local n = tonumber(ARGV[1])
 local now, earliest = nil, nil
 local out = {}
@@ -39,9 +39,21 @@ local function wrong(key, want)
   local t = rcall('TYPE', key)['ok']
   if t ~= 'none' and t ~= want then return key .. ' is a ' .. t .. ', not a ' .. want end
 end
-local bad = wrong(tasks, 'hash') or (delayed and wrong(sched, 'zset'))
-for k = 6, lock - 1 do bad = bad or wrong(KEYS[k], 'list') end
-if bad then return redis.error_reply('TQBROKEN ' .. bad) end
+-- One ready task (enqueue one at a time, the usual call) writes its body, then pushes its
+-- id: a refused push takes the body back, so it needs no look at the key types first.
+local single = n == 1 and not delayed and ARGV[7] == ''
+if not single then
+  local bad = wrong(tasks, 'hash') or (delayed and wrong(sched, 'zset'))
+  for k = 6, lock - 1 do bad = bad or wrong(KEYS[k], 'list') end
+  if bad then return redis.error_reply('TQBROKEN ' .. bad) end
+end
+local function refused(reply, key, want)   -- (single: a write refused, nothing else done)
+  if type(reply) == 'table' and reply.err then
+    local bad = wrong(key, want)
+    if bad then return redis.error_reply('TQBROKEN ' .. bad) end
+    return reply   -- another refusal (OOM...): the caller gets it as it is
+  end
+end
 if delayed then
   now = now_ms()
   local first = rcall('ZRANGE', sched, 0, 0, 'WITHSCORES')
@@ -59,9 +71,17 @@ for i = 0, n - 1 do
     lock = lock + 1
     holder = rcall('GET', lock_key)
   end
+  local stored
+  if single then
+    stored = redis.pcall('HSETNX', tasks, id, body)
+    local err = refused(stored, tasks, 'hash')
+    if err then return err end
+  elseif not holder then
+    stored = rcall('HSETNX', tasks, id, body)
+  end
   if holder then
     out[#out + 1] = holder
-  elseif rcall('HSETNX', tasks, id, body) == 0 then
+  elseif stored == 0 then
     -- The same id and body: this call is a repeat of one whose reply was lost (the client
     -- retries after a connection error), so the task is already here. Else a collision.
     out[#out + 1] = rcall('HGET', tasks, id) == body and id or ''
@@ -79,7 +99,18 @@ for i = 0, n - 1 do
       -- A ready list that was empty may have workers blocked on the queue's wake list: it
       -- gets them a token. One that was not has its token already, or a worker that will
       -- claim it (claim.lua leaves a token when it takes only part of what is ready).
-      if rcall('RPUSH', ready, id) == 1 then pushed = true end
+      local len
+      if single then
+        len = redis.pcall('RPUSH', ready, id)
+        local err = refused(len, ready, 'list')
+        if err then
+          rcall('HDEL', tasks, id)
+          return err
+        end
+      else
+        len = rcall('RPUSH', ready, id)
+      end
+      if len == 1 then pushed = true end
     end
     counts[ttype] = (counts[ttype] or 0) + 1
     out[#out + 1] = id
@@ -92,11 +123,11 @@ end
 -- deleted; or the type is new to the queue) asks the caller to (re)register the queue name.
 local fresh = false
 for ttype, c in pairs(counts) do
-  if redis.pcall('HINCRBY', stats, ttype .. ':enqueued', c) == c then fresh = true end
+  if redis.pcall('HINCRBY', stats, ttype .. ':enqueued', int(c)) == c then fresh = true end
 end
 if fresh then out[#out + 1] = '+' end
 if woke_schedule then
-  pcall(schedule_moved, wake_key, soon)
+  pcall(schedule_moved, wake_key, soon_key)
 elseif pushed and redis.pcall('LLEN', wake_key) == 0 then
   redis.pcall('RPUSH', wake_key, '1')
 end
