@@ -24,6 +24,7 @@ import psutil
 from _common import RedisServer, print_table, rate
 
 import tq
+from tq.connection import connect
 
 HERE = Path(__file__).resolve().parent
 TQ_MASTER = str(Path(sys.executable).with_name("tq-master"))
@@ -115,7 +116,8 @@ return ids
 def spike(srv: RedisServer, n: int, workers: int, incr: bool = False) -> float:
     """The ceiling of a reliable consumer (issue 12): `workers` forked processes, each claiming
     32 ids per Lua call into its own processing list and acking the batch with the next claim,
-    the handler's INCR on its own connection. No bodies, no bookkeeping, no supervision."""
+    the handler's INCR on its own connection, made as benchapp's handler makes it (the same
+    client, so the same INCR). No bodies, no bookkeeping, no supervision."""
     srv.client().flushall()
     r = srv.client()
     r.rpush("spike:ready", *(str(i) for i in range(n)))
@@ -125,7 +127,7 @@ def spike(srv: RedisServer, n: int, workers: int, incr: bool = False) -> float:
     for w in range(workers):
         pid = os.fork()
         if pid == 0:
-            c, h = srv.client(), srv.client()
+            c, h = srv.client(), connect(srv.url)
             while ids := c.evalsha(sha, 2, "spike:ready", f"spike:proc:{w}", 32):
                 for _ in ids:
                     if incr:

@@ -58,6 +58,17 @@ def _enc(s: str, n: int) -> bytes:
     return s.encode("utf-8", "replace")[:n]
 
 
+_NAMES: dict[str, bytes] = {}   # a child's few task types and queues, encoded once
+
+
+def _name(s: str) -> bytes:
+    """A type or queue name as the slot stores it (struct truncates it to its field)."""
+    b = s.encode("utf-8", "replace")
+    if len(_NAMES) < 1000:
+        _NAMES[s] = b
+    return b
+
+
 def _dec(b: bytes) -> str:
     return b.rstrip(b"\0").decode("utf-8", "replace")
 
@@ -75,10 +86,12 @@ class Slot:
         """Write self.state (child side). An odd sequence number marks a write in progress."""
         s = self.state
         self._seq += 1
-        struct.pack_into("<Q", self._mem, 0, self._seq)
+        # One pack writes the odd number first, then the fields, in that order (a reader that
+        # sees the state half-written sees the odd number too); the even number last.
+        names = _NAMES
         _LAYOUT.pack_into(self._mem, 0, self._seq, s.state, s.heartbeat, s.started, s.deadline,
-                          s.processed, s.failed, s.max_retries, _enc(s.task, 32),
-                          _enc(s.type, 64), _enc(s.queue, 64))
+                          s.processed, s.failed, s.max_retries, s.task.encode("utf-8", "replace"),
+                          names.get(s.type) or _name(s.type), names.get(s.queue) or _name(s.queue))
         self._seq += 1
         struct.pack_into("<Q", self._mem, 0, self._seq)
 

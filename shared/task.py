@@ -179,6 +179,8 @@ def encode_payload(payload: object) -> str:
 def payload_depth_ok(raw: bytes | str, doc: object, max_depth: int = MAX_PAYLOAD_DEPTH) -> bool:
     """Is the decoded body `doc` nested within the limit? Cheap for the usual small body: only
     one with more brackets than the limit is walked."""
+    if len(raw) <= max_depth + 1:   # too short for that many brackets
+        return True
     opens = raw.count(b"{" if isinstance(raw, bytes) else "{") + \
         raw.count(b"[" if isinstance(raw, bytes) else "[")
     if opens <= max_depth + 1:   # the body's own object adds one level
