@@ -344,7 +344,21 @@ class Task:
 
 
 _VALID_TYPES: set[str] = set()
-_loads = json.JSONDecoder().decode   # str only: bodies are UTF-8 (tq writes nothing else)
+_decoder = json.JSONDecoder()
+_scan = _decoder.scan_once
+
+
+def _loads(text: str) -> Any:
+    """json.loads for str (bodies are UTF-8: tq writes nothing else). A body tq wrote has no
+    whitespace around it: decoded by the scanner directly, without decode()'s two regex
+    passes for that whitespace; anything else gets decode()'s verdict."""
+    try:
+        doc, end = _scan(text, 0)
+    except StopIteration:
+        return _decoder.decode(text)   # (raises the decoder's error)
+    if end != len(text):
+        return _decoder.decode(text)
+    return doc
 
 
 @dataclass(slots=True)

@@ -57,8 +57,13 @@ class Limits:
     hard: float | None      # seconds until the master kills the child
 
 
+_NO_LIMITS = Limits(None, None)   # (shared: nobody changes a Limits)
+
+
 def limits(task: Task, spec: HandlerSpec) -> Limits:
     """The task's timeout wins over its handler's; a hard limit follows the soft one."""
+    if not task.timeout and not spec.timeout and not spec.soft_timeout:
+        return _NO_LIMITS   # the usual case: no object per task
     timeout = task.timeout or spec.timeout
     if spec.soft_timeout and (timeout is None or spec.soft_timeout < timeout):
         return Limits(spec.soft_timeout, timeout)
@@ -80,7 +85,7 @@ class TaskContext:
         self.workflow_id = task.workflow
         self._inputs = inputs
         self.task_id, self.type, self.queue = task.id, task.type, task.queue
-        self.attempt = task.attempt
+        self.attempt = task.failures + 1
         default = spec.max_retries if spec is not None else 0
         self.max_retries = task.max_retries if task.max_retries is not None else default
         self.deadline = deadline
