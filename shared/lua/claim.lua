@@ -46,7 +46,7 @@ end
 local counts = {}   -- counts[qi][type .. ':' .. event] = n, flushed as one HINCRBY each
 for qi = 1, nq do counts[qi] = {} end
 local fields = {}   -- type -> event -> 'type:event' (built once per call, not per task)
-local function tally(qi, ttype, event)
+local function tally(qi, ttype, event, n)
   local by_event = fields[ttype]
   if not by_event then
     by_event = {}
@@ -58,7 +58,7 @@ local function tally(qi, ttype, event)
     by_event[event] = f
   end
   local c = counts[qi]
-  c[f] = (c[f] or 0) + 1
+  c[f] = (c[f] or 0) + (n or 1)
 end
 
 -- settle ------------------------------------------------------------------------------
@@ -155,6 +155,7 @@ for qi, g in pairs(groups) do
     -- clients waiting for a result (client.wait): usually none, then one O(1) call
     local waiting = {}
     if rcall('HLEN', q.waiters) > 0 then waiting = rcall('HMGET', q.waiters, unpack(ok)) end
+    local by_type = {}   -- type -> acks (counted here, tallied once per type)
     for i, id in ipairs(ok) do
       local k = ok_at[i]
       local at = ack0 + k * 6
@@ -162,8 +163,10 @@ for qi, g in pairs(groups) do
         rcall('SET', KEYS[rkey0 + k], records[i] or ARGV[at + 5], 'PX', result_px)
       end
       if waiting[i] then notify(q, id, 'succeeded') end
-      tally(qi, ARGV[at + 3], 'succeeded')
+      local ttype = ARGV[at + 3]
+      by_type[ttype] = (by_type[ttype] or 0) + 1
     end
+    for ttype, c in pairs(by_type) do tally(qi, ttype, 'succeeded', c) end
     -- workflow members (the worker says which): their downstream members hear of the
     -- result in this same call, so no crash can lose or double that step
     if #members > 0 then
@@ -386,7 +389,7 @@ for qi = 1, nq do
           unpop(from)
           return redis.error_reply(bodies.err)
         end
-        local good, runs = {}, {}
+        local good, runs, by_type = {}, {}, {}   -- (by_type: starts, tallied once per type)
         local base = rcall('INCR', q.seq) .. '.'
         for i, id in ipairs(ids) do
           local body = bodies[i]
@@ -413,9 +416,10 @@ for qi = 1, nq do
             claimed[c + 3] = token
             claimed[c + 4] = body
             claimed[c + 5] = 0   -- failures, filled in below
-            tally(qi, ttype, 'started')
+            by_type[ttype] = (by_type[ttype] or 0) + 1
           end
         end
+        for ttype, c in pairs(by_type) do tally(qi, ttype, 'started', c) end
         if #good > 0 then
           rcall('RPUSH', P[qi], unpack(good))
           rcall('HSET', q.run, unpack(runs))
