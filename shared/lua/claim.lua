@@ -361,90 +361,96 @@ local buried = 0      -- malformed entries moved to the dead letters by this cal
 local set_aside = 0   -- limited tasks deferred or held by this call
 local left = false    -- a ready list this call did not drain (another worker may take it)
 local paused = {}
-for qi = 1, nq do
+-- Claim from queue qi until the batch is full, the queue is empty or the burial cap is
+-- reached; returns an error reply to end the script with (a corrupt tasks hash).
+local function claim_from(qi)
   local q = Q[qi]
   local queue = names[qi]
-  if n >= max_tasks then
-    -- Full before this queue: only leave a token where work is ready (another worker may
-    -- take it). No flow state or promotion unless needed: the claim that starts here (claims
-    -- rotate their first queue) or the master's promoter promotes.
-    if rcall('EXISTS', unpack(q.ready)) > 0 and rcall('HGET', q.flow, 'paused') ~= '1' then
+  local is_paused, limits = flow_of(q)
+  paused[qi] = is_paused
+  local leased_now, held_now = {}, {}   -- types of concurrency limits: leased / held here
+  if not is_paused then
+    promote(q, queue, now, promote_limit)
+    -- Malformed entries do not count against max_tasks: pop on until enough good tasks (or
+    -- the queue is empty), but bury (or set aside) at most MAX_BURY per call so one call
+    -- stays short.
+    while n < max_tasks and buried + set_aside < MAX_BURY do
+      local ids, from = pop(q, max_tasks - n)
+      if #ids == 0 then break end
+      local bodies = redis.pcall('HMGET', q.tasks, unpack(ids))
+      if bodies.err then
+        unpop(from)
+        return redis.error_reply(bodies.err)
+      end
+      local good, runs, by_type = {}, {}, {}   -- (by_type: starts, tallied once per type)
+      local base = rcall('INCR', q.seq) .. '.'
+      for i, id in ipairs(ids) do
+        local body = bodies[i]
+        local ttype = body and body_type(body, queue)
+        local verdict, lease = 'run', false
+        if ttype and limits and limits[ttype] then
+          verdict, lease = admit(q, ttype, limits[ttype], id, body, now, leased_now)
+          if verdict == 'held' then held_now[ttype] = limits[ttype] end
+        end
+        if not ttype then
+          bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
+          buried = buried + 1
+        elseif verdict ~= 'run' then
+          set_aside = set_aside + 1
+          tally(qi, ttype, 'throttled')
+        else
+          local token = base .. int(i)
+          good[#good + 1] = id
+          runs[#runs + 1] = id
+          runs[#runs + 1] = mine .. token .. started .. (lease and '|c' or '')
+          local c = #claimed
+          claimed[c + 1] = qi
+          claimed[c + 2] = id
+          claimed[c + 3] = token
+          claimed[c + 4] = body
+          claimed[c + 5] = 0   -- failures, filled in below
+          by_type[ttype] = (by_type[ttype] or 0) + 1
+        end
+      end
+      for ttype, c in pairs(by_type) do tally(qi, ttype, 'started', c) end
+      if #good > 0 then
+        rcall('RPUSH', P[qi], unpack(good))
+        rcall('HSET', q.run, unpack(runs))
+        -- failed attempts so far: usually there are none in the whole queue (one O(1) call)
+        if rcall('HLEN', q.fails) > 0 then
+          local fails = rcall('HMGET', q.fails, unpack(good))
+          local first = #claimed - 5 * #good
+          for i = 1, #good do
+            if fails[i] then claimed[first + 5 * i] = tonumber(fails[i]) or 0 end
+          end
+        end
+        n = n + #good
+      end
+    end
+    -- Tasks held by this call while leases are free (a claim takes only a share, see admit):
+    -- back to the front of the queue for the other workers.
+    for ttype, lim in pairs(held_now) do refill(q, queue, ttype, tonumber(lim.c)) end
+    -- A worker may have been woken by this queue's token while claiming from an earlier
+    -- queue, or took only part of what is ready: leave a token so another worker wakes.
+    if (n >= max_tasks or buried + set_aside >= MAX_BURY)
+        and rcall('EXISTS', unpack(q.ready)) > 0 then
       wake(q)
       left = true
     end
-  else
-    local is_paused, limits = flow_of(q)
-    paused[qi] = is_paused
-    local leased_now, held_now = {}, {}   -- types of concurrency limits: leased / held here
-    if not is_paused then
-      promote(q, queue, now, promote_limit)
-      -- Malformed entries do not count against max_tasks: pop on until enough good tasks (or
-      -- the queue is empty), but bury (or set aside) at most MAX_BURY per call so one call
-      -- stays short.
-      while n < max_tasks and buried + set_aside < MAX_BURY do
-        local ids, from = pop(q, max_tasks - n)
-        if #ids == 0 then break end
-        local bodies = redis.pcall('HMGET', q.tasks, unpack(ids))
-        if bodies.err then
-          unpop(from)
-          return redis.error_reply(bodies.err)
-        end
-        local good, runs, by_type = {}, {}, {}   -- (by_type: starts, tallied once per type)
-        local base = rcall('INCR', q.seq) .. '.'
-        for i, id in ipairs(ids) do
-          local body = bodies[i]
-          local ttype = body and body_type(body, queue)
-          local verdict, lease = 'run', false
-          if ttype and limits and limits[ttype] then
-            verdict, lease = admit(q, ttype, limits[ttype], id, body, now, leased_now)
-            if verdict == 'held' then held_now[ttype] = limits[ttype] end
-          end
-          if not ttype then
-            bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
-            buried = buried + 1
-          elseif verdict ~= 'run' then
-            set_aside = set_aside + 1
-            tally(qi, ttype, 'throttled')
-          else
-            local token = base .. int(i)
-            good[#good + 1] = id
-            runs[#runs + 1] = id
-            runs[#runs + 1] = mine .. token .. started .. (lease and '|c' or '')
-            local c = #claimed
-            claimed[c + 1] = qi
-            claimed[c + 2] = id
-            claimed[c + 3] = token
-            claimed[c + 4] = body
-            claimed[c + 5] = 0   -- failures, filled in below
-            by_type[ttype] = (by_type[ttype] or 0) + 1
-          end
-        end
-        for ttype, c in pairs(by_type) do tally(qi, ttype, 'started', c) end
-        if #good > 0 then
-          rcall('RPUSH', P[qi], unpack(good))
-          rcall('HSET', q.run, unpack(runs))
-          -- failed attempts so far: usually there are none in the whole queue (one O(1) call)
-          if rcall('HLEN', q.fails) > 0 then
-            local fails = rcall('HMGET', q.fails, unpack(good))
-            local first = #claimed - 5 * #good
-            for i = 1, #good do
-              if fails[i] then claimed[first + 5 * i] = tonumber(fails[i]) or 0 end
-            end
-          end
-          n = n + #good
-        end
-      end
-      -- Tasks held by this call while leases are free (a claim takes only a share, see admit):
-      -- back to the front of the queue for the other workers.
-      for ttype, lim in pairs(held_now) do refill(q, queue, ttype, tonumber(lim.c)) end
-      -- A worker may have been woken by this queue's token while claiming from an earlier
-      -- queue, or took only part of what is ready: leave a token so another worker wakes.
-      if (n >= max_tasks or buried + set_aside >= MAX_BURY)
-          and rcall('EXISTS', unpack(q.ready)) > 0 then
-        wake(q)
-        left = true
-      end
-    end
+  end
+end
+
+for qi = 1, nq do
+  if n < max_tasks then
+    local err = claim_from(qi)
+    if err then return err end
+  elseif rcall('EXISTS', unpack(Q[qi].ready)) > 0
+      and rcall('HGET', Q[qi].flow, 'paused') ~= '1' then
+    -- Full before this queue: only leave a token where work is ready (another worker may
+    -- take it). No flow state or promotion: the claim that starts here (claims rotate
+    -- their first queue) or the master's promoter promotes.
+    wake(Q[qi])
+    left = true
   end
 end
 

@@ -39,20 +39,25 @@ local function wrong(key, want)
   local t = rcall('TYPE', key)['ok']
   if t ~= 'none' and t ~= want then return key .. ' is a ' .. t .. ', not a ' .. want end
 end
--- One ready task (enqueue one at a time, the usual call) writes its body, then pushes its
--- id: a refused push takes the body back, so it needs no look at the key types first.
+-- One ready task (enqueue one at a time, the usual call; ARGV[7] is its unique-lock ttl)
+-- writes its body, then pushes its id: a refused push takes the body back, so it needs no
+-- look at the key types first.
 local single = n == 1 and not delayed and ARGV[7] == ''
 if not single then
   local bad = wrong(tasks, 'hash') or (delayed and wrong(sched, 'zset'))
   for k = 6, lock - 1 do bad = bad or wrong(KEYS[k], 'list') end
   if bad then return redis.error_reply('TQBROKEN ' .. bad) end
 end
-local function refused(reply, key, want)   -- (single: a write refused, nothing else done)
+-- A write of the body or the id: its reply, or nil and the error reply to end with (single:
+-- a refusal is explained here, TQBROKEN naming the key, any other, such as OOM, as it is).
+local function write(cmd, key, want, ...)
+  if not single then return rcall(cmd, key, ...) end
+  local reply = redis.pcall(cmd, key, ...)
   if type(reply) == 'table' and reply.err then
     local bad = wrong(key, want)
-    if bad then return redis.error_reply('TQBROKEN ' .. bad) end
-    return reply   -- another refusal (OOM...): the caller gets it as it is
+    return nil, bad and redis.error_reply('TQBROKEN ' .. bad) or reply
   end
+  return reply
 end
 if delayed then
   now = now_ms()
@@ -71,13 +76,10 @@ for i = 0, n - 1 do
     lock = lock + 1
     holder = rcall('GET', lock_key)
   end
-  local stored
-  if single then
-    stored = redis.pcall('HSETNX', tasks, id, body)
-    local err = refused(stored, tasks, 'hash')
+  local stored, err
+  if not holder then
+    stored, err = write('HSETNX', tasks, 'hash', id, body)
     if err then return err end
-  elseif not holder then
-    stored = rcall('HSETNX', tasks, id, body)
   end
   if holder then
     out[#out + 1] = holder
@@ -100,15 +102,10 @@ for i = 0, n - 1 do
       -- gets them a token. One that was not has its token already, or a worker that will
       -- claim it (claim.lua leaves a token when it takes only part of what is ready).
       local len
-      if single then
-        len = redis.pcall('RPUSH', ready, id)
-        local err = refused(len, ready, 'list')
-        if err then
-          rcall('HDEL', tasks, id)
-          return err
-        end
-      else
-        len = rcall('RPUSH', ready, id)
+      len, err = write('RPUSH', ready, 'list', id)
+      if err then
+        rcall('HDEL', tasks, id)   -- (single: the body just written)
+        return err
       end
       if len == 1 then pushed = true end
     end
