@@ -21,8 +21,8 @@ import redis
 from _common import RedisServer, print_table, rate, redis_cpu
 
 import tq
-from tq.broker import Ack, Broker, result_record
-from tq.connection import Link
+from tq.store.broker import Ack, Broker, result_record
+from tq.store.link import Link
 
 PAYLOAD = {"to": "user123@example.com", "subject": "Welcome"}
 PAYLOAD_JSON = json.dumps(PAYLOAD, separators=(",", ":"))

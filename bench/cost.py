@@ -101,7 +101,7 @@ def _prepare(case: str, k: int, url: str, port: int) -> Callable[[], None]:
     import redis
 
     import tq
-    from tq.connection import connect
+    from tq.store.connection import connect
 
     raw = redis.Redis(port=port, protocol=2)
     if case in ("tq-noop", "tq-incr"):

@@ -25,8 +25,8 @@ from pathlib import Path
 from _common import RedisServer, print_table
 
 import tq
-from tq.broker import Broker
-from tq.history import History
+from tq.store.broker import Broker
+from tq.store.history import History
 from tq.tally import Tally
 
 ROOT = Path(__file__).resolve().parent.parent

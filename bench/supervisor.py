@@ -24,7 +24,7 @@ import psutil
 from _common import RedisServer, print_table, rate
 
 import tq
-from tq.connection import connect
+from tq.store.connection import connect
 
 HERE = Path(__file__).resolve().parent
 TQ_MASTER = str(Path(sys.executable).with_name("tq-master"))

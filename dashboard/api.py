@@ -7,7 +7,7 @@ from typing import Any
 
 from tq.cli.status import periodic_view
 from tq.client import Client
-from tq.history import History, _tally_of
+from tq.store.history import History, _tally_of
 from tq.tally import Histogram
 from tq.task import Task
 

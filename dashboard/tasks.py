@@ -26,7 +26,7 @@ from typing import Any
 
 from tq.client import Client, _info
 from tq.ids import created_ms
-from tq.keys import PRIORITY_LEVELS
+from tq.store.keys import PRIORITY_LEVELS
 from tq.task import TaskInfo
 
 STATES = ("scheduled", "ready", "running", "dead", "finished")

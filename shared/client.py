@@ -17,9 +17,7 @@ from typing import Any, NoReturn
 
 import redis
 
-from .broker import DEFAULT_RESULT_TTL, Broker
 from .config import protect_settings, replica_acks_setting
-from .connection import translated, translation
 from .errors import (
     ConfigError,
     PayloadError,
@@ -31,8 +29,6 @@ from .errors import (
 )
 from .handlers import REGISTRY
 from .ids import created_ms, new_id
-from .integrity import RepairReport, read_marks, repair
-from .keys import PRIORITY_LEVELS
 from .limits import Limits, declared, key_value
 from .protect import (
     KeyRing,
@@ -48,7 +44,11 @@ from .protect import (
     reveal,
     seal_body,
 )
-from .scripts import SCRIPTS
+from .store.broker import DEFAULT_RESULT_TTL, Broker
+from .store.connection import translated, translation
+from .store.integrity import RepairReport, read_marks, repair
+from .store.keys import PRIORITY_LEVELS
+from .store.scripts import SCRIPTS
 from .task import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     MAX_PAYLOAD_BYTES,
@@ -755,7 +755,7 @@ class Client:
 
     def repair_queue(self, queue: str) -> RepairReport:
         """Bring a broken queue back: corrupt keys moved aside, the queue re-indexed from its
-        task bodies, its broken mark cleared (see tq.integrity). Safe on a healthy queue."""
+        task bodies, its broken mark cleared (see tq.store.integrity). Safe on a healthy queue."""
         validate_name("queue", queue)
         with translated(self.url):
             return repair(self.broker, queue)

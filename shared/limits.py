@@ -3,7 +3,7 @@
 A limit belongs to a task type (inside its queue). Handlers declare them
 (`@tq.handler("email", rate_limit="100/s", burst=10, rate_key="tenant", concurrency=5)`) and
 workers publish them when they start; operators override them (`tq limits set email 50/s`),
-and an override wins until it is cleared. The claim script (lua/claim.lua) reads the effective
+and an override wins until it is cleared. The claim script (store/lua/claim.lua) reads the effective
 limits of a queue from one field of its `flow` hash:
 
 - **Rate** uses GCRA (the generic cell rate algorithm, the leaky bucket as a meter): one

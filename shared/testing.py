@@ -293,7 +293,7 @@ class Worker:
 
     def __init__(self, client: Any, queues: Sequence[str] | None = None,
                  worker_id: str = "test-worker") -> None:
-        from .broker import Broker
+        from .store.broker import Broker
         from .worker.runner import Runner
 
         self.client = client
@@ -305,7 +305,7 @@ class Worker:
     def run_until_empty(self, max_tasks: int = 10_000) -> int:
         """Claim and run until nothing is ready (scheduled tasks are not waited for);
         returns how many ran."""
-        from .broker import Ack
+        from .store.broker import Ack
         from .worker.runner import Failure
 
         self.broker.register_queues(self.queues)

@@ -13,7 +13,7 @@ as its ack, so no crash can lose or double a downstream step):
 
 - Every member is an ordinary task in its own queue. One without upstream members is ready at
   once; the others wait, their bodies stored, with a count of upstream members still to finish
-  ("d:ID" in the queue's `wf` hash, see shared/keys.py).
+  ("d:ID" in the queue's `wf` hash, see shared/store/keys.py).
 - The ack of a member (claim.lua), its dead-lettering (fail.lua, requeue.lua) or its
   cancellation hands its outcome to each downstream member in the same script: the result
   record is stored as that member's input ("i:ID:K", K its place among the upstream members),

@@ -18,8 +18,8 @@ import signal
 import time
 from collections.abc import Iterable
 
-from tq.broker import Broker
 from tq.channel import BUSY
+from tq.store.broker import Broker
 
 from .children import Child
 

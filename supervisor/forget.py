@@ -20,9 +20,9 @@ from typing import Any
 
 import redis
 
-from tq.broker import Broker
 from tq.client import Client
-from tq.scripts import SCRIPTS
+from tq.store.broker import Broker
+from tq.store.scripts import SCRIPTS
 
 log = logging.getLogger("tq.master")
 

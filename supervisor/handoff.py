@@ -20,8 +20,8 @@ from typing import Any
 
 import redis
 
-from tq.broker import Broker
-from tq.scripts import SCRIPTS
+from tq.store.broker import Broker
+from tq.store.scripts import SCRIPTS
 
 log = logging.getLogger("tq.master")
 

@@ -27,16 +27,16 @@ import redis
 from setproctitle import setproctitle
 
 from tq import exitcodes, logs
-from tq.broker import Broker
+from tq.app import import_app
 from tq.channel import BUSY, IDLE, RECONNECTING, STARTING
 from tq.config import Config, load, protect_settings
-from tq.connection import OUTAGE
-from tq.embedded import ENV_HOME
 from tq.errors import ConfigError, TQError
 from tq.ids import new_id
 from tq.periodic import Periodic, Scheduler
+from tq.store.broker import Broker
+from tq.store.embedded import ENV_HOME
+from tq.store.link import OUTAGE
 from tq.tally import Tally
-from tq.worker.child import import_app
 
 from . import report
 from .cancels import Cancels

@@ -35,10 +35,10 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from tq import __version__
-from tq.broker import Broker
 from tq.client import Client
 from tq.config import split_bind
 from tq.errors import ConfigError, TQError
+from tq.store.broker import Broker
 from tq.tally import BUCKETS, Histogram, Tally
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from typing import Any
 
 import psutil
 
-from tq.broker import Broker, RequeueReport
-from tq.connection import OUTAGE
 from tq.identity import same_host
+from tq.store.broker import Broker, RequeueReport
+from tq.store.link import OUTAGE
 
 log = logging.getLogger("tq.master")
 

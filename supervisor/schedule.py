@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import redis
 from redis.connection import AbstractConnection
 
-from tq.broker import Broker
-from tq.connection import OUTAGE, dedicated
+from tq.store.broker import Broker
+from tq.store.link import OUTAGE, dedicated
 
 log = logging.getLogger("tq.master")
 

@@ -7,9 +7,9 @@ import logging
 import time
 from typing import Any
 
-from tq.broker import Broker
 from tq.config import Config
-from tq.history import History
+from tq.store.broker import Broker
+from tq.store.history import History
 from tq.tally import Tally
 
 from .metrics import Metrics

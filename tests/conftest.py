@@ -16,10 +16,24 @@ from redis_server import RedisServer
 CLUSTER = "cluster"
 
 
+TIERS = ("unit", "redis", "processes", "cluster", "browser", "faults")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "cluster_too: runs on the standalone Redis and again on a Redis Cluster "
         "(3 primaries + 3 replicas), through the redis_url fixture")
+    for tier in TIERS[:-1]:
+        config.addinivalue_line("markers", f"{tier}: a test of tests/{tier}/ (its tier)")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its tier's marker (its folder), so `-m` selects tiers."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in TIERS:
+            if tier in parts[-3:-1]:
+                item.add_marker(tier)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -52,7 +66,7 @@ def _tq_home(tmp_path_factory: pytest.TempPathFactory):
     old = os.environ.get("TQ_HOME")
     os.environ["TQ_HOME"] = str(home)
     yield home
-    from tq.embedded import EmbeddedRedis
+    from tq.store.embedded import EmbeddedRedis
 
     EmbeddedRedis(home).stop()
     if old is None:
@@ -113,7 +127,7 @@ def client(redis_url: str):
 
 @pytest.fixture
 def broker(redis_url: str):
-    from tq.broker import Broker
+    from tq.store.broker import Broker
 
     b = Broker(redis_url)
     yield b
@@ -179,7 +193,7 @@ def any_client(any_redis_url: str):
 
 @pytest.fixture
 def any_broker(any_redis_url: str):
-    from tq.broker import Broker
+    from tq.store.broker import Broker
 
     b = Broker(any_redis_url)
     yield b
@@ -206,8 +220,8 @@ def masters(redis_url: str, tmp_path: Path):
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """An empty state folder as TQ_HOME, no Redis URL configured; its server stopped after."""
-    from tq import connection
-    from tq.embedded import EmbeddedRedis
+    from tq.store import connection
+    from tq.store.embedded import EmbeddedRedis
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TQ_REDIS_URL", raising=False)

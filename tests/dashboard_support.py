@@ -1,4 +1,5 @@
-"""The dashboard as a real process (`tq dashboard`), for the dashboard's tests."""
+"""The dashboard as a real process (`tq dashboard`), and dead letters to show, for the
+dashboard's tests."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import traceback
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from master_proc import eventually
 from redis_server import free_port
+
+import tq
+from tq.store.broker import Broker
 
 ROOT = Path(__file__).resolve().parent.parent
 TQ = str(Path(sys.executable).with_name("tq"))
@@ -58,3 +63,16 @@ class DashboardProcess:
         if self.proc.stdout:
             self.proc.stdout.close()
         return self.proc.returncode
+
+
+def make_dead(broker: Broker, client: tq.Client, n: int = 1, queue: str = "email",
+              message: str = "smtp refused") -> list[str]:
+    """Enqueue n tasks and fail each for good, as a worker would."""
+    ids = [client.enqueue("send", {"n": i}, queue=queue, max_retries=0) for i in range(n)]
+    for _ in ids:
+        (task,) = broker.fetch("w-test", [queue], 1)
+        try:
+            raise ConnectionRefusedError(message)
+        except ConnectionRefusedError as exc:
+            broker.fail("w-test", task, str(exc), traceback=traceback.format_exc())
+    return ids

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import redis
 
-from tq.embedded import candidates
-from tq.embedded import redis_binary as newest_binary
+from tq.store.embedded import candidates
+from tq.store.embedded import redis_binary as newest_binary
 
 
 def redis_binary(prefer: str = "newest") -> str:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import importlib
 import logging
 import os
 import random
 import signal
 import sys
 import time
-import traceback
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -26,14 +24,15 @@ from typing import Any, NoReturn
 import redis
 
 from tq import exitcodes, logs
-from tq.broker import Ack, Broker, ClaimResult
+from tq.app import handler_queues, import_app
 from tq.channel import BUSY, IDLE, RECONNECTING, STOPPING, PipeWriter, Slot
 from tq.config import Config, protect_settings
-from tq.connection import OUTAGE
 from tq.handlers import REGISTRY
 from tq.identity import host_id
 from tq.limits import merge
 from tq.periodic import PERIODIC
+from tq.store.broker import Ack, Broker, ClaimResult
+from tq.store.link import OUTAGE
 from tq.tally import Tally
 from tq.task import Task
 
@@ -85,20 +84,6 @@ def main(spec: ChildSpec) -> NoReturn:
     finally:
         flush_logs()
     os._exit(code)
-
-
-def import_app(modules: list[str] | None) -> str | None:
-    """Import the handler modules; the formatted error if one fails."""
-    for name in modules or ():
-        try:
-            importlib.import_module(name)
-        except BaseException:
-            return f"cannot import handler module {name!r}:\n{traceback.format_exc()}"
-    return None
-
-
-def handler_queues() -> list[str]:
-    return list(dict.fromkeys(spec.queue for spec in REGISTRY.values()))
 
 
 class Child:

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tq import hooks
-from tq.broker import Ack, Broker, FailOutcome, result_record
-from tq.connection import connect
 from tq.errors import Cancelled, PermanentError, Retry
 from tq.handlers import DEFAULT_BACKOFF, REGISTRY, HandlerSpec
 from tq.ids import created_ms
@@ -30,6 +28,8 @@ from tq.protect import (
     progress_aad,
     result_aad,
 )
+from tq.store.broker import Ack, Broker, FailOutcome, result_record
+from tq.store.connection import connect
 from tq.task import DEFAULT_MAX_RETRIES, Task, validate_progress
 
 if TYPE_CHECKING:

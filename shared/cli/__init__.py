@@ -19,8 +19,8 @@ import redis
 
 from .. import exitcodes
 from ..config import load
-from ..embedded import ENV_HOME
 from ..errors import ConfigError, TQError
+from ..store.embedded import ENV_HOME
 from .common import JSON_META, configure_logging
 from .output import echo_json
 
@@ -105,7 +105,7 @@ def cli(ctx: click.Context, redis_url: str | None, home: str | None, namespace: 
         config_file: str | None, quiet: bool, verbose: bool) -> None:
     """Operate tq: queues, tasks, workers and dead letters."""
     configure_logging(-1 if quiet else 1 if verbose else 0)
-    if home:   # tq.embedded reads it from the environment, like every tq process
+    if home:   # tq.store.embedded reads it from the environment, like every tq process
         os.environ[ENV_HOME] = home
     try:
         cfg = load({"redis_url": redis_url, "namespace": namespace}, config_file=config_file)

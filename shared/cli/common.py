@@ -12,7 +12,7 @@ import click
 
 from ..client import Client
 from ..config import load, protect_settings
-from ..connection import resolve_url
+from ..store.connection import resolve_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,5 +94,5 @@ def configure_logging(verbosity: int) -> None:
     level = {-1: logging.WARNING, 0: logging.WARNING, 1: logging.DEBUG}[max(-1, min(verbosity, 1))]
     logger.setLevel(level)
     # The one INFO line a command shows by default: which Redis it talks to.
-    logging.getLogger("tq.connection").setLevel(
+    logging.getLogger("tq.store.connection").setLevel(
         logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO)

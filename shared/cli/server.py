@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ..embedded import EmbeddedRedis, display_path, home_origin
+from ..store.embedded import EmbeddedRedis, display_path, home_origin
 from . import output as out
 from .common import json_option
 

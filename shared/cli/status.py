@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from ..client import Client
-from ..history import History
 from ..ids import created_ms
+from ..store.history import History
 from ..task import validate_name
 from . import output as out
 from .common import BadInput, json_option, open_client

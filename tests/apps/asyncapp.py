@@ -1,4 +1,4 @@
-"""An async def handler run by a real tq-master (tests/test_async_handlers.py)."""
+"""An async def handler run by a real tq-master (tests/processes/test_async_handlers.py)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ def resize(payload, ctx):
 
 @tq.handler("nap", timeout=1)
 async def nap(payload, ctx):
-    """Many at once in one child with --async-concurrency (tests/test_async_handlers.py)."""
+    """Many at once in one child with --async-concurrency
+    (tests/processes/test_async_handlers.py)."""
     import time
 
     t0 = time.time()

@@ -1,5 +1,5 @@
-"""A periodic task every second (tests/test_periodic.py); each run recorded on the Redis under
-test with its tick."""
+"""A periodic task every second (tests/processes/test_periodic.py); each run recorded on the Redis
+under test with its tick."""
 
 from __future__ import annotations
 

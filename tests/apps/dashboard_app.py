@@ -8,7 +8,7 @@ import time
 import redis
 
 import tq
-from tq.connection import connect
+from tq.store.connection import connect
 
 _conn: redis.Redis | None = None
 _pid = 0

@@ -1,5 +1,5 @@
-"""Handlers with flow control (tests/test_flow.py and the fault suite's fleet tests). Every run
-is recorded with its start and end time: on the recorder (TQ_TEST_RECORDER_URL, a second
+"""Handlers with flow control (tests/redis/test_flow.py and the fault suite's fleet tests). Every
+run is recorded with its start and end time: on the recorder (TQ_TEST_RECORDER_URL, a second
 redis-server) when there is one, else on the Redis under test."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import time
 import redis
 
 import tq
-from tq.connection import connect
+from tq.store.connection import connect
 
 _conn = None
 _pid = 0

@@ -1,5 +1,5 @@
-"""Handlers for tests/test_protect.py: each run recorded on the Redis under test (so a test can
-tell that a refused task never ran), results and errors that echo the payload."""
+"""Handlers for tests/processes/test_protect.py: each run recorded on the Redis under test (so a
+test can tell that a refused task never ran), results and errors that echo the payload."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Handlers for the workflow and cancellation tests (tests/test_workflow.py,
+"""Handlers for the workflow and cancellation tests (tests/redis/test_workflow.py,
 tests/faults/test_workflow_faults.py). Runs of wf.num and wf.collect are recorded on the
 fault suite's recorder (TQ_TEST_RECORDER_URL, a second redis-server) when it is set: "id|pid"
 in runs:started when a run starts and runs:finished when it returns."""

@@ -16,7 +16,7 @@ import pytest
 from faultkit import jobs, wait_all
 from master_proc import eventually
 
-from tq.broker import Broker
+from tq.store.broker import Broker
 from tq.task import encode_body
 
 

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from master_proc import eventually
 
 import tq
-from tq.broker import Broker
 from tq.cli import cli as tq_cli
 from tq.config import SETTINGS, load
 from tq.errors import ConfigError
+from tq.store.broker import Broker
 from tq.task import MAX_PAYLOAD_DEPTH, Task
 
 SLOW = settings(max_examples=60, deadline=None,

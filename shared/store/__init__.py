@@ -1,0 +1,15 @@
+"""tq.store: the only code that talks to Redis — URLs, connections, cluster routing, key names,
+the Lua scripts, and the typed operations built on them (broker, registry, history, integrity).
+
+    urls.py        which deployment a URL names; redaction for logs
+    link.py        the hot path's per-thread connection; what counts as an outage
+    cluster.py     Redis Cluster: the client and slot routing of the hot path
+    connection.py  which Redis to use (URL precedence), connect(), errors translated
+    embedded.py    the embedded redis-server of the state folder
+    keys.py        every key name
+    scripts.py     the Lua scripts of lua/, loaded once and called by name
+    broker.py      the queue operations of workers and masters (claim, ack, fail, requeue...)
+    registry.py    live masters and workers
+    history.py     the throughput and latency history
+    integrity.py   corrupt keys: diagnosis, quarantine, repair
+"""
