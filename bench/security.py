@@ -20,7 +20,7 @@ from _common import RedisServer, print_table, rate
 
 import tq
 from supervisor import Master, wait_succeeded
-from tq.protect import KeyRing, new_key
+from tq.keyring import KeyRing, new_key
 
 PAYLOAD = {"to": "user123@example.com", "subject": "Welcome", "template": "welcome-v2",
            "user_id": 123456}

@@ -1,10 +1,10 @@
-"""`tq keys new|rotate`: payload protection keys (tq.protect, docs/security.md)."""
+"""`tq keys new|rotate`: payload protection keys (tq.keyring, docs/security.md)."""
 
 from __future__ import annotations
 
 import click
 
-from ..protect import new_key
+from ..keyring import new_key
 from . import output as out
 from .common import json_option, open_client
 

@@ -16,7 +16,7 @@ from master_proc import eventually
 
 import tq
 from tq.errors import ConfigError
-from tq.protect import KeyRing, Rejected, new_key
+from tq.keyring import KeyRing, Rejected, new_key
 
 SECRET = "carol.secret-4711@example.com"   # what must never be readable in Redis
 TQ = str(Path(sys.executable).with_name("tq"))

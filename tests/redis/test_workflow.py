@@ -202,7 +202,7 @@ def test_cancel_a_running_task(client, masters, rconn):
 
 def test_a_workflow_with_encrypted_payloads_and_results(redis_url):
     from tq.handlers import REGISTRY
-    from tq.protect import new_key
+    from tq.keyring import new_key
     from tq.testing import Worker
 
     @tq.handler("wf-secret")

@@ -19,8 +19,9 @@ from tq.client import _info
 from tq.config import load
 from tq.errors import ConfigError
 from tq.handlers import REGISTRY, handler
+from tq.keyring import KeyRing, Rejected, new_key
 from tq.limits import parse_table
-from tq.protect import KeyRing, Rejected, new_key, open_payload, seal_body
+from tq.protect import open_payload, seal_body
 from tq.store.broker import Broker
 from tq.task import Task, encode_body
 from tq.worker.runner import Failure, Runner
