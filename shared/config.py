@@ -1,256 +1,28 @@
-"""Settings of tq-master and the tq CLI: each declared once, loaded in one place.
+"""Loading the settings (declared in tq.settings) into one validated Config.
 
 Precedence, lowest first: defaults < config file (TOML) < environment (TQ_<NAME>) < flags.
 The config file is --config / TQ_CONFIG, else ./tq.toml when it exists. Its keys are the
-setting names below (top level, or under a [tq] table).
+setting names (top level, or under a [tq] table).
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import socket
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .task import MAX_SECONDS, validate_name
+from .settings import BY_NAME, ENV_PREFIX, SETTINGS, split_bind
 
-ENV_PREFIX = "TQ_"
+# what callers import from here: the table is tq.settings', re-exported so that tq.config
+# stays the one door to the settings
+__all__ = ["BY_NAME", "SETTINGS", "Config", "config_path", "load", "protect_settings",
+           "read_file", "replica_acks_setting", "split_bind"]
+
 DEFAULT_CONFIG_FILE = "tq.toml"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def _int_range(lo: int, hi: int) -> Callable[[Any], int]:
-    def parse(v: Any) -> int:
-        try:
-            if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
-                raise ValueError
-            n = int(v)
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"must be an integer from {lo} to {hi}, not {v!r}") from None
-        if not lo <= n <= hi:
-            raise ValueError(f"must be an integer from {lo} to {hi}, not {v!r}")
-        return n
-    return parse
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def _float_range(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], float]:
-    low = f"above {_num(lo)}" if lo_open else f"from {_num(lo)}"
-
-    def parse(v: Any) -> float:
-        try:
-            x = float("nan") if isinstance(v, bool) else float(v)
-        except (TypeError, ValueError, OverflowError):
-            x = float("nan")
-        if not (math.isfinite(x) and (x > lo if lo_open else x >= lo) and x <= hi):
-            raise ValueError(f"must be a finite number {low} to {_num(hi)}, not {v!r}")
-        return x
-    return parse
-
-
-def _names(kind: str) -> Callable[[Any], list[str]]:
-    def parse(v: Any) -> list[str]:
-        items = v.split(",") if isinstance(v, str) else list(v)
-        out = [str(i).strip() for i in items if str(i).strip()]
-        if not out:
-            raise ValueError(f"needs at least one {kind}")
-        return out
-    return parse
-
-
-class QueueList(list[str]):
-    """Queue names in the order given, with their weights (1 unless NAME:WEIGHT said)."""
-
-    weights: dict[str, int]
-
-
-MAX_WEIGHT = 1000
-
-
-def _queues(v: Any) -> QueueList:
-    """"email:5,report:1" (or a TOML list of such strings) -> names and weights."""
-    items = v.split(",") if isinstance(v, str) else list(v)
-    out = QueueList()
-    out.weights = {}
-    for item in items:
-        text = str(item).strip()
-        if not text:
-            continue
-        name, sep, weight = text.partition(":")
-        name = name.strip()
-        validate_name("queue", name)
-        w = 1
-        if sep:
-            w_text = weight.strip()
-            if not w_text.isdigit() or not 1 <= int(w_text) <= MAX_WEIGHT:
-                raise ValueError(f"weight of queue {name!r} must be an integer from 1 to "
-                                 f"{MAX_WEIGHT}, not {weight.strip()!r}")
-            w = int(w_text)
-        if name in out.weights:
-            raise ValueError(f"queue {name!r} is listed twice")
-        out.append(name)
-        out.weights[name] = w
-    if not out:
-        raise ValueError("needs at least one queue")
-    return out
-
-
-def _limits(v: Any) -> dict[str, Any]:
-    from .limits import parse_table
-
-    return parse_table(v)
-
-
-def _periodic(v: Any) -> list[Any]:
-    from .periodic import from_config
-
-    try:
-        return from_config(v)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"is not JSON: {exc}") from None
-
-
-def _bool(v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    s = str(v).strip().lower()
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("must be true or false")
-
-
-def _choice(*choices: str, upper: bool = False) -> Callable[[Any], str]:
-    def parse(v: Any) -> str:
-        s = str(v).upper() if upper else str(v).lower()
-        if s not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return s
-    return parse
-
-
-def _bind(v: Any) -> str:
-    s = str(v)
-    host, sep, port = s.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"must be HOST:PORT with a port from 1 to 65535, e.g. "
-                         f"127.0.0.1:9808, not {s!r}")
-    if host:
-        try:   # an unknown host is a setting error now, not a traceback when the master binds
-            socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            raise ValueError(f"cannot resolve host {host!r} of {s!r}: "
-                             f"{getattr(exc, 'strerror', None) or exc}") from None
-    return s if host else f"127.0.0.1:{port}"
-
-
-def split_bind(bind: str) -> tuple[str, int]:
-    """(host, port) of a HOST:PORT address ([::1]:80 gives ::1; a bare :PORT is 127.0.0.1)."""
-    host, _, port = _bind(bind).rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def _namespace(v: Any) -> str:
-    return validate_name("namespace", str(v))
-
-
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    parse: Callable[[Any], Any]
-    default: Any
-    help: str
-    metavar: str = ""
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("redis_url", str, None, "Redis URL (redis://, rediss://, unix://, "
-            "redis+sentinel://H:P[,H:P]/SERVICE); default: the embedded Redis of --home",
-            "URL"),
-    Setting("home", str, None, "state folder of the embedded Redis, used when no Redis URL "
-            "is set (default: $XDG_STATE_HOME/tq, i.e. ~/.local/state/tq)", "DIR"),
-    Setting("namespace", _namespace, "tq", "prefix of every Redis key", "NAME"),
-    Setting("app", _names("module"), None, "handler modules to import, comma-separated",
-            "MODULE[,MODULE]"),
-    Setting("queues", _queues, None, "queues to consume, with weights for weighted-fair "
-            "claiming (Q:5,R:1: five claims start at Q for one at R; default weight 1, the "
-            "default queues: those of the registered handlers)", "Q[:W][,Q[:W]]"),
-    Setting("limits", _limits, None, "rate / concurrency limits of task types, on top of "
-            "their handlers' (docs/flow.md): TYPE=50/s burst=5 key=FIELD concurrency=N"
-            "[,TYPE=...]; in TOML a table, email = \"50/s\"", "TYPE=LIMITS[,...]"),
-    Setting("keys_file", str, None, "payload protection keys (TOML: current = \"ID\", "
-            "[keys] ID = \"base64\"); or TQ_KEYS=ID:BASE64[,...] in the environment (never a "
-            "flag: a command line is visible to every user); see docs/security.md", "PATH"),
-    Setting("protect", _choice("encrypt", "sign"), "encrypt", "with keys: encrypt payloads, "
-            "results and errors (AES-256-GCM), or only sign bodies (HMAC-SHA256)",
-            "encrypt|sign"),
-    Setting("periodic", _periodic, None, "periodic tasks (docs/core.md): in TOML a list of "
-            "{schedule = \"*/5 * * * *\" or seconds, type, payload, tz, missed}; as a flag "
-            "or TQ_PERIODIC the same list in JSON", "JSON"),
-    Setting("strict", _bool, False, "serve --queues in strict order instead: a later queue "
-            "only gets work when the earlier ones are empty (may starve it)", ""),
-    Setting("concurrency", _int_range(1, 1024), None, "child processes, 1-1024 (default: "
-            "number of CPUs)", "N"),
-    Setting("prefetch", _int_range(1, 1000), None, "tasks a child claims per round trip, "
-            "1-1000 (default: adaptive, 1 for slow tasks, more for sub-millisecond ones)", "N"),
-    Setting("max_tasks_per_child", _int_range(1, 10**9), None, "replace a child after N tasks",
-            "N"),
-    Setting("max_memory_per_child", _float_range(0, 10**7, lo_open=True), None, "replace a "
-            "child whose own memory (USS) passes MB, after its current task", "MB"),
-    Setting("drain_timeout", _float_range(0, 86400), 25.0, "seconds in-flight tasks get to "
-            "finish on SIGTERM before they are requeued (0-86400)", "S"),
-    Setting("result_ttl", _float_range(0, MAX_SECONDS), 86400.0, "seconds results are kept "
-            "(0: not stored; at most ten years)", "S"),
-    Setting("heartbeat_ttl", _float_range(1, 3600), 15.0, "seconds without a heartbeat after "
-            "which another master recovers a master's tasks (1-3600)", "S"),
-    Setting("max_worker_kills", _int_range(1, 100), 3, "a task whose runs killed this many "
-            "children goes dead (reason killed-worker), whatever its retries", "N"),
-    Setting("stall_timeout", _float_range(1, 86400), 60.0, "seconds a child may show no sign "
-            "of life (stopped, stuck) before it is killed and its task requeued", "S"),
-    Setting("async_concurrency", _int_range(1, 10000), 1, "async def handlers' coroutines "
-            "one child runs at once on its event loop (it then claims up to N tasks at a "
-            "time); sync handlers still run one at a time", "N"),
-    Setting("cancel_grace", _float_range(0, 86400), 10.0, "seconds a cancelled running task "
-            "gets to stop after tq.Cancelled is raised in it before its child is killed", "S"),
-    Setting("orphan_grace", _float_range(0, 86400), 300.0, "seconds a child whose master died "
-            "may take to finish a task without a timeout (then it exits)", "S"),
-    Setting("replica_acks", _int_range(0, 16), 0, "after each enqueue and each batch of "
-            "acks, WAIT until N replicas have the write (0: off); guards acknowledged work "
-            "against a failover, at a cost per round trip", "N"),
-    Setting("replica_ack_timeout", _float_range(0.001, 60), 1.0, "seconds that WAIT waits "
-            "for the replicas before going on (and logging it)", "S"),
-    Setting("forget_queues_after", _float_range(0, MAX_SECONDS), 86400.0, "seconds a queue "
-            "must stay empty and unconsumed before it is dropped from the queue list and "
-            "the metrics (0: never)", "S"),
-    Setting("pidfile", str, None, "write the master's pid to PATH", "PATH"),
-    Setting("log_level", _choice(*LOG_LEVELS, upper=True), "INFO", "log level", "LEVEL"),
-    Setting("log_format", _choice("text", "json"), "text", "log format", "text|json"),
-    Setting("preload", _bool, False, "import handler modules once in the master before "
-            "forking (faster forks, shared memory; code reload then needs a restart)", ""),
-    Setting("allow_eviction", _bool, False, "start even if Redis' maxmemory-policy may evict "
-            "queue keys", ""),
-    Setting("metrics_bind", _bind, None, "serve Prometheus metrics on HOST:PORT "
-            "(e.g. 127.0.0.1:9808; off by default)", "HOST:PORT"),
-)
-BY_NAME = {s.name: s for s in SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -382,10 +154,10 @@ def replica_acks_setting(explicit: int | None, env: Mapping[str, str] | None = N
 
 def protect_settings(explicit: str | None = None, env: Mapping[str, str] | None = None,
                      config: Config | None = None) -> Any:
-    """The key ring (tq.protect.KeyRing) of a producer or a worker: explicit "ID:BASE64,..."
+    """The key ring (tq.keyring.KeyRing) of a producer or a worker: explicit "ID:BASE64,..."
     ("" for none, whatever the environment says), else TQ_KEYS, else keys_file (TQ_KEYS_FILE,
     the config file); None: no keys."""
-    from .protect import KeyRing
+    from .keyring import KeyRing
 
     env = os.environ if env is None else env
     if explicit == "":

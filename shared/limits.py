@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .ranges import IntRange
+
 PERIODS = {"s": 1000, "sec": 1000, "second": 1000, "m": 60_000, "min": 60_000,
            "minute": 60_000, "h": 3_600_000, "hour": 3_600_000, "d": 86_400_000,
            "day": 86_400_000}
@@ -42,6 +44,8 @@ MAX_BURST = 1_000_000
 MAX_CONCURRENCY = 1_000_000
 MAX_KEY_LENGTH = 200
 PRODUCER_KEY = "()"   # Limits.key of a rate_key function (its value is in each task's header)
+BURST = IntRange(1, MAX_BURST, grouped=True)
+CONCURRENCY = IntRange(1, MAX_CONCURRENCY, grouped=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,20 +80,15 @@ def parse_rate(text: object) -> Rate:
     return Rate(count, PERIODS[m.group(2)])
 
 
-def check_burst(burst: object) -> int:
-    if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_BURST:
-        raise ValueError(f"burst must be an integer from 1 to {MAX_BURST:,}, not {burst!r}")
-    return burst
+def validate_burst(burst: object) -> int:
+    return BURST.validate(burst, "burst")
 
 
-def check_concurrency(n: object) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CONCURRENCY:
-        raise ValueError(f"concurrency must be an integer from 1 to {MAX_CONCURRENCY:,}, "
-                         f"not {n!r}")
-    return n
+def validate_concurrency(n: object) -> int:
+    return CONCURRENCY.validate(n, "concurrency")
 
 
-def check_key_field(field: object) -> str:
+def validate_key_field(field: object) -> str:
     if not isinstance(field, str) or not field or len(field) > MAX_KEY_LENGTH \
             or '"' in field or "\\" in field:
         raise ValueError(f"rate_key must be a payload field name (a non-empty string without "
@@ -110,11 +109,11 @@ class Limits:
     concurrency: int | None = None
 
     def __post_init__(self) -> None:
-        check_burst(self.burst)
+        validate_burst(self.burst)
         if self.concurrency is not None:
-            check_concurrency(self.concurrency)
+            validate_concurrency(self.concurrency)
         if self.key is not None:
-            check_key_field(self.key)
+            validate_key_field(self.key)
 
     @property
     def empty(self) -> bool:
@@ -170,9 +169,9 @@ def declared(rate_limit: str | None, burst: int | None, rate_key: RateKey | None
     if rate_key is not None and not isinstance(rate_key, str) and not callable(rate_key):
         raise ValueError(f"rate_key must be a payload field name or a function of the "
                          f"payload, not {rate_key!r}")
-    limits = Limits(rate, check_burst(burst) if burst is not None else default_burst(rate),
-                    check_key_field(field) if field is not None else None,
-                    check_concurrency(concurrency) if concurrency is not None else None)
+    limits = Limits(rate, validate_burst(burst) if burst is not None else default_burst(rate),
+                    validate_key_field(field) if field is not None else None,
+                    validate_concurrency(concurrency) if concurrency is not None else None)
     return None if limits.empty else limits
 
 

@@ -1,4 +1,4 @@
-"""The task model: what a task is, how it is validated, and how it is stored in Redis (JSON).
+"""The task model: a task's fields, the ranges of its options, and its body as stored in Redis.
 
 A task body is stored once, as compact JSON in its queue's `tasks` hash. Fields that keep their
 default are left out, the id and the queue are implied by where the body lives, the creation
@@ -22,20 +22,27 @@ from typing import Any
 
 from .errors import PayloadError
 from .ids import created_ms
+from .payload import MAX_PAYLOAD_DEPTH, payload_depth_ok, validate_payload
+from .ranges import FloatRange, IntRange
 
 MAX_NAME_LENGTH = 200  # also in _NAME_RE
 DEFAULT_MAX_RETRIES = 3
-PRIORITIES = range(0, 10)
 
 # The limits of a task, the same for every producer (Client, tq enqueue, the dashboard) and for
 # the worker's decoder: a body the door would refuse is dead-lettered as malformed, never run.
 MAX_RETRIES = 1000                   # max_retries: 0 .. 1000
 MAX_SECONDS = 10 * 365 * 86400       # delays, timeouts, unique_for, TTLs: at most ten years
-MAX_PAYLOAD_DEPTH = 100              # nesting of objects and arrays inside the payload
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024   # the largest max_payload_bytes a Client may set
 MAX_BODY_BYTES = MAX_PAYLOAD_BYTES + 4096   # what a worker decodes at most (payload + header)
 MAX_WORKFLOW_MEMBERS = 100_000       # members of one workflow (and upstream members of one)
+# (the payload's own limit, MAX_PAYLOAD_DEPTH, is tq.payload's)
+
+PRIORITY = IntRange(0, 9)
+RETRIES = IntRange(0, MAX_RETRIES)
+PROGRESS = FloatRange(0, 1, text="a number from 0 to 1")
+TIMEOUT = FloatRange(0, MAX_SECONDS, lo_open=True,
+                     text=f"a number of seconds above 0 and at most {MAX_SECONDS} (ten years)")
 
 # Letters, digits and . _ - / @ + : no whitespace, no braces (Redis Cluster hash tags),
 # no colon (key separator), no glob characters (SCAN patterns), no quotes (the Lua header parser).
@@ -64,139 +71,29 @@ def validate_name(kind: str, value: object) -> str:
 
 
 def validate_priority(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value not in PRIORITIES:
-        raise ValueError(f"priority must be an integer from 0 to 9, not {value!r}")
-    return value
+    return PRIORITY.validate(value, "priority")
 
 
 def validate_max_retries(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
-        raise ValueError(f"max_retries must be an integer from 0 to {MAX_RETRIES}, "
-                         f"not {value!r}")
-    return value
+    return RETRIES.validate(value, "max_retries")
 
 
 def validate_progress(value: object) -> float:
     """A ctx.progress() fraction: a number from 0 to 1."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-        raise ValueError(f"progress must be a number from 0 to 1, not {value!r}")
-    return float(value)
+    return PROGRESS.validate(value, "progress")
 
 
 def validate_timeout(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) \
-            or not 0 < value <= MAX_SECONDS:   # NaN fails the comparison too
-        raise ValueError(f"timeout must be a number of seconds above 0 and at most "
-                         f"{MAX_SECONDS} (ten years), not {value!r}")
-    return float(value)
-
-
-_JSON_KEYS = (str, int, float, bool, type(None))   # what json.dumps accepts as object keys
-_SCALARS = (int, float, bool, type(None))
-
-
-def _json_key(key: object) -> str:
-    """The key json.dumps writes for `key` (1 -> "1", True -> "true", None -> "null")."""
-    return key if isinstance(key, str) else _dumps(key)
-
-
-def _path(parts: list[object]) -> str:
-    shown = "".join(f"[{p!r}]" for p in parts[-8:])
-    return "payload" + (f"...({len(parts) - 8} levels)..." if len(parts) > 8 else "") + shown
-
-
-_PLAIN = frozenset((int, float, bool, type(None)))
-
-
-def _flat_and_plain(payload: dict[Any, Any]) -> bool:
-    """The usual payload, checked fast: ASCII string keys, ASCII strings and scalars as values
-    (nothing nested, no key JSON could write twice). Anything else takes the full walk."""
-    for key, value in payload.items():
-        if type(key) is not str or not key.isascii():
-            return False
-        t = type(value)
-        if t is str:
-            if not value.isascii():
-                return False
-        elif t not in _PLAIN:
-            return False
-    return True
-
-
-def check_payload(payload: object, max_depth: int = MAX_PAYLOAD_DEPTH) -> None:
-    """PayloadError (naming the path) unless `payload` is a JSON object tq can store as it is:
-    nesting within max_depth, no two keys that JSON would write alike ({1: .., "1": ..}), no
-    text that is not valid Unicode (a lone surrogate), only JSON types."""
-    if not isinstance(payload, dict):
-        raise PayloadError(f"payload must be a JSON object (dict), not {type(payload).__name__}")
-    if _flat_and_plain(payload):
-        return
-    # Iterative (a deep payload must not exhaust the interpreter's stack here either).
-    stack: list[tuple[object, list[object], int]] = [(payload, [], 1)]
-    while stack:
-        value, path, depth = stack.pop()
-        if isinstance(value, str):
-            if not value.isascii():
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError as exc:
-                    raise PayloadError(f"{_path(path)}: not valid Unicode text "
-                                       f"({exc.reason} at position {exc.start})") from None
-            continue
-        if isinstance(value, _SCALARS):
-            continue
-        if not isinstance(value, dict | list | tuple):
-            raise PayloadError(f"{_path(path)}: {type(value).__name__} is not JSON-serialisable")
-        if depth > max_depth:
-            raise PayloadError(f"{_path(path)}: nested deeper than {max_depth} levels")
-        if isinstance(value, dict):
-            seen: dict[str, object] = {}
-            for key, item in value.items():
-                if not isinstance(key, _JSON_KEYS):
-                    raise PayloadError(f"{_path(path)}: key {key!r} is not JSON-serialisable "
-                                       "as an object key")
-                name = _json_key(key)
-                if name in seen:
-                    raise PayloadError(f"{_path(path)}: keys {seen[name]!r} and {key!r} are "
-                                       f"both written as {name!r} in JSON (one would be lost)")
-                seen[name] = key
-                if isinstance(key, str) and not key.isascii():
-                    stack.append((key, [*path, key], depth))
-                stack.append((item, [*path, key], depth + 1))
-        else:
-            stack.extend((item, [*path, i], depth + 1) for i, item in enumerate(value))
+    return TIMEOUT.validate(value, "timeout")
 
 
 def encode_payload(payload: object) -> str:
-    """The payload as compact JSON; PayloadError unless check_payload() accepts it."""
-    check_payload(payload)
+    """The payload as compact JSON; PayloadError unless validate_payload() accepts it."""
+    validate_payload(payload)
     try:
         return _dumps(payload)
     except (TypeError, ValueError) as exc:
         raise PayloadError(f"payload is not JSON-serialisable: {exc}") from None
-
-
-def payload_depth_ok(raw: bytes | str, doc: object, max_depth: int = MAX_PAYLOAD_DEPTH) -> bool:
-    """Is the decoded body `doc` nested within the limit? Cheap for the usual small body: only
-    one with more brackets than the limit is walked."""
-    if len(raw) <= max_depth + 1:   # too short for that many brackets
-        return True
-    opens = raw.count(b"{" if isinstance(raw, bytes) else "{") + \
-        raw.count(b"[" if isinstance(raw, bytes) else "[")
-    if opens <= max_depth + 1:   # the body's own object adds one level
-        return True
-    stack: list[tuple[object, int]] = [(doc, 1)]   # counted as check_payload() counts
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            if depth > max_depth:
-                return False
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            if depth > max_depth:
-                return False
-            stack.extend((v, depth + 1) for v in value)
-    return True
 
 
 def encode_body(
@@ -345,7 +242,7 @@ class Task:
 
 _VALID_TYPES: set[str] = set()
 _decoder = json.JSONDecoder()
-_scan = _decoder.scan_once
+_scan = _decoder.scan_once   # type: ignore[attr-defined]  # (set in __init__, not typed)
 
 
 def _loads(text: str) -> Any:
