@@ -25,6 +25,10 @@ __all__ = ["BY_NAME", "SETTINGS", "Config", "config_path", "load", "protect_sett
 DEFAULT_CONFIG_FILE = "tq.toml"
 
 
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class Config:
     """The validated settings, and where the config file came from."""
@@ -39,7 +43,7 @@ class Config:
     protect: str = "encrypt"
     limits: dict[str, Any] | None = None      # type -> tq.limits.Limits, from the config
     periodic: list[Any] | None = None         # tq.periodic.Periodic entries, from the config
-    concurrency: int | None = None
+    concurrency: int = field(default_factory=_cpu_count)   # child processes (-c)
     prefetch: int | None = None
     max_tasks_per_child: int | None = None
     max_memory_per_child: float | None = None
@@ -66,10 +70,6 @@ class Config:
     def weights(self) -> dict[str, int]:
         """Queue -> weight from `queues` (queues it does not name weigh 1)."""
         return dict(getattr(self.queues, "weights", {}))
-
-    @property
-    def workers(self) -> int:
-        return self.concurrency or os.cpu_count() or 1
 
 
 def read_file(path: Path) -> dict[str, Any]:

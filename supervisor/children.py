@@ -61,7 +61,7 @@ class Child:
 
     @property
     def active(self) -> bool:
-        """Counts toward the target: not asked to stop, not killed."""
+        """Counts toward the concurrency: not asked to stop, not killed."""
         return self.stop_reason is None and self.kill_reason is None
 
 

@@ -55,7 +55,7 @@ WAIT_MAX = 0.1             # loop period: how late a time limit or a due task ma
 TICK = 1.0                 # heartbeat, memory, titles, statistics
 REAP_EXPIRED_EVERY = 5.0
 BOOT_TIMEOUT = 120.0       # a child that is not ready this long after fork is stuck
-MIN_FORK_RATE = 10         # forks per second allowed whatever the pool size (2 x target above)
+MIN_FORK_RATE = 10         # forks per second allowed whatever the pool size (2 x concurrency above)
 SIGNALS = ("TERM", "INT", "QUIT", "HUP", "TTIN", "TTOU", "CHLD")
 
 
@@ -63,7 +63,7 @@ SIGNALS = ("TERM", "INT", "QUIT", "HUP", "TTIN", "TTOU", "CHLD")
 class Reload:
     generation: int
     old_config: Config
-    old_target: int
+    old_concurrency: int
     old_generation: int
 
 
@@ -71,7 +71,7 @@ class Supervisor:
     def __init__(self, config: Config, flags: dict[str, Any] | None = None) -> None:
         self.config = config
         self.flags = flags or {}
-        self.target = config.workers
+        self.concurrency = config.concurrency
         self.host = os.uname().nodename
         self.pid = os.getpid()
         self.master_id = f"{self.host}.{self.pid}.{new_id()[-4:]}"
@@ -179,9 +179,9 @@ class Supervisor:
         self.recovery.at_startup()
         self.reap_others_after = time.monotonic() + cfg.heartbeat_ttl
         log.info("master %s started (pid %d): %d children, app %s, queues %s, Redis %s",
-                 self.master_id, self.pid, self.target, ",".join(cfg.app or []) or "-",
+                 self.master_id, self.pid, self.concurrency, ",".join(cfg.app or []) or "-",
                  ",".join(cfg.queues or []) or "from handlers", self.broker.safe_url)
-        setproctitle(report.title(cfg.app or [], 0, self.target, 0, 0, 0, "starting"))
+        setproctitle(report.title(cfg.app or [], 0, self.concurrency, 0, 0, 0, "starting"))
         return exitcodes.OK
 
     def init_signals(self) -> None:
@@ -248,24 +248,24 @@ class Supervisor:
         logs.configure(new.log_level, new.log_format, "master")
         old = self.reload.old_config if self.reload else self.config
         old_gen = self.reload.old_generation if self.reload else self.generation
-        old_target = self.reload.old_target if self.reload else self.target
+        old_concurrency = self.reload.old_concurrency if self.reload else self.concurrency
         self.generation += 1
-        self.reload = Reload(self.generation, old, old_target, old_gen)
-        self.config, self.target = new, new.workers
+        self.reload = Reload(self.generation, old, old_concurrency, old_gen)
+        self.config, self.concurrency = new, new.concurrency
         self.recovery.max_kills = new.max_worker_kills
         self.status = "reloading"
         self.services.reloading()
         log.info("reloading: replacing children one by one with generation %d (%d children)",
-                 self.generation, self.target)
+                 self.generation, self.concurrency)
 
     def handle_ttin(self) -> None:
-        self.target += 1
-        log.info("one child more: %d", self.target)
+        self.concurrency += 1
+        log.info("one child more: %d", self.concurrency)
 
     def handle_ttou(self) -> None:
-        if self.target > 1:
-            self.target -= 1
-            log.info("one child fewer: %d", self.target)
+        if self.concurrency > 1:
+            self.concurrency -= 1
+            log.info("one child fewer: %d", self.concurrency)
 
     def begin_drain(self, why: str) -> None:
         if self.draining:
@@ -311,11 +311,12 @@ class Supervisor:
             self._periodic_from(c, msg.get("periodic"))
             log.debug("worker[%d] ready, queues %s", c.index, ",".join(c.queues),
                       extra={"worker": c.worker_id})
-            if not self.booted and sum(ch.ready for ch in self.children.values()) >= self.target:
+            if not self.booted and \
+                    sum(ch.ready for ch in self.children.values()) >= self.concurrency:
                 self.booted = True
                 self.status = "running"
                 self.services.ready()
-                log.info("all %d children are ready", self.target)
+                log.info("all %d children are ready", self.concurrency)
         elif event == "tally":
             try:
                 self.tally.merge(Tally.from_wire(msg.get("d") or {}))
@@ -423,12 +424,12 @@ class Supervisor:
             self.advance_reload()
             return
         active = [c for c in self.children.values() if c.active]
-        self.pacer.max_rate = max(MIN_FORK_RATE, 2 * self.target)
-        for _ in range(self.target - len(active)):
+        self.pacer.max_rate = max(MIN_FORK_RATE, 2 * self.concurrency)
+        for _ in range(self.concurrency - len(active)):
             if not self.pacer.may_spawn():
                 break
             self.spawn()
-        for c in sorted(active, key=lambda ch: -ch.index)[:max(0, len(active) - self.target)]:
+        for c in sorted(active, key=lambda ch: -ch.index)[:max(0, len(active) - self.concurrency)]:
             self.stop(c, "scale_down")
 
     def advance_reload(self) -> None:
@@ -440,17 +441,17 @@ class Supervisor:
         old = [c for c in kids if c.generation < r.generation and c.active]
         active = sum(c.active for c in kids)
         if old:
-            if active <= self.target:
+            if active <= self.concurrency:
                 self.spawn()
             else:
                 self.stop(min(old, key=lambda c: c.born), "reload")
-        elif active < self.target:
+        elif active < self.concurrency:
             self.spawn()
         elif not any(c.generation < r.generation for c in kids):
             self.reload = None
             self.status = "running"
             self.services.ready()
-            log.info("reload done: %d children of generation %d", self.target, self.generation)
+            log.info("reload done: %d children of generation %d", self.concurrency, self.generation)
 
     def abort_reload(self, why: str) -> None:
         r = self.reload
@@ -459,7 +460,8 @@ class Supervisor:
         for c in self.children.values():
             if c.generation == r.generation and c.active:
                 self.stop(c, "reload_aborted")
-        self.config, self.target, self.generation = r.old_config, r.old_target, r.old_generation
+        self.config, self.concurrency = r.old_config, r.old_concurrency
+        self.generation = r.old_generation
         self.recovery.max_kills = r.old_config.max_worker_kills
         self.reload = None
         self.status = "running"
@@ -550,9 +552,9 @@ class Supervisor:
         kids = list(self.children.values())
         busy = sum(c.state.state == BUSY for c in kids)
         live = sum(c.active for c in kids)
-        setproctitle(report.title(self.config.app or [], live, self.target, busy,
+        setproctitle(report.title(self.config.app or [], live, self.concurrency, busy,
                                   self.processed, self.failed, self.status))
-        self.services.status(report.summary(live, self.target, busy, self.processed,
+        self.services.status(report.summary(live, self.concurrency, busy, self.processed,
                                             self.failed))
 
     def lifecycle(self) -> None:
@@ -601,7 +603,7 @@ class Supervisor:
         info = report.master_info(
             self.master_id, self.host, self.pid, self.started, self.config.app or [],
             self.serving(),
-            self.target, self.status, infos, self.processed, self.failed, self.restarts)
+            self.concurrency, self.status, infos, self.processed, self.failed, self.restarts)
         self.broker.heartbeat(self.master_id, info, {i["id"]: i for i in infos if i["queues"]})
 
     # -- the end ----------------------------------------------------------------------------

@@ -30,23 +30,23 @@ def child_info(c: Child, host: str, master_id: str) -> dict[str, Any]:
 
 
 def master_info(master_id: str, host: str, pid: int, started: float, app: list[str],
-                queues: list[str], target: int, status: str, children: list[dict[str, Any]],
+                queues: list[str], concurrency: int, status: str, children: list[dict[str, Any]],
                 processed: int, failed: int, restarts: int) -> dict[str, Any]:
     return {
         "id": master_id, "host": host, "hostid": host_id(), "pid": pid, "started": started,
         "app": app,
-        "queues": queues, "concurrency": target, "status": status, "processed": processed,
+        "queues": queues, "concurrency": concurrency, "status": status, "processed": processed,
         "failed": failed, "restarts": restarts, "version": __version__, "children": children,
     }
 
 
-def title(app: list[str], live: int, target: int, busy: int, processed: int, failed: int,
+def title(app: list[str], live: int, concurrency: int, busy: int, processed: int, failed: int,
           status: str) -> str:
     what = "+".join(app) if app else "-"
     extra = "" if status == "running" else f" {status}"
-    return (f"tq-master: app={what} children={live}/{target} busy={busy} "
+    return (f"tq-master: app={what} children={live}/{concurrency} busy={busy} "
             f"processed={processed} failed={failed}{extra}")
 
 
-def summary(live: int, target: int, busy: int, processed: int, failed: int) -> str:
-    return f"children={live}/{target} busy={busy} processed={processed} failed={failed}"
+def summary(live: int, concurrency: int, busy: int, processed: int, failed: int) -> str:
+    return f"children={live}/{concurrency} busy={busy} processed={processed} failed={failed}"

@@ -226,7 +226,7 @@ def test_config_precedence_flags_over_env_over_file_over_defaults(tmp_path):
     assert (c.concurrency, c.drain_timeout, c.queues, c.log_level) == (3, 7.0, ["a", "b"], "ERROR")
     assert c.sources == {"concurrency": f"file {f}", "drain_timeout": "environment",
                          "queues": f"file {f}", "log_level": "flag"}
-    assert load({}, env={}).drain_timeout == 25.0 and load({}, env={}).workers == os.cpu_count()
+    assert load({}, env={}).drain_timeout == 25.0 and load({}, env={}).concurrency == os.cpu_count()
 
 
 @pytest.mark.parametrize("flags,env,message", [
