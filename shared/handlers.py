@@ -111,7 +111,7 @@ def _register(spec: HandlerSpec) -> None:
     REGISTRY[spec.type] = spec
 
 
-def _check_policy(max_retries: int, timeout: float | None, soft_timeout: float | None) -> None:
+def _validate_policy(max_retries: int, timeout: float | None, soft_timeout: float | None) -> None:
     """The same ranges as a task's own options (tq.task), so a policy never breaks a worker."""
     validate_max_retries(max_retries)
     for name, value in (("timeout", timeout), ("soft_timeout", soft_timeout)):
@@ -140,7 +140,7 @@ def handler(task_type: str, *, queue: str | None = None, max_retries: int = DEFA
     """
     validate_name("type", task_type)
     validate_name("queue", queue or task_type)
-    _check_policy(max_retries, timeout, soft_timeout)
+    _validate_policy(max_retries, timeout, soft_timeout)
     limits = declared(rate_limit, burst, rate_key, concurrency)
 
     def register(func: _H) -> _H:
@@ -179,7 +179,7 @@ class Handler:
             return   # an abstract intermediate class
         validate_name("type", cls.type)
         validate_name("queue", cls.queue or cls.type)
-        _check_policy(cls.max_retries, cls.timeout, cls.soft_timeout)
+        _validate_policy(cls.max_retries, cls.timeout, cls.soft_timeout)
         rate_key = cls.__dict__.get("rate_key", cls.rate_key)   # (not bound as a method)
         limits = declared(cls.rate_limit, cls.burst, rate_key, cls.concurrency)
         instance = cls()
