@@ -1,4 +1,4 @@
-"""Value ranges: the bounds of a number, how a value is checked against them, and the one
+"""Value ranges: the bounds of a numeric setting or option, each checked one way, with one
 wording of the error that names the value and its range.
 
 Two ways in, one per kind of input:
