@@ -1,4 +1,5 @@
-"""What the dashboard shows, read from Redis (Client, registry, History) as JSON-able dicts."""
+"""What the dashboard shows, read through tq.Client and tq.store (views, registry, History) as
+JSON-able dicts."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 from tq.cli.status import periodic_view
 from tq.client import Client
-from tq.store.history import History, _tally_of
+from tq.store import views
+from tq.store.history import History
 from tq.tally import Histogram
 from tq.task import Task
 
@@ -49,23 +51,12 @@ class Board:
                   ) -> list[dict[str, Any]]:
         """The next `limit` delayed tasks and pending retries, soonest first."""
         queues = [queue] if queue else self.client.queues()
-        conn = self.broker.conn
-        pipe = conn.pipeline(transaction=False)
-        for q in queues:
-            pipe.zrange(self.broker.qkeys(q).sched, 0, limit - 1, withscores=True)
-        due = sorted(((score, q, tid.decode()) for q, entries in zip(
-            queues, pipe.execute(), strict=True) for tid, score in entries))[:limit]
+        due = sorted(views.firsts(self.broker, "scheduled", queues, limit))[:limit]
         if not due:
             return []
-        pipe = conn.pipeline(transaction=False)
-        for _, q, tid in due:
-            qk = self.broker.qkeys(q)
-            pipe.hget(qk.tasks, tid)
-            pipe.hget(qk.fails, tid)
-        replies = pipe.execute()
+        stored = views.bodies(self.broker, [(q, tid) for _, q, tid in due])
         out = []
-        for i, (score, q, tid) in enumerate(due):
-            body, fails = replies[2 * i], replies[2 * i + 1]
+        for (score, q, tid), (body, fails) in zip(due, stored, strict=True):
             task = Task.from_body(tid, q, body or b"{}", int(fails or 0))
             out.append({"id": tid, "queue": q, "type": task.type, "eta": score / 1000,
                         "priority": task.priority, "failures": task.failures,
@@ -78,8 +69,7 @@ class Board:
 
     def queue_types(self, queue: str) -> set[str]:
         """The task types enqueued to a queue (from its counters)."""
-        fields = self.broker.conn.hkeys(self.broker.qkeys(queue).stats)
-        return {f.decode().rpartition(":")[0] for f in fields}
+        return views.counted_types(self.broker, queue)
 
     def series(self, span: int, queue: str | None = None) -> dict[str, Any]:
         """Throughput and run time over the last `span` seconds (an hour or a day) per
@@ -88,16 +78,12 @@ class Board:
         now = self.history.now()
         end = int(now) // 60 + 1                   # the current minute included
         minutes = range(end - max(1, span // 60), end)
-        pipe = self.broker.conn.pipeline(transaction=False)
-        for m in minutes:
-            pipe.hgetall(self.broker.keys.history("m", m))
-        replies = pipe.execute()
+        tallies = self.history.minutes(minutes)
         types = self.queue_types(queue) if queue else None
         out: dict[str, Any] = {"start": minutes.start * 60, "step": 60, "queue": queue,
                                "types": sorted(types) if types is not None else None,
                                "processed": [], "failed": [], "p50": [], "p99": []}
-        for fields in replies:
-            tally = _tally_of(fields)
+        for tally in tallies:
             chosen = [t for t in tally.counts if types is None or t in types]
             succeeded = sum(tally.counts[t].get("succeeded", 0) for t in chosen)
             failed = sum(tally.counts[t].get("failed", 0) for t in chosen)

@@ -24,15 +24,16 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from tq.client import Client, _info
+from tq.client import Client
 from tq.ids import created_ms
+from tq.info import task_info
+from tq.store import tasks, views
 from tq.store.keys import PRIORITY_LEVELS
 from tq.task import TaskInfo
 
 STATES = ("scheduled", "ready", "running", "dead", "finished")
 SCAN_BUDGET = 2000       # tasks a filtered page examines at most per request
 FETCH = 100              # entries read from one queue's structure per round trip
-MAX_RUNNING = 10_000     # running tasks read from one queue (its run hash) at most
 
 
 @dataclass(frozen=True)
@@ -75,84 +76,45 @@ class Lister:
     def __init__(self, client: Client) -> None:
         self.client = client
         self.broker = client.broker
-        self.conn = client.broker.conn
 
     # -- per-queue sources: (sort key, id) from an offset -------------------------------
     def _window(self, state: str, queue: str, start: int, n: int) -> list[tuple[Any, str]]:
         """Up to n entries of one queue from offset `start`, each (sort key, task id)."""
-        k = self.broker.qkeys(queue)
-        conn = self.conn
+        b = self.broker
         if state == "scheduled":
-            return [((score, tid.decode()), tid.decode()) for tid, score in
-                    conn.zrange(k.sched, start, start + n - 1, withscores=True)]
+            return [((score, tid), tid) for tid, score in views.window(b, state, queue, start, n)]
         if state == "dead":
-            return [((-score, tid.decode()), tid.decode()) for tid, score in
-                    conn.zrevrange(k.dead, start, start + n - 1, withscores=True)]
+            return [((-score, tid), tid) for tid, score in views.window(b, state, queue, start, n)]
         if state == "finished":
-            ids = conn.lrange(k.done, start, start + n - 1)
-            return [((queue, start + i), tid.decode()) for i, tid in enumerate(ids)]
+            ids = views.finished_window(b, queue, start, n)
+            return [((queue, start + i), tid) for i, tid in enumerate(ids)]
         if state == "ready":
             return self._ready_window(queue, start, n)
         if state == "running":
-            claims = sorted((int(v.decode().split("|")[2]), tid.decode())
-                            for tid, v in self._running(queue).items())
+            claims = sorted((int(claim.split("|")[2]), tid)
+                            for tid, claim in views.running(b, queue).items())
             return [((ms, tid), tid) for ms, tid in claims[start:start + n]]
         raise ValueError(f"state is one of {', '.join(STATES)}")
 
     def _ready_window(self, queue: str, start: int, n: int) -> list[tuple[Any, str]]:
         """The ready lists of a queue as one list: priority 9 first, FIFO within a level."""
-        k = self.broker.qkeys(queue)
-        pipe = self.conn.pipeline(transaction=False)
-        for key in k.ready:
-            pipe.llen(key)
-        lengths = pipe.execute()
         out: list[tuple[Any, str]] = []
         skip = start
-        for level, (key, length) in enumerate(zip(k.ready, lengths, strict=True)):
+        for level, length in enumerate(views.ready_lengths(self.broker, queue)):
             if skip >= length:
                 skip -= length
                 continue
-            ids = self.conn.lrange(key, skip, skip + (n - len(out)) - 1)
+            ids = views.ready_window(self.broker, queue, level, skip, n - len(out))
             priority = PRIORITY_LEVELS - 1 - level
-            out.extend(((-priority, created_ms(t.decode()) or 0, t.decode()), t.decode())
-                       for t in ids)
+            out.extend(((-priority, created_ms(t) or 0, t), t) for t in ids)
             skip = 0
             if len(out) >= n:
                 break
         return out
 
-    def _running(self, queue: str) -> dict[bytes, bytes]:
-        run = self.broker.qkeys(queue).run
-        if self.conn.hlen(run) <= MAX_RUNNING:
-            return self.conn.hgetall(run)
-        out: dict[bytes, bytes] = {}
-        for tid, v in self.conn.hscan_iter(run, count=1000):
-            out[tid] = v
-            if len(out) >= MAX_RUNNING:
-                break
-        return out
-
     def counts(self, state: str, queues: list[str]) -> dict[str, int]:
         """How many tasks of the state each queue has (one pipeline)."""
-        pipe = self.conn.pipeline(transaction=False)
-        for q in queues:
-            k = self.broker.qkeys(q)
-            if state == "scheduled":
-                pipe.zcard(k.sched)
-            elif state == "dead":
-                pipe.zcard(k.dead)
-            elif state == "finished":
-                pipe.llen(k.done)
-            elif state == "running":
-                pipe.hlen(k.run)
-            else:
-                for key in k.ready:
-                    pipe.llen(key)
-        replies = [r if isinstance(r, int) else 0 for r in pipe.execute(raise_on_error=False)]
-        if state == "ready":
-            return {q: sum(replies[i * PRIORITY_LEVELS:(i + 1) * PRIORITY_LEVELS])
-                    for i, q in enumerate(queues)}
-        return dict(zip(queues, replies, strict=True))
+        return views.state_counts(self.broker, state, queues)
 
     # -- the merge ----------------------------------------------------------------------
     def _merged(self, f: Filter, pos: dict[str, int]) -> Iterator[tuple[str, str]]:
@@ -214,10 +176,9 @@ class Lister:
 
     def details(self, pairs: list[tuple[str, str]]) -> list[TaskInfo | None]:
         """What client.get() would say of each (queue, id), in one pipeline."""
-        replies = self.client._inspect_many([(tid, q) for q, tid in pairs])
-        return [None if isinstance(r, Exception) or (r[0] is None and r[6] is None)
-                else _info(tid, q, r, ring=self.client.keys)
-                for (q, tid), r in zip(pairs, replies, strict=True)]
+        snaps = tasks.inspect_many(self.broker, [(tid, q) for q, tid in pairs])
+        return [None if snap is None else task_info(tid, q, snap, ring=self.client.keys)
+                for (q, tid), snap in zip(pairs, snaps, strict=True)]
 
     def all_matching(self, f: Filter) -> list[tuple[str, list[str]]]:
         """(queue, ids) chunks of every task that passes the filter (for bulk actions).

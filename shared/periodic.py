@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from .store import periodic as store
 from .task import encode_payload, validate_name
 
 log = logging.getLogger("tq.periodic")
@@ -207,7 +208,7 @@ class Scheduler:
                             unique_key=f"periodic:{e.name}:{tick:.0f}")
 
     def _stored_last(self, name: str) -> float | None:
-        raw = self.client.broker.conn.hget(self.client.broker.keys.periodic, name)
+        raw = store.entry(self.client.broker, name)
         try:
             last = json.loads(raw).get("last") if raw else None
         except (ValueError, AttributeError):
@@ -216,8 +217,7 @@ class Scheduler:
 
     def _publish(self, e: Periodic, last: float | None, now: float) -> None:
         info = {**e.to_wire(), "last": last, "next": e.following(now)}
-        self.client.broker.conn.hset(self.client.broker.keys.periodic, e.name,
-                                     json.dumps(info, separators=(",", ":")))
+        store.publish(self.client.broker, e.name, json.dumps(info, separators=(",", ":")))
 
     def close(self) -> None:
         if self._client is not None:

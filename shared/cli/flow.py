@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ..admin import known_queue
 from ..limits import Limits
 from . import output as out
 from .common import BadInput, json_option, open_client
@@ -60,7 +61,7 @@ def show(ctx: click.Context, queue: str | None, as_json: bool) -> None:
     overridden by an operator; leases in use and tasks waiting for one."""
     client = open_client(ctx)
     try:
-        info = client.limits(client._known_queue(queue) if queue else None)
+        info = client.limits(known_queue(queue, client.queues()) if queue else None)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     if as_json:

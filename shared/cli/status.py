@@ -10,7 +10,9 @@ import click
 
 from ..client import Client
 from ..ids import created_ms
+from ..store import views
 from ..store.history import History
+from ..store.periodic import entries as periodic_entries
 from ..task import validate_name
 from . import output as out
 from .common import BadInput, json_option, open_client
@@ -106,13 +108,13 @@ def render_queues(sizes: dict[str, dict[str, Any]],
 def periodic_view(client: Client) -> list[dict[str, Any]]:
     """The periodic schedules the masters run (tq.periodic), with their last and next tick."""
     out = []
-    for name, raw in sorted(client.broker.conn.hgetall(client.broker.keys.periodic).items()):
+    for name, raw in sorted(periodic_entries(client.broker).items()):
         try:
             info = json.loads(raw)
         except ValueError:
             continue
         if isinstance(info, dict):
-            out.append({**info, "name": name.decode("utf-8", "replace")})
+            out.append({**info, "name": name})
     return out
 
 
@@ -136,15 +138,9 @@ def queue_view(client: Client, name: str, now: float) -> dict[str, Any]:
     if sizes is None:
         raise click.ClickException(f"no queue named {name!r} (known: "
                                    f"{', '.join(client.queues()) or 'none'})")
-    conn, k = client.broker.conn, client.broker.qkeys(name)
-    pipe = conn.pipeline(transaction=False)
-    for key in k.ready:
-        pipe.lindex(key, 0)
-    pipe.zrange(k.sched, 0, 0, withscores=True)
-    replies = pipe.execute(raise_on_error=False)
-    created = [created_ms(r.decode()) for r in replies[:-1] if isinstance(r, bytes)]
-    oldest = min((c for c in created if c is not None), default=None)
-    due = replies[-1][0][1] / 1000 if isinstance(replies[-1], list) and replies[-1] else None
+    first, due_ms = views.heads(client.broker, name)
+    oldest = min((c for c in map(created_ms, first) if c is not None), default=None)
+    due = None if due_ms is None else due_ms / 1000
     consumers = [{"master": m["id"], "host": m.get("host"), "children": len(
         m.get("children") or [])} for m in client.broker.registry("masters")
         if name in (m.get("queues") or [])]

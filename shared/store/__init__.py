@@ -1,5 +1,5 @@
 """tq.store: the only code that talks to Redis — URLs, connections, cluster routing, key names,
-the Lua scripts, and the typed operations built on them (broker, registry, history, integrity).
+the Lua scripts, and the typed operations built on them.
 
     urls.py        which deployment a URL names; redaction for logs
     link.py        the hot path's per-thread connection; what counts as an outage
@@ -9,6 +9,10 @@ the Lua scripts, and the typed operations built on them (broker, registry, histo
     keys.py        every key name
     scripts.py     the Lua scripts of lua/, loaded once and called by name
     broker.py      the queue operations of workers and masters (claim, ack, fail, requeue...)
+    tasks.py       the producers' operations (enqueue, inspect, cancel, workflows, progress)
+    admin.py       the operators' operations on queues (dead letters, purge, drop, limits...)
+    views.py       what status pages read (depths, counters, limits, tasks by state)
+    periodic.py    the periodic schedules' last and next ticks
     registry.py    live masters and workers
     history.py     the throughput and latency history
     integrity.py   corrupt keys: diagnosis, quarantine, repair

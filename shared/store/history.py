@@ -132,21 +132,25 @@ class History:
         """
         t = self.now() if now is None else now
         end = int(t) // 60
-        minutes = range(end - max(0, math.ceil(window / 60) - 1), end + 1)
-        pipe = self.broker.conn.pipeline(transaction=False)
-        for m in minutes:
-            pipe.hgetall(self.keys.history("m", m))
         with translated(self.broker.url):
-            replies = pipe.execute()
+            tallies = self.minutes(range(end - max(0, math.ceil(window / 60) - 1), end + 1))
         merged = Tally()
-        for fields in replies:
-            merged.merge(_tally_of(fields))
+        for tally in tallies:
+            merged.merge(tally)
         out: dict[str, Any] = {}
         for ttype in sorted(set(merged.counts) | set(merged.durations) | set(merged.waits)):
             out[ttype] = {"outcomes": merged.counts.get(ttype, dict.fromkeys(OUTCOMES, 0)),
                           "duration": _summary(merged.durations.get(ttype)),
                           "wait": _summary(merged.waits.get(ttype))}
         return out
+
+    def minutes(self, minutes: range) -> list[Tally]:
+        """The per-type tallies of these minute buckets (minutes since the epoch), in one
+        pipeline: outcome counts and duration / wait histograms."""
+        pipe = self.broker.conn.pipeline(transaction=False)
+        for m in minutes:
+            pipe.hgetall(self.keys.history("m", m))
+        return [_tally_of(fields) for fields in pipe.execute()]
 
 
 def _tally_of(fields: dict[bytes, bytes]) -> Tally:

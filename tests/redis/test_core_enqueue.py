@@ -11,6 +11,7 @@ import pytest
 from master_proc import eventually
 
 import tq
+from tq.packing import pack
 from tq.store.broker import Broker
 from tq.store.keys import Keys
 
@@ -335,7 +336,9 @@ def test_an_earlier_due_time_leaves_a_token_for_the_master(any_client, any_broke
 
 def test_a_repeated_enqueue_call_does_not_make_a_second_task(any_client, any_rconn):
     # As when a connection drops after Redis ran the script and the client sends it again
-    q, args, _ = any_client._prepare("t", {"a": 1}, None, 0, None, None, None, None, None, None)
+    q, args, _ = pack("t", {"a": 1}, None, 0, None, None, None, None, None, None,
+                      ring=any_client.keys, max_bytes=any_client.max_payload_bytes,
+                      keys=any_client.broker.keys)
     first = any_client._send(q, [list(args)], [])
     again = any_client._send(q, [list(args)], [])
     assert first == again == [args[0]]

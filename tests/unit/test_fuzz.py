@@ -15,14 +15,15 @@ import os
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tq.client import _info
 from tq.config import load
 from tq.errors import ConfigError
 from tq.handlers import REGISTRY, handler
+from tq.info import task_info
 from tq.keyring import KeyRing, Rejected, new_key
 from tq.limits import parse_table
 from tq.protect import open_payload, seal_body
 from tq.store.broker import Broker
+from tq.store.tasks import Snapshot
 from tq.task import Task, encode_body
 from tq.worker.runner import Failure, Runner
 
@@ -129,8 +130,8 @@ def test_claim_replies_of_any_shape_raise_nothing_but_value_errors(claimed, due,
     json_values)), st.one_of(st.none(), st.binary(max_size=200)))
 def test_results_and_errors_of_any_shape_read_as_a_task_info(result, error):
     for ring in (None, RING):
-        info = _info("P7rAAAAAAAAAAAAA", "fz", [None, None, None, error, None, None, result,
-                                                  None], ring)
+        info = task_info("P7rAAAAAAAAAAAAA", "fz", Snapshot(None, None, None, error, None, None,
+                                                             result, None), ring)
         assert info.id == "P7rAAAAAAAAAAAAA"
 
 
