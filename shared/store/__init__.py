@@ -11,5 +11,6 @@ the Lua scripts, and the typed operations built on them (broker, registry, histo
     broker.py      the queue operations of workers and masters (claim, ack, fail, requeue...)
     registry.py    live masters and workers
     history.py     the throughput and latency history
+    upkeep.py      the master's maintenance: cancel requests, idle queues, hand-offs, promotion
     integrity.py   corrupt keys: diagnosis, quarantine, repair
 """
