@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import select
+import signal
 import time
 from typing import Any
 
@@ -121,7 +122,8 @@ class Supervisor:
     def boot(self) -> int:
         cfg = self.config
         check_redis(self.broker, cfg.allow_eviction)
-        open_outputs(self.pidfile, self.services, cfg)   # before the preload: a port in use
+        # before the preload: a metrics port in use stops the start at once, cleanly
+        open_outputs(self.pidfile, self.services, cfg)
         if cfg.preload and not preload(cfg.app):
             return exitcodes.MASTER_BOOT_ERROR
         self.signals.install()
@@ -227,6 +229,10 @@ class Supervisor:
             self.housekeeping.add_periodic(c.index, msg.get("periodic"))
             log.debug("worker[%d] ready, queues %s", c.index, ",".join(c.queues),
                       extra={"worker": c.worker_id})
+            if c.stop_reason and c.pid in self.children:   # not reaped: the pid is still its
+                # Asked to stop while it started: a SIGTERM before its handler was lost (the
+                # child still had the master's), so it is sent again now that it listens.
+                c.signal(signal.SIGTERM)
             if not self.booted and sum(ch.ready for ch in self.children.values()) >= self.target:
                 self.booted = True
                 self.status = "running"
