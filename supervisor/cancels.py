@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from tq.channel import BUSY
 from tq.store.broker import Broker
 
-from .children import Child
+from .children import ChildRecord
 
 log = logging.getLogger("tq.master")
 
@@ -30,21 +30,17 @@ class Cancels:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
 
-    def check(self, children: Iterable[Child], grace: float) -> None:
+    def check(self, children: Iterable[ChildRecord], grace: float) -> None:
         """Signal the children whose running task was cancelled (once per task)."""
         busy = [c for c in children if c.state.state == BUSY and c.state.task
                 and c.state.queue and not c.kill_reason]
         if not busy:
             return
-        b = self.broker
-        pipe = b.conn.pipeline(transaction=False)
-        for c in busy:
-            pipe.hget(b.qkeys(c.state.queue).run, c.state.task)
-        claims = pipe.execute(raise_on_error=False)
+        cancelled = self.broker.cancel_requested([(c.state.queue, c.state.task) for c in busy])
         now = time.monotonic()
-        for c, claim in zip(busy, claims, strict=True):
+        for c, flag in zip(busy, cancelled, strict=True):
             task = c.state.task
-            if isinstance(claim, bytes) and claim.endswith(b"|x") and c.cancel_task != task:
+            if flag and c.cancel_task != task:
                 log.info("%s task cancelled while it runs: interrupting worker[%d] (killed "
                          "if it has not stopped in %gs)", c.state.type, c.index, grace,
                          extra={"worker": c.worker_id, "task": task})
@@ -53,7 +49,7 @@ class Cancels:
                 c.signal(signal.SIGUSR1)
 
     @staticmethod
-    def overdue(c: Child, now: float) -> bool:
+    def overdue(c: ChildRecord, now: float) -> bool:
         """Is `c` still running a cancelled task after the grace?"""
         st = c.state
         return bool(c.cancel_task) and st.state == BUSY and st.task == c.cancel_task \

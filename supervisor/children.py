@@ -24,7 +24,7 @@ BACKOFF_CAP = 30.0
 
 
 @dataclass(eq=False)
-class Child:
+class ChildRecord:
     """The master's record of one child process."""
 
     index: int
@@ -54,6 +54,16 @@ class Child:
         except ProcessLookupError:
             pass
 
+    def stop(self, reason: str) -> None:
+        """Ask the child to finish its current task and exit (SIGTERM)."""
+        self.stop_reason = reason
+        self.signal(signal.SIGTERM)
+
+    def kill(self, reason: str) -> None:
+        """Kill the child now (SIGKILL); the task it runs goes back to its queue."""
+        self.kill_reason = reason
+        self.signal(signal.SIGKILL)
+
     def silent_for(self, now: float) -> float:
         """Seconds since the child last showed a sign of life (or was forked, if it has not
         yet: a slot starts zeroed)."""
@@ -73,8 +83,10 @@ def describe_exit(status: int) -> tuple[bool, str]:
             name = signal.Signals(sig).name
         except ValueError:
             name = f"signal {sig}"
-        hint = {signal.SIGKILL: " - out of memory?", signal.SIGSEGV: " - segmentation fault",
-                signal.SIGABRT: " - aborted"}.get(sig, "")
+        hints: dict[int, str] = {signal.SIGKILL: " - out of memory?",
+                                 signal.SIGSEGV: " - segmentation fault",
+                                 signal.SIGABRT: " - aborted"}
+        hint = hints.get(sig, "")
         return False, f"killed by signal {sig} ({name}){hint}"
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1
     if code == 0:
@@ -99,7 +111,7 @@ class Death:
     paced: bool = False     # no task explains it (a boot failure, a bug in the pool): back off
 
 
-def account(c: Child, status: int) -> Death:
+def account(c: ChildRecord, status: int) -> Death:
     """Decide what a child's exit means. Killed for its task's time limit or crashed while
     busy: the running task failed (an attempt counts; a crash also counts as a kill, so a
     poison task is set aside after a few). Killed by us for a drain or a quit: nothing
@@ -176,7 +188,7 @@ class RestartPacer:
 
 
 def fork_child(index: int, worker_id: str, generation: int, master_pid: int, config: Config,
-               close_fds: list[int], preloaded: bool) -> Child:
+               close_fds: list[int], preloaded: bool) -> ChildRecord:
     """Fork a child running tq.worker.child.main; returns the master's record of it."""
     r, w = os.pipe()
     slot = Slot()
@@ -187,7 +199,7 @@ def fork_child(index: int, worker_id: str, generation: int, master_pid: int, con
         main(ChildSpec(index, worker_id, master_pid, config, slot, w, tuple(close_fds),
                        preloaded))
     os.close(w)
-    return Child(index, pid, worker_id, generation, slot, PipeReader(r))
+    return ChildRecord(index, pid, worker_id, generation, slot, PipeReader(r))
 
 
 def process_state(pid: int) -> str:

@@ -16,13 +16,11 @@ the stats hash came back before it was removed.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import redis
 
 from tq.client import Client
 from tq.store.broker import Broker
-from tq.store.scripts import SCRIPTS
 
 log = logging.getLogger("tq.master")
 
@@ -43,27 +41,21 @@ class Forgetter:
         """One pass; returns the queues it forgot. `serving`: this master's own queues."""
         if self.client is None:
             self.client = Client(self.broker.url, self.broker.namespace)
-        client, keys = self.client, self.broker.keys
-        conn = client.broker.conn
+        client = self.client
+        store = client.broker
         sizes = client.queue_sizes()
         served = set(serving)
         for kind in ("masters", "workers"):
-            for entry in client.broker.registry(kind):
+            for entry in store.registry(kind):
                 served.update(entry.get("queues") or [])
-        idle = {q.decode(): int(v) for q, v in conn.hgetall(keys.idle).items()}
-        now = _redis_ms(conn)
+        idle = store.idle_queues()
+        now = store.redis_ms()
         busy = [q for q, s in sizes.items() if q in served or s.get("broken") or
                 s["ready"] or s["scheduled"] or s["running"] or s["dead"]]
-        stale = [q for q in busy if q in idle] + [q for q in idle if q not in sizes]
-        if stale:
-            conn.hdel(keys.idle, *stale)
+        store.clear_idle([q for q in busy if q in idle] + [q for q in idle if q not in sizes])
         quiet = sorted(set(sizes) - set(busy))
-        new = [q for q in quiet if q not in idle]
-        if new:   # first seen empty and unserved now; HSETNX: another master's mark stays
-            pipe = conn.pipeline(transaction=False)
-            for q in new:
-                pipe.hsetnx(keys.idle, q, now)
-            pipe.execute()
+        # first seen empty and unserved now; another master's earlier mark stays
+        store.mark_idle([q for q in quiet if q not in idle], now)
         forgotten = [q for q in quiet if q in idle and now - idle[q] >= after * 1000
                      and self._forget(q)]
         if forgotten:
@@ -72,31 +64,15 @@ class Forgetter:
         return forgotten
 
     def _forget(self, queue: str) -> bool:
-        client = self.client
-        assert client is not None
-        broker = client.broker
-        qk = broker.qkeys(queue)
+        assert self.client is not None
         try:
-            reply: Any = SCRIPTS.drop(broker.link, [*broker.block(queue), qk.broken],
-                                      ["forget", "0"])
+            return self.client.broker.drop_idle_queue(queue)
         except redis.exceptions.ResponseError as exc:   # a corrupt key: not empty, keep it
             log.debug("not forgetting queue %s: %s", queue, exc)
             return False
-        if reply[0] != b"dropped":
-            broker.conn.hdel(broker.keys.idle, queue)   # it got work meanwhile: idle anew
-            return False
-        broker.forget_queue(queue)
-        if broker.conn.exists(qk.stats):   # an enqueue came in between: keep the name
-            broker.register_queues([queue], again=True)
-            return False
-        return True
 
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
             self.client = None
 
-
-def _redis_ms(conn: Any) -> int:
-    seconds, micros = conn.time()
-    return int(seconds) * 1000 + int(micros) // 1000

@@ -21,7 +21,6 @@ from typing import Any
 import redis
 
 from tq.store.broker import Broker
-from tq.store.scripts import SCRIPTS
 
 log = logging.getLogger("tq.master")
 
@@ -38,10 +37,7 @@ class Handoffs:
         if not queues:
             return 0
         b = self.broker
-        pipe = b.conn.pipeline(transaction=False)
-        for q in queues:
-            pipe.lrange(b.qkeys(q).out, 0, BATCH - 1)
-        replies = pipe.execute(raise_on_error=False)
+        replies = b.handoff_entries(queues, BATCH)
         done = 0
         for q, entries in zip(queues, replies, strict=True):
             if isinstance(entries, Exception):   # a corrupt `out` list: set the queue aside
@@ -70,9 +66,8 @@ class Handoffs:
             by_target.setdefault(target, []).append((raw, args))
         applied: list[bytes] = list(bad)
         for target, items in by_target.items():
-            flat = [a for _, args in items for a in args]
             try:
-                SCRIPTS.handoff(b.link, b.block(target), [target, len(items), *flat])
+                b.apply_handoffs(target, [args for _, args in items])
             except redis.exceptions.ResponseError as exc:
                 now = time.monotonic()
                 if now >= self._warned_at + 60:
@@ -81,9 +76,5 @@ class Handoffs:
                 b.quarantine.explains([target], exc)
                 continue
             applied.extend(raw for raw, _ in items)
-        if applied:
-            pipe = b.conn.pipeline(transaction=False)
-            for raw in applied:
-                pipe.lrem(b.qkeys(source).out, 1, raw)
-            pipe.execute()
+        b.remove_handoffs(source, applied)
         return len(applied) - len(bad)

@@ -176,11 +176,12 @@ class _Collector(Collector):
         cpu = CounterMetricFamily("tq_child_cpu_seconds", "CPU time (user + system) used by "
                                   "the child in this slot (resets when it is replaced)",
                                   labels=["child"])
+        families: tuple[tuple[Any, str], ...] = ((rss, "rss"), (uss, "uss"), (cpu, "cpu_seconds"))
         for c in children:
             state = str(c.get("state", "starting"))
             by_state[state] = by_state.get(state, 0) + 1
             label = [str(c.get("index", c.get("pid", "?")))]
-            for fam, field in ((rss, "rss"), (uss, "uss"), (cpu, "cpu_seconds")):
+            for fam, field in families:
                 if isinstance(c.get(field), int | float):
                     fam.add_metric(label, c[field])
         states = GaugeMetricFamily("tq_children", "Children of this master by state",

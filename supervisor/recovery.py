@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +106,16 @@ class Recovery:
                           "has the details", r.reason, tid,
                           extra={"worker": r.worker_id, "task": tid})
         return reports
+
+    def finish(self, timeout: float) -> None:
+        """At shutdown: retry what Redis refused for up to `timeout` s, then say what is left."""
+        deadline = time.monotonic() + timeout
+        while self.pending and time.monotonic() < deadline:
+            time.sleep(0.2)
+            self.flush()
+        if self.pending:
+            log.error("Redis unreachable: %d dead worker(s) keep their tasks in Redis until a "
+                      "master recovers them", len(self.pending))
 
     def at_startup(self) -> None:
         """Recover workers of this host that are gone, and orphaned lists (expired hosts are

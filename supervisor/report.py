@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
+
+from setproctitle import setproctitle
 
 from tq import __version__
 from tq.channel import BUSY
 from tq.identity import host_id
 
-from .children import Child
+from .children import ChildRecord
+from .services import Services
 
 
-def child_info(c: Child, host: str, master_id: str) -> dict[str, Any]:
+def child_info(c: ChildRecord, host: str, master_id: str) -> dict[str, Any]:
     st = c.state
     return {
         "id": c.worker_id, "index": c.index, "pid": c.pid, "host": host, "hostid": host_id(),
@@ -50,3 +54,13 @@ def title(app: list[str], live: int, concurrency: int, busy: int, processed: int
 
 def summary(live: int, concurrency: int, busy: int, processed: int, failed: int) -> str:
     return f"children={live}/{concurrency} busy={busy} processed={processed} failed={failed}"
+
+
+def show(services: Services, app: list[str], children: Iterable[ChildRecord], concurrency: int,
+         processed: int, failed: int, status: str) -> None:
+    """The pool at a glance, in the process title and in systemd's STATUS."""
+    kids = list(children)
+    busy = sum(c.state.state == BUSY for c in kids)
+    live = sum(c.active for c in kids)
+    setproctitle(title(app, live, concurrency, busy, processed, failed, status))
+    services.status(summary(live, concurrency, busy, processed, failed))

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 from redis.connection import AbstractConnection
 
 from tq.store.broker import Broker
-from tq.store.link import OUTAGE, dedicated
+from tq.store.link import OUTAGE
 
 log = logging.getLogger("tq.master")
 
@@ -40,7 +41,8 @@ class Promoter:
 
     def filenos(self) -> list[int]:
         """The blocked connections' sockets, for the master's select()."""
-        return [c._sock.fileno() for c in self._conns.values() if c._sock is not None]
+        socks: list[Any] = [c._sock for c in self._conns.values()]   # None: not connected
+        return [s.fileno() for s in socks if s is not None]
 
     def due_in(self, now: float) -> float:
         return max(0.0, self.next_at - now)
@@ -95,18 +97,13 @@ class Promoter:
             try:
                 conn = self._idle.pop(group, None)
                 if conn is None:
-                    conn = self._connect(group[0])
+                    conn = self.broker.promotion_connection(group[0])
                 keys = [self.broker.qkeys(q).soon for q in group]
                 conn.send_command("BLPOP", *keys, BLOCK)
                 self._conns[group] = conn
             except OUTAGE:
                 self._drop()
                 return
-
-    def _connect(self, queue: str) -> AbstractConnection:
-        if self.broker.cluster:
-            return self.broker.link.connection_for(self.broker.qkeys(queue).soon)
-        return dedicated(self.broker.conn.connection_pool)
 
     def _drop(self) -> None:
         for conn in [*self._conns.values(), *self._idle.values()]:

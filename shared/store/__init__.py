@@ -15,5 +15,6 @@ the Lua scripts, and the typed operations built on them.
     periodic.py    the periodic schedules' last and next ticks
     registry.py    live masters and workers
     history.py     the throughput and latency history
+    upkeep.py      the master's maintenance: cancel requests, idle queues, hand-offs, promotion
     integrity.py   corrupt keys: diagnosis, quarantine, repair
 """

@@ -25,6 +25,7 @@ from .keys import Keys, QueueKeys
 from .link import Link, pack_items, refused
 from .registry import Registry
 from .scripts import SCRIPTS, Script
+from .upkeep import Upkeep
 from .urls import redact
 
 log = logging.getLogger("tq.store.broker")
@@ -99,7 +100,7 @@ def retry_ms(delay: float) -> int:
     return int(min(delay, MAX_RETRY_DELAY) * 1000)
 
 
-class Broker(Registry):
+class Broker(Registry, Upkeep):
     """One Redis connection and the queue operations of tq, for one namespace (the registry of
     masters and workers comes from tq.store.registry)."""
 

@@ -21,9 +21,10 @@ from tq.channel import BUSY, IDLE, STARTING, ChildState, PipeReader, PipeWriter,
 from tq.config import load
 from tq.errors import ConfigError
 from tq.supervisor import children
-from tq.supervisor.children import Child, RestartPacer, account, describe_exit
+from tq.supervisor.children import ChildRecord, RestartPacer, account, describe_exit
 from tq.supervisor.cli import main as master_cli
 from tq.supervisor.pidfile import Pidfile
+from tq.supervisor.reload import DONE, SPAWN, STOP, WAIT, Reload, next_step
 from tq.worker.prefetch import ACK_WINDOW, BUDGET, MAX_BATCH, Prefetch
 from tq.worker.watch import orphan_deadline
 
@@ -49,8 +50,8 @@ def test_exit_statuses_are_explained():
     assert "segmentation fault" in describe_exit(_status(sig=signal.SIGSEGV))[1]
 
 
-def _child(state: int = BUSY, task: str = "t1", **marks: str) -> Child:
-    c = Child(0, 123, "w", 1, Slot(), PipeReader(os.pipe()[0]))
+def _child(state: int = BUSY, task: str = "t1", **marks: str) -> ChildRecord:
+    c = ChildRecord(0, 123, "w", 1, Slot(), PipeReader(os.pipe()[0]))
     c.state = ChildState(state, task=task if state == BUSY else "", type="email")
     for k, v in marks.items():
         setattr(c, k, v)
@@ -93,6 +94,35 @@ def test_the_fork_rate_is_bounded_whatever_the_cause(monkeypatch):
     assert not pacer.may_spawn()     # a fifth fork within the same second waits
     now[0] += 1.0
     assert pacer.may_spawn()
+
+
+def _record(index: int, generation: int, born: float, ready: bool = True) -> ChildRecord:
+    return ChildRecord(index, 1000 + index, f"w{index}", generation, Slot(),
+                       PipeReader(os.pipe()[0]), born=born, ready=ready)
+
+
+def test_a_reload_starts_a_new_child_before_it_stops_an_old_one():
+    old = [_record(0, 1, born=1.0), _record(1, 1, born=2.0)]
+    r = Reload.after(None, load({}, env={}), 2, 1)
+    assert (r.generation, r.old_generation, r.old_target) == (2, 1, 2)
+    assert next_step(r, old, 2) == (SPAWN, None)
+    new = _record(2, 2, born=3.0, ready=False)
+    assert next_step(r, [*old, new], 2) == (WAIT, None)     # the new one is not up yet
+    new.ready = True
+    assert next_step(r, [*old, new], 2) == (STOP, old[0])   # the oldest goes first
+    old[0].stop_reason = "reload"
+    assert next_step(r, [*old, new], 2) == (SPAWN, None)
+    old[1].stop_reason = "reload"
+    assert next_step(r, [*old, new, _record(3, 2, born=4.0)], 2) == (WAIT, None)   # exiting
+    assert next_step(r, [new, _record(3, 2, born=4.0)], 2) == (DONE, None)
+
+
+def test_a_reload_over_a_reload_goes_back_to_where_the_first_one_began():
+    config = load({}, env={})
+    first = Reload.after(None, config, 4, 1)
+    second = Reload.after(first, load({"concurrency": "2"}, env={}), 2, first.generation)
+    assert (second.generation, second.old_config, second.old_target,
+            second.old_generation) == (3, config, 4, 1)
 
 
 def test_an_orphan_gives_up_at_its_hard_limit_else_after_the_grace():
