@@ -233,7 +233,8 @@ class Supervisor:
                 # Asked to stop while it started: a SIGTERM before its handler was lost (the
                 # child still had the master's), so it is sent again now that it listens.
                 c.signal(signal.SIGTERM)
-            if not self.booted and sum(ch.ready for ch in self.children.values()) >= self.concurrency:
+            ready = sum(ch.ready for ch in self.children.values())
+            if not self.booted and ready >= self.concurrency:
                 self.booted = True
                 self.status = "running"
                 self.services.ready()
@@ -341,7 +342,8 @@ class Supervisor:
         for c in self.children.values():
             if c.generation == r.generation and c.active:
                 c.stop("reload_aborted")
-        self.config, self.concurrency, self.generation = r.old_config, r.old_concurrency, r.old_generation
+        self.config, self.concurrency = r.old_config, r.old_concurrency
+        self.generation = r.old_generation
         self.recovery.max_kills = r.old_config.max_worker_kills
         self.end_reload()
 

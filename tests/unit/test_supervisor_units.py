@@ -104,7 +104,7 @@ def _record(index: int, generation: int, born: float, ready: bool = True) -> Chi
 def test_a_reload_starts_a_new_child_before_it_stops_an_old_one():
     old = [_record(0, 1, born=1.0), _record(1, 1, born=2.0)]
     r = Reload.after(None, load({}, env={}), 2, 1)
-    assert (r.generation, r.old_generation, r.old_target) == (2, 1, 2)
+    assert (r.generation, r.old_generation, r.old_concurrency) == (2, 1, 2)
     assert next_step(r, old, 2) == (SPAWN, None)
     new = _record(2, 2, born=3.0, ready=False)
     assert next_step(r, [*old, new], 2) == (WAIT, None)     # the new one is not up yet
@@ -121,7 +121,7 @@ def test_a_reload_over_a_reload_goes_back_to_where_the_first_one_began():
     config = load({}, env={})
     first = Reload.after(None, config, 4, 1)
     second = Reload.after(first, load({"concurrency": "2"}, env={}), 2, first.generation)
-    assert (second.generation, second.old_config, second.old_target,
+    assert (second.generation, second.old_config, second.old_concurrency,
             second.old_generation) == (3, config, 4, 1)
 
 
