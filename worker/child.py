@@ -7,13 +7,14 @@ finishes the current task, hands back prefetched ones and exits; the master uses
 anything harder. If the master dies, the kernel sends SIGTERM (PR_SET_PDEATHSIG).
 
 The parts, each taking only those above it in this list:
+    Runner (runner.py)           one task's run: its handler, under its time limits
     Stop (stop.py)               SIGTERM's flag, and the waits it may cut short
     Watch (watch.py)             the second thread: process title, sign of life, orphan duty
     Report (report.py)           the slot and the statistics the master reads
     Containment (containment.py) queues set aside as broken, acks held for them
     Outage (outage.py)           every Redis call of the loop, waiting out outages
     Acks (acks.py)               settling finished runs (acks batched, failures written)
-    Claims (claims.py)           claiming, the idle wait, and recovery after a failed claim
+    Fetcher (fetch.py)           claiming, the idle wait, and recovery after a failed claim
     Pool (pool.py)               many async tasks at once (--async-concurrency)
     Loop (loop.py)               claim -> run -> settle until it is time to go
 """
@@ -41,8 +42,8 @@ from tq.protect import KeyRing
 from tq.store.broker import Broker
 
 from .acks import Acks
-from .claims import IDLE_BLOCK, Claims
 from .containment import Containment
+from .fetch import IDLE_BLOCK, Fetcher
 from .loop import Loop
 from .order import QueueOrder
 from .outage import Outage
@@ -84,7 +85,8 @@ def main(spec: ChildSpec) -> NoReturn:
 
 
 class WorkerProcess:
-    """One child of tq-master (the master's record of it is supervisor's Child)."""
+    """One child process of tq-master (the master keeps its own record of each child, in
+    supervisor/children.py)."""
 
     def __init__(self, spec: ChildSpec) -> None:
         self.spec = spec
@@ -167,11 +169,12 @@ class WorkerProcess:
         containment = Containment(broker, self.queues, wid)
         outage = Outage(broker, containment, report, self.watch, wid)
         acks = Acks(broker, wid, cfg.result_ttl, runner, containment, outage, report)
-        claims = Claims(broker, wid, cfg.result_ttl, cfg.async_concurrency, acks, containment,
-                        outage, report, stop, QueueOrder(cfg.weights(), cfg.strict), prefetch)
-        pool = Pool(cfg.async_concurrency, broker, runner, claims, acks, outage, report, stop) \
-            if cfg.async_concurrency > 1 else None
-        return Loop(self.spec.master_pid, cfg.max_tasks_per_child, stop, claims, acks, runner,
+        fetcher = Fetcher(broker, wid, cfg.result_ttl, cfg.async_concurrency, acks,
+                          containment, outage, report, stop,
+                          QueueOrder(cfg.weights(), cfg.strict), prefetch)
+        pool = Pool(cfg.async_concurrency, broker, runner, fetcher, acks, outage, report,
+                    stop) if cfg.async_concurrency > 1 else None
+        return Loop(self.spec.master_pid, cfg.max_tasks_per_child, stop, fetcher, acks, runner,
                     pool, outage, report, prefetch)
 
     # -- the life of the process ------------------------------------------------------------
@@ -228,14 +231,14 @@ class WorkerProcess:
         """Ack what finished, hand back what never started, leave the registry."""
         self.report.state(STOPPING)
         self.watch.state = "stopping"
-        claims = loop.claims
+        fetcher = loop.fetcher
         loop.acks.flush()
-        if claims.pending or claims.unsure:
-            n = claims.hand_back()
+        if fetcher.pending or fetcher.unsure:
+            n = fetcher.hand_back()
             if n:
                 log.info("handed back %d claimed task(s) it had not started", n,
                          extra=self.extra)
-            claims.pending.clear()
+            fetcher.pending.clear()
         self.leaving = True
         loop.outage.call(lambda: broker.unregister_worker(self.wid))
         self.report.send_tally(force=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 
 from tq.task import Task
 
 from .acks import Acks
-from .claims import Claims
+from .fetch import Fetcher
 from .outage import Outage
 from .pool import Pool
 from .prefetch import Prefetch
@@ -21,13 +22,13 @@ PARENT_CHECK = 0.1   # s between getppid() checks in the loop (PR_SET_PDEATHSIG 
 
 
 class Loop:
-    def __init__(self, master_pid: int, max_tasks: int, stop: Stop, claims: Claims,
+    def __init__(self, master_pid: int, max_tasks: int | None, stop: Stop, fetcher: Fetcher,
                  acks: Acks, runner: Runner, pool: Pool | None, outage: Outage,
                  report: Report, prefetch: Prefetch) -> None:
         self.master_pid = master_pid
-        self.max_tasks = max_tasks   # 0: no limit
+        self.max_tasks = max_tasks   # None: no limit
         self.stop = stop
-        self.claims = claims
+        self.fetcher = fetcher
         self.acks = acks
         self.runner = runner
         self.pool = pool   # None: async tasks run one at a time, like the others
@@ -38,7 +39,7 @@ class Loop:
         self.last_run = 0.0   # how long the last task ran (s)
 
     def run(self) -> None:
-        claims = self.claims
+        fetcher = self.fetcher
         done = 0
         next_parent_check = 0.0
         while not self.stop.stopping:
@@ -50,9 +51,9 @@ class Loop:
                 if os.getppid() != self.master_pid:
                     self.exit_reason = "master gone"
                     break
-            if not claims.pending and not claims.claim():
+            if not fetcher.pending and not fetcher.fetch():
                 continue
-            task = claims.pending.popleft()
+            task = fetcher.pending.popleft()
             if self.pool is not None and self.runner.is_async(task):
                 done += self.pool.run(task)
             else:
@@ -69,7 +70,7 @@ class Loop:
         if acks.waiting and self.prefetch.flush_before_next(self.last_run, acks.since):
             acks.flush()
         started = time.time()
-        inputs = self.outage.call(lambda: self.runner.read_inputs(task)) if task.inputs \
+        inputs = self.outage.call(partial(self.runner.read_inputs, task)) if task.inputs \
             else None
         outcome, elapsed = self.runner.run(task, self.report.started, inputs)
         self.last_run = elapsed

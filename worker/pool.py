@@ -13,7 +13,7 @@ from tq.store.broker import Broker
 from tq.task import Task
 
 from .acks import Acks
-from .claims import Claims
+from .fetch import Fetcher
 from .outage import Outage
 from .prefetch import ACK_WINDOW
 from .report import Report
@@ -31,12 +31,12 @@ def _no_start(*args: Any) -> None:
 
 
 class Pool:
-    def __init__(self, size: int, broker: Broker, runner: Runner, claims: Claims, acks: Acks,
+    def __init__(self, size: int, broker: Broker, runner: Runner, fetcher: Fetcher, acks: Acks,
                  outage: Outage, report: Report, stop: Stop) -> None:
         self.size = size   # async_concurrency
         self.broker = broker
         self.runner = runner
-        self.claims = claims
+        self.fetcher = fetcher
         self.acks = acks
         self.outage = outage
         self.report = report
@@ -50,7 +50,7 @@ class Pool:
 
     async def _run(self, first: Task) -> int:
         n = self.size
-        pending = self.claims.pending
+        pending = self.fetcher.pending
         running: Running = {}
         waiting: deque[Task] = deque([first])
         later: list[Task] = []     # sync tasks claimed meanwhile: run after the pool
@@ -64,7 +64,7 @@ class Pool:
                 if not waiting:
                     if pending or later or time.monotonic() < next_claim:
                         break   # a sync task is next (the pool drains first), or too soon
-                    got = self.claims.claim_more(n - len(running))
+                    got = self.fetcher.claim_more(n - len(running))
                     if not got:
                         next_claim = time.monotonic() + POOL_REFILL
                         break

@@ -1,6 +1,6 @@
-"""Claiming tasks: each claim carries the waiting acks; an idle worker blocks on its queues with
-the next claim queued behind; a failed claim is followed by what makes this worker's lists
-safe again (wait out the outage, set a broken queue aside, hand back what it may hold)."""
+"""Fetching tasks for the loop: each claim carries the waiting acks, an idle worker blocks on its
+queues with the next claim queued behind, and a failed claim is followed by what makes this
+worker's lists safe again (wait out the outage, set a broken queue aside, hand back)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ STRAY_SWEEP = 1.0        # s between a busy worker's looks for strays (idle: eac
 IDLE_BLOCK = 1.0         # longest wait on Redis while idle: the heartbeat's period
 
 
-class Claims:
+class Fetcher:
     def __init__(self, broker: Broker, worker_id: str, result_ttl: float, min_batch: int,
                  acks: Acks, containment: Containment, outage: Outage, report: Report,
                  stop: Stop, order: QueueOrder, prefetch: Prefetch) -> None:
@@ -47,10 +47,10 @@ class Claims:
         self.extra = {"worker": worker_id}
         self.pending: deque[Task] = deque()   # claimed, not started yet
         self.unsure = False   # a claim's reply may have been lost: lists hold unknown tasks
-        self.next_sweep = 0.0            # see sweep_due()
+        self.next_sweep = 0.0            # see _sweep_due()
         self.unexplained_logged = -60.0  # when a refusal no key explains was last logged
 
-    def claim(self) -> bool:
+    def fetch(self) -> bool:
         """Send waiting acks and claim more; blocks while there is nothing. True if claimed."""
         self.report.state(IDLE)
         if self.containment.any_broken:   # some queue is set aside: repaired yet?
@@ -72,7 +72,7 @@ class Claims:
             self._recover(exc)
             return False
         except redis.exceptions.ResponseError as exc:
-            self.contain(exc)
+            self._contain(exc)
             return False
         self.acks.settled(got)
         if not got.tasks and not self.stop.stopping:
@@ -93,7 +93,7 @@ class Claims:
             self.unsure = True   # its reply may be lost with tasks in it: handed back at exit
             return []
         except redis.exceptions.ResponseError as exc:
-            self.contain(exc)
+            self._contain(exc)
             return []
         self.acks.settled(got)
         return got.tasks
@@ -137,7 +137,7 @@ class Claims:
             return nothing
         except redis.exceptions.ResponseError as exc:
             stop.blocking = False
-            self.contain(exc)
+            self._contain(exc)
             return nothing
         finally:
             stop.blocking = False
@@ -149,7 +149,7 @@ class Claims:
         self.outage.pause(exc)
         self._settle_and_hand_back()
 
-    def contain(self, exc: redis.exceptions.ResponseError) -> None:
+    def _contain(self, exc: redis.exceptions.ResponseError) -> None:
         """An error reply that is no outage (WRONGTYPE, a counter that is not a number...):
         set the queue with the corrupt key aside and go on with the others. The failed call
         may have claimed tasks of healthy queues: hand them back (nothing of them started)."""
