@@ -145,7 +145,7 @@ def _child(task: str, k: int) -> Any:
     from tq import config
     from tq.channel import Slot
     from tq.worker import prefetch
-    from tq.worker.child import Child, ChildSpec
+    from tq.worker.child import ChildSpec, WorkerProcess
     # Under valgrind everything runs ~50x slower: the time-based ack rules are stretched
     # alike, else acks would leave in more, smaller calls than at full speed.
     prefetch.ACK_WINDOW, prefetch.BUDGET = 50 * prefetch.ACK_WINDOW, 50 * prefetch.BUDGET
@@ -154,7 +154,7 @@ def _child(task: str, k: int) -> Any:
     r, w = os.pipe()
     threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(r, 65536), b"")],
                      daemon=True).start()   # the master's end of its pipe: read and dropped
-    return Child(ChildSpec(0, f"cost-{k}", os.getppid(), cfg, Slot(), w))
+    return WorkerProcess(ChildSpec(0, f"cost-{k}", os.getppid(), cfg, Slot(), w))
 
 
 def main() -> None:

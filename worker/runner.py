@@ -12,28 +12,20 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tq import hooks
 from tq.errors import Cancelled, PermanentError, Retry
 from tq.handlers import DEFAULT_BACKOFF, REGISTRY, HandlerSpec
 from tq.ids import created_ms
-from tq.protect import (
-    KeyRing,
-    Rejected,
-    error_aad,
-    open_payload,
-    open_text,
-    progress_aad,
-    result_aad,
-)
+from tq.protect import KeyRing, Rejected, error_aad, open_payload, result_aad
 from tq.store.broker import Ack, Broker, FailOutcome, result_record
-from tq.store.connection import connect
-from tq.task import DEFAULT_MAX_RETRIES, Task, validate_progress
+from tq.task import DEFAULT_MAX_RETRIES, Task
 
-if TYPE_CHECKING:
-    from tq import Client
+from .context import HandlerServices, TaskContext
+from .timelimits import SoftTimeout, limited, time_limits
 
 log = logging.getLogger("tq.worker")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
@@ -42,107 +34,8 @@ _PLAIN = frozenset((type(None), dict, list, str, int, float, bool))   # results,
 # failures whose message comes from the handler (sealed with keys); tq's own (malformed,
 # unknown_type, bad_signature, cannot_decrypt) stay readable for the operator
 SEALED_KINDS = frozenset(("error", "retry", "permanent", "timeout"))
-PROGRESS_EVERY = 0.5              # seconds between progress writes of one task
-PROGRESS_TTL_MS = 24 * 3600 * 1000   # a progress record outlives its task by a day at most
-HARD_GRACE = 2.0   # seconds between the soft limit (exception) and the master's SIGKILL
-
-
-class SoftTimeout(BaseException):  # not Exception: a handler's `except Exception` must not eat it
-    """Raised inside a handler when its time limit passes."""
-
-
-@dataclass(slots=True)
-class Limits:
-    soft: float | None      # seconds until SoftTimeout is raised in the handler
-    hard: float | None      # seconds until the master kills the child
-
-
-_NO_LIMITS = Limits(None, None)   # (shared: nobody changes a Limits)
-
-
-def limits(task: Task, spec: HandlerSpec) -> Limits:
-    """The task's timeout wins over its handler's; a hard limit follows the soft one."""
-    if not task.timeout and not spec.timeout and not spec.soft_timeout:
-        return _NO_LIMITS   # the usual case: no object per task
-    timeout = task.timeout or spec.timeout
-    if spec.soft_timeout and (timeout is None or spec.soft_timeout < timeout):
-        return Limits(spec.soft_timeout, timeout)
-    if timeout:
-        return Limits(timeout, timeout + HARD_GRACE)
-    return Limits(None, None)
-
-
-class TaskContext:
-    """What a handler gets besides its payload."""
-
-    __slots__ = ("_inputs", "_log", "_progress_at", "_runner", "attempt", "deadline",
-                 "max_retries", "queue", "task_id", "type", "worker_id", "workflow_id")
-    # (redis, log, inputs, input and cancelled are properties)
-
-    def __init__(self, runner: Runner, task: Task, spec: HandlerSpec | None,
-                 deadline: float | None, inputs: list[Any] | None = None):
-        self._runner = runner
-        self.workflow_id = task.workflow
-        self._inputs = inputs
-        self.task_id, self.type, self.queue = task.id, task.type, task.queue
-        self.attempt = task.failures + 1
-        default = spec.max_retries if spec is not None else 0
-        self.max_retries = task.max_retries if task.max_retries is not None else default
-        self.deadline = deadline
-        self.worker_id = runner.worker_id
-        self._log: logging.LoggerAdapter[logging.Logger] | None = None
-        self._progress_at = 0.0   # when progress was last written to Redis (monotonic)
-
-    @property
-    def inputs(self) -> list[Any]:
-        """The results of its upstream workflow members, in their order (None for one that
-        is dead or cancelled, under the workflow's "continue" policy); [] for a plain task."""
-        if self._inputs is None:
-            self._inputs = []
-        return self._inputs
-
-    @property
-    def input(self) -> Any:
-        """The last upstream result (in a chain: the previous step's), or None."""
-        return self._inputs[-1] if self._inputs else None
-
-    @property
-    def cancelled(self) -> bool:
-        """Has this task been cancelled while it runs? (tq.Cancelled is raised in the
-        handler too; a handler that catches it to clean up can look here.)"""
-        return self.task_id in self._runner.cancelled
-
-    @property
-    def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        """A logger for this task (`tq.task.TYPE`, with the task and worker ids), made on first
-        use: most handlers never log, and every task would pay for it."""
-        if self._log is None:
-            self._log = logging.LoggerAdapter(logging.getLogger(f"tq.task.{self.type}"),
-                                              {"task": self.task_id, "worker": self.worker_id})
-        return self._log
-
-    def enqueue(self, task_type: str, payload: dict[str, Any] | None = None, **options: Any) -> str:
-        """Enqueue a follow-up task through this worker's Redis."""
-        return self._runner.client().enqueue(task_type, payload, **options)
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        """Report how far the task is (0..1) and what it does, for `client.get()`, `tq get`
-        and the dashboard. Cheap in a tight loop: written to Redis at most every
-        PROGRESS_EVERY seconds (the last call in between is lost; the first is not)."""
-        fraction = validate_progress(fraction)
-        now = time.monotonic()
-        if now - self._progress_at < PROGRESS_EVERY:
-            return
-        self._progress_at = now
-        self._runner.write_progress(self.queue, self.task_id, fraction, str(message))
-
-    @property
-    def redis(self) -> Any:
-        """A redis-py client of this worker's Redis for the handler's own commands: one
-        dedicated connection per worker process (made on first use, never shared with another
-        process), no pool to check out from on each call. Bytes replies, a few retries after a
-        connection error (a handler's own commands are its business to make idempotent)."""
-        return self._runner.handler_redis()
+# on_start(task, hard_deadline_monotonic, max_retries): a run starts (the child tells the master)
+OnStart = Callable[[Task, float, int], None]
 
 
 @dataclass(slots=True)
@@ -168,38 +61,17 @@ class Runner:
         self.worker_id = worker_id
         self.keys = keys      # payload protection (tq.protect); None: plain payloads
         self.running = False
-        self._client: Client | None = None
-        self._redis: Any = None
-        self._redis_pid = 0
         self._loop: asyncio.AbstractEventLoop | None = None   # for async def handlers
         self._loop_pid = 0
         self.current = ""         # the id of the task whose handler runs now
         self.cancelled: set[str] = set()   # ids of running tasks whose cancel came
         self._async_task: asyncio.Task[Any] | None = None
         self.pool: dict[str, asyncio.Task[Any]] = {}   # async tasks running at once
+        self.services = HandlerServices(broker, worker_id, keys, self.cancelled)
 
     def read_inputs(self, task: Task) -> list[Any]:
         """The results its upstream workflow members handed this member (one HMGET)."""
-        fields = [f"i:{task.id}:{k}" for k in range(task.inputs)]
-        raw = self.broker.conn.hmget(self.broker.qkeys(task.queue).wf, fields)
-        return [self._input(r) for r in raw]
-
-    def _input(self, raw: Any) -> Any:
-        """One input as node_value() wrote it: [queue, id, result record]; the result, or
-        None (a member that did not succeed, or one gone: a retried dead letter)."""
-        try:
-            queue, tid, rec = json.loads(raw)
-        except (TypeError, ValueError):
-            return None
-        if not isinstance(rec, dict) or rec.get("s") != "succeeded":
-            return None
-        if isinstance(rec.get("x"), str):   # sealed (tq.protect)
-            opened = open_text(self.keys, rec["x"], result_aad(queue, tid))
-            try:
-                return json.loads(opened) if opened is not None else None
-            except ValueError:
-                return None
-        return rec.get("r")
+        return self.services.read_inputs(task)
 
     def cancel(self, task_id: str) -> None:
         """The master asks to cancel `task_id` (from the SIGUSR1 handler): if its handler
@@ -217,40 +89,12 @@ class Runner:
             return
         raise Cancelled(f"task {task_id} was cancelled")
 
-    def client(self) -> Client:
-        if self._client is None:
-            from tq import Client
-            self._client = Client(self.broker.url, self.broker.namespace,
-                                  keys=self.keys or "")   # follow-ups sealed like the rest
-        return self._client
-
-    def handler_redis(self) -> Any:
-        """ctx.redis: made once per process (a child is forked after the master's imports)."""
-        if self._redis is None or self._redis_pid != os.getpid():
-            self._redis = connect(self.broker.url, retries=3, client_name="tq-handler",
-                                  single_connection=True)
-            self._redis_pid = os.getpid()
-        return self._redis
-
-    def write_progress(self, queue: str, task_id: str, fraction: float, message: str) -> None:
-        """One progress record (sealed like results when payloads are encrypted); a Redis
-        error is logged, never raised into the handler (progress is a report, not work)."""
-        if self.keys is not None and self.keys.encrypts and message:
-            message = self.keys.seal(message, progress_aad(queue, task_id))
-        record = _dumps({"f": round(fraction, 4), "m": message[:1000], "at": time.time()})
-        try:
-            self.handler_redis().set(self.broker.keys.queue(queue).progress(task_id), record,
-                                     px=PROGRESS_TTL_MS)
-        except Exception as exc:   # redis-py's errors, an ACL refusal...
-            log.warning("could not record progress: %s", exc,
-                        extra={"task": task_id, "worker": self.worker_id})
-
     def _await(self, awaitable: Any, timeout: float | None) -> Any:
         """Run a handler's coroutine to its end on this process's event loop (made on first
         use, never shared with a forked child); past `timeout` it is cancelled (its
         `finally` blocks run) and SoftTimeout raised."""
         loop = self.loop()
-        self._async_task = loop.create_task(_limited(awaitable, timeout))
+        self._async_task = loop.create_task(limited(awaitable, timeout))
         try:
             return loop.run_until_complete(self._async_task)
         except asyncio.CancelledError:
@@ -264,7 +108,7 @@ class Runner:
         if self.running:
             raise SoftTimeout("soft time limit reached")
 
-    def _admit(self, task: Task, on_start: Any) -> tuple[Task, HandlerSpec | None,
+    def _admit(self, task: Task, on_start: OnStart) -> tuple[Task, HandlerSpec | None,
                                                          Failure | None]:
         """Open a protected body and find the handler: (task, spec, None), or the failure
         that ends it before any handler runs (published as started, with no limits)."""
@@ -316,7 +160,7 @@ class Runner:
         return Ack(task, result_record(task, result_json, self.worker_id, started, time.time(),
                                        sealed), spec.result_ttl)
 
-    def run(self, task: Task, on_start: Any, inputs: list[Any] | None = None
+    def run(self, task: Task, on_start: OnStart, inputs: list[Any] | None = None
             ) -> tuple[Ack | Failure, float]:
         """Run `task`; returns its ack or failure and the handler's run time in seconds.
 
@@ -329,11 +173,11 @@ class Runner:
             if spec is None:
                 assert refused is not None
                 return refused, 0.0
-        lim = limits(task, spec)
+        lim = time_limits(task, spec)
         max_retries = task.max_retries if task.max_retries is not None else spec.max_retries
         on_start(task, time.monotonic() + lim.hard if lim.hard else 0.0, max_retries)
-        ctx = TaskContext(self, task, spec, time.time() + lim.soft if lim.soft else None,
-                          inputs)
+        ctx = TaskContext(self.services, task, spec,
+                          time.time() + lim.soft if lim.soft else None, inputs)
         if hooks.MIDDLEWARE:
             hooks.call("before", ctx, task.payload)
         started = time.time()
@@ -377,7 +221,7 @@ class Runner:
         spec = REGISTRY.get(task.type)
         return spec is not None and spec.is_async and not task.malformed
 
-    async def run_async(self, task: Task, on_start: Any, inputs: list[Any] | None = None
+    async def run_async(self, task: Task, on_start: OnStart, inputs: list[Any] | None = None
                         ) -> tuple[Ack | Failure, float]:
         """run() for one of many async tasks sharing this child's loop: its time limit is a
         cancellation (no hard limit: the master cannot kill one coroutine), a cancel request
@@ -386,9 +230,10 @@ class Runner:
         if spec is None:
             assert refused is not None
             return refused, 0.0
-        lim = limits(task, spec)
+        lim = time_limits(task, spec)
         soft = lim.soft or lim.hard
-        ctx = TaskContext(self, task, spec, time.time() + soft if soft else None, inputs)
+        ctx = TaskContext(self.services, task, spec, time.time() + soft if soft else None,
+                          inputs)
         if hooks.MIDDLEWARE:
             hooks.call("before", ctx, task.payload)
         started = time.time()
@@ -399,7 +244,7 @@ class Runner:
         try:
             result = spec.func(task.payload, ctx)
             if inspect.isawaitable(result):
-                result = await _limited(result, soft)
+                result = await limited(result, soft)
         except asyncio.CancelledError:
             if task.id not in self.cancelled:
                 raise
@@ -455,23 +300,12 @@ class Runner:
         return outcome
 
     def _hooks(self, f: Failure, will_retry: bool) -> None:
-        ctx = f.ctx or TaskContext(self, f.task, REGISTRY.get(f.task.type), None)
+        ctx = f.ctx or TaskContext(self.services, f.task, REGISTRY.get(f.task.type), None)
         payload = None if f.task.malformed else f.task.payload
         if f.kind not in ("malformed", "unknown_type"):   # it ran (or tried to)
             hooks.call("on_failure", ctx, payload, f.exc, will_retry)
         if not will_retry:
             hooks.call("on_dead", ctx, payload, f.message, f.traceback)
-
-
-async def _limited(awaitable: Any, timeout: float | None) -> Any:
-    """Await a handler's coroutine; past `timeout` it is cancelled (its `finally` blocks
-    run) and SoftTimeout raised."""
-    if timeout is None:
-        return await awaitable
-    try:
-        return await asyncio.wait_for(awaitable, max(timeout, 0.0))
-    except TimeoutError:
-        raise SoftTimeout("soft time limit reached") from None
 
 
 def backoff(spec: HandlerSpec, attempt: int) -> float:

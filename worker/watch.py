@@ -7,15 +7,13 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
 from setproctitle import setproctitle
 
 from tq import exitcodes
-from tq.channel import BUSY
-
-if TYPE_CHECKING:
-    from .child import Child
+from tq.channel import BUSY, Slot
 
 log = logging.getLogger("tq.worker")
 
@@ -27,10 +25,17 @@ class Watch(threading.Thread):
     master is gone, stands in for it: beats this worker's registry entry so no reaper takes
     the task it finishes, and ends the process if that task overruns its time."""
 
-    def __init__(self, child: Child) -> None:
+    def __init__(self, index: int, worker_id: str, master_pid: int, slot: Slot,
+                 orphan_grace: float, orphan_beat: Callable[..., bool]) -> None:
+        """orphan_beat(**fields) writes this worker's registry entry as an orphan's (fields:
+        its state and task); False when it has none to keep (not registered yet, or leaving)."""
         super().__init__(name="tq-watch", daemon=True)
-        self.child = child
-        self.prefix = f"tq-worker[{child.spec.index}]"
+        self.prefix = f"tq-worker[{index}]"
+        self.worker_id = worker_id
+        self.master_pid = master_pid
+        self.slot = slot
+        self.orphan_grace = orphan_grace
+        self.orphan_beat = orphan_beat
         self.state = "starting"
         self.task: tuple[str, str, float] | None = None
         self._shown = ""
@@ -40,9 +45,9 @@ class Watch(threading.Thread):
     def run(self) -> None:
         while True:
             now = time.monotonic()
-            self.child.slot.beat(now)
+            self.slot.beat(now)
             self._title(now)
-            if self.orphaned_at is None and os.getppid() != self.child.spec.master_pid:
+            if self.orphaned_at is None and os.getppid() != self.master_pid:
                 self.orphaned_at = now
             if self.orphaned_at is not None:
                 self._orphan(now)
@@ -59,25 +64,25 @@ class Watch(threading.Thread):
             self._shown = text
 
     def _orphan(self, now: float) -> None:
-        child = self.child
-        st = child.slot.state
+        st = self.slot.state
         busy = st.state == BUSY and st.task
         if busy and orphan_deadline(st.deadline, self.orphaned_at or now,
-                                    child.config.orphan_grace) < now:
+                                    self.orphan_grace) < now:
             log.error("master gone and the task overran its time: exiting; the task goes "
-                      "back to its queue", extra={**child.extra, "task": st.task})
+                      "back to its queue", extra={"worker": self.worker_id, "task": st.task})
             flush_logs()
             os._exit(exitcodes.FAILURE)
-        broker = getattr(child, "broker", None)
-        if broker is None or child.leaving or now < self._next_beat:
+        if now < self._next_beat:
             return
-        self._next_beat = now + 1.0
+        fields: dict[str, Any] = {"state": "busy" if busy else "stopping",
+                                  "task": st.task if busy else None,
+                                  "type": st.type if busy else None, "orphan": True}
         try:
-            broker.register_worker(child.wid, child.registry_info(
-                state="busy" if busy else "stopping", task=st.task if busy else None,
-                type=st.type if busy else None, orphan=True))
+            if not self.orphan_beat(**fields):
+                return
         except Exception:   # Redis away: the registry entry simply ages
             pass
+        self._next_beat = now + 1.0
 
 
 def orphan_deadline(hard_deadline: float, orphaned_at: float, grace: float) -> float:

@@ -530,3 +530,20 @@ class Broker(Registry, Upkeep):
                 if d >= 0:
                     due = d / 1000 if due is None else min(due, d / 1000)
         return moved, due
+
+    # -- reads for the worker (cancel requests, workflow inputs)
+    def cancels_requested(self, tasks: Sequence[Task]) -> list[str]:
+        """The ids of `tasks` (running in the caller) whose cancel was requested: cancel.lua
+        marks their claim '|x'. One pipelined round trip; redis-py's errors untranslated,
+        as claim()'s (the worker waits outages out)."""
+        pipe = self.conn.pipeline(transaction=False)
+        for t in tasks:
+            pipe.hget(self.qkeys(t.queue).run, t.id)
+        return [t.id for t, claim in zip(tasks, pipe.execute(), strict=True)
+                if isinstance(claim, bytes) and claim.endswith(b"|x")]
+
+    def workflow_inputs(self, task: Task) -> list[bytes | str | None]:
+        """What a workflow member's upstream members handed it ("i:ID:K" of its queue's wf
+        hash), in their order, undecoded: one HMGET; errors untranslated, as above."""
+        fields = [f"i:{task.id}:{k}" for k in range(task.inputs)]
+        return self.conn.hmget(self.qkeys(task.queue).wf, fields)

@@ -55,7 +55,7 @@ def test_chain_runs_in_order_and_passes_results(client, broker):
     assert client.get(wf.last).state == "waiting"
     assert first.workflow == wf.id and first.inputs == 0
     from tq.worker.runner import Runner
-    Runner(broker, "w").write_progress("wf.num", first.id, 0.5, "half way")
+    Runner(broker, "w").services.write_progress("wf.num", first.id, 0.5, "half way")
     running = client.get_workflow(wf.id).members[0]
     assert running["state"] == "running" and running["progress"]["message"] == "half way"
     ack(broker, first, 1)

@@ -1,0 +1,54 @@
+"""Queues set aside as broken (a corrupt key explained a refusal): which queues this worker
+still serves, and the acks it holds back for a broken queue until that queue is repaired."""
+
+from __future__ import annotations
+
+from tq.store.broker import Ack, Broker
+
+
+class Containment:
+    """A view of the broker's Quarantine for one worker, with its held acks. Reads Redis only
+    in explain() and repaired(); their callers wait outages out (Outage.call)."""
+
+    def __init__(self, broker: Broker, queues: list[str], worker_id: str) -> None:
+        self.quarantine = broker.quarantine
+        self.qkeys = broker.qkeys
+        self.queues = queues       # all of this worker's queues, broken or not
+        self.worker_id = worker_id
+        self.held_acks: list[Ack] = []   # acks of tasks whose queue was found broken
+
+    @property
+    def serving(self) -> list[str]:
+        """The queues this worker claims from: its queues less those found broken."""
+        return self.quarantine.active(self.queues)
+
+    @property
+    def any_broken(self) -> bool:
+        return bool(self.quarantine.queues)
+
+    def explain(self, exc: Exception, queues: list[str] | None = None) -> bool:
+        """Does a corrupt key of one of `queues` (default: those served) explain an error
+        reply? If so its queue is set aside (see Quarantine.explains)."""
+        return self.quarantine.explains(self.serving if queues is None else queues, exc,
+                                        self._proc)
+
+    def _proc(self, queue: str) -> str:
+        return self.qkeys(queue).proc(self.worker_id)
+
+    def hold(self, acks: list[Ack]) -> list[Ack]:
+        """The acks that may be sent now; those of a broken queue wait for its repair."""
+        if not self.quarantine.queues:
+            return acks
+        serving = self.serving
+        self.held_acks += [a for a in acks if a.task.queue not in serving]
+        return [a for a in acks if a.task.queue in serving]
+
+    def repaired(self) -> list[str]:
+        """Queues whose repair was found since the last look (served again); cheap often."""
+        return self.quarantine.recheck()
+
+    def release(self, queues: list[str]) -> list[Ack]:
+        """The held acks of `queues` (repaired), no longer held."""
+        held = [a for a in self.held_acks if a.task.queue in queues]
+        self.held_acks = [a for a in self.held_acks if a.task.queue not in queues]
+        return held
