@@ -46,6 +46,7 @@ from .protect import (
 )
 from .store.broker import DEFAULT_RESULT_TTL, Broker
 from .store.connection import translated, translation
+from .store.heads import oldest_created, queue_heads
 from .store.integrity import RepairReport, read_marks, repair
 from .store.keys import PRIORITY_LEVELS
 from .store.scripts import SCRIPTS
@@ -570,7 +571,8 @@ class Client:
 
     def queue_sizes(self) -> dict[str, dict[str, Any]]:
         """Per queue: ready (total and by priority), scheduled, running, dead, held (waiting
-        for a concurrency lease), paused, broken (its mark, or None)."""
+        for a concurrency lease), paused, broken (its mark, or None), oldest_ready (when the
+        oldest ready task was created, Unix seconds; None when none is ready)."""
         queues = self.queues()
         with translated(self.url):
             pipe = self.broker.conn.pipeline(transaction=False)
@@ -583,16 +585,19 @@ class Client:
                 pipe.zcard(k.dead)
                 pipe.zcard(k.held)
                 pipe.hexists(k.flow, "paused")
+                queue_heads(pipe, k)
             replies = pipe.execute(raise_on_error=False)   # a corrupt key: that count only
             marks = read_marks(self.broker.conn, queues, self.broker.qkeys)
         out: dict[str, dict[str, Any]] = {}
-        step = PRIORITY_LEVELS + 5
+        counts = PRIORITY_LEVELS + 5
+        step = counts + PRIORITY_LEVELS
         for i, q in enumerate(queues):
-            r = [n if isinstance(n, int) else 0 for n in replies[i * step:(i + 1) * step]]
+            r = [n if isinstance(n, int) else 0 for n in replies[i * step:i * step + counts]]
             by_priority = {9 - p: n for p, n in enumerate(r[:PRIORITY_LEVELS]) if n}
             out[q] = {"ready": sum(r[:PRIORITY_LEVELS]), "by_priority": by_priority,
                       "scheduled": r[-5], "running": r[-4], "dead": r[-3],
-                      "held": r[-2], "paused": bool(r[-1]), "broken": marks.get(q)}
+                      "held": r[-2], "paused": bool(r[-1]), "broken": marks.get(q),
+                      "oldest_ready": oldest_created(replies[i * step + counts:(i + 1) * step])}
         return out
 
     def delete_queue(self, queue: str, force: bool = False) -> dict[str, Any]:

@@ -7,8 +7,9 @@ update mmap'ed files per task and the scrape merge one file per pid ever started
 children's hot path stays free of metrics, and one process serves them from memory.
 
 Histograms arrive pre-aggregated, so a custom collector emits them (and the counters) from
-plain sums. Queue depths and enqueue counts are read from Redis at scrape time: fresh, free
-between scrapes, and the same from every master (aggregate them with max(), not sum()).
+plain sums. Queue depths, the age of each queue's oldest ready task (the autoscaling signal)
+and enqueue counts are read from Redis at scrape time: fresh, free between scrapes, and the
+same from every master (aggregate them with max(), not sum()).
 
 Names follow Prometheus' conventions: base units (seconds, bytes), `_total` on counters. No
 label changes across a master restart: a master is its scrape target's `instance` plus the
@@ -205,15 +206,22 @@ class _Collector(Collector):
         broken = GaugeMetricFamily("tq_queue_broken", "1 while a queue is set aside because "
                                    "one of its keys is corrupt (see `tq queue repair`)",
                                    labels=["queue"])
+        age = GaugeMetricFamily("tq_queue_oldest_age_seconds", "Age of the oldest ready task "
+                                "of a queue, from its creation (0 when none is ready; read "
+                                "at scrape time with the depth)", labels=["queue"])
+        now = time.time()
         for queue, size in sorted(sizes.items()):
             for state in QUEUE_STATES:
                 depth.add_metric([queue, state], size.get(state, 0))
             broken.add_metric([queue], 1 if size.get("broken") else 0)
+            oldest = size.get("oldest_ready")
+            age.add_metric([queue], 0.0 if oldest is None else max(now - oldest, 0.0))
         paused = GaugeMetricFamily("tq_queue_paused", "1 while a queue is paused (`tq pause`)",
                                    labels=["queue"])
         for queue, size in sorted(sizes.items()):
             paused.add_metric([queue], 1 if size.get("paused") else 0)
         yield depth
+        yield age
         yield broken
         yield paused
         throttled = CounterMetricFamily("tq_tasks_throttled", "Tasks set aside by a rate or "

@@ -12,4 +12,5 @@ the Lua scripts, and the typed operations built on them (broker, registry, histo
     registry.py    live masters and workers
     history.py     the throughput and latency history
     integrity.py   corrupt keys: diagnosis, quarantine, repair
+    heads.py       the heads of the ready lists: the age of a queue's oldest ready task
 """
