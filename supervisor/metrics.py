@@ -7,9 +7,11 @@ update mmap'ed files per task and the scrape merge one file per pid ever started
 children's hot path stays free of metrics, and one process serves them from memory.
 
 Histograms arrive pre-aggregated, so a custom collector emits them (and the counters) from
-plain sums. Queue depths, the age of each queue's oldest ready task (the autoscaling signal)
-and enqueue counts are read from Redis at scrape time: fresh, free between scrapes, and the
-same from every master (aggregate them with max(), not sum()).
+plain sums, on tq.tally.EXPORT_BUCKETS (the children count finer buckets, which the
+dashboard's percentiles use; these are the ones Prometheus queries were written against).
+Queue depths, the age of each queue's oldest ready task (the autoscaling signal) and enqueue
+counts are read from Redis at scrape time: fresh, free between scrapes, and the same from
+every master (aggregate them with max(), not sum()).
 
 Names follow Prometheus' conventions: base units (seconds, bytes), `_total` on counters. No
 label changes across a master restart: a master is its scrape target's `instance` plus the
@@ -40,7 +42,7 @@ from tq.client import Client
 from tq.config import split_bind
 from tq.errors import ConfigError, TQError
 from tq.store.broker import Broker
-from tq.tally import BUCKETS, Histogram, Tally
+from tq.tally import Histogram, Tally
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,6 @@ RESTART_REASONS = ("exited", "signal", "timeout", "memory", "max_tasks", "heartb
                    "reload", "scale_down")
 CHILD_STATES = ("starting", "idle", "busy", "stopping")
 QUEUE_STATES = ("ready", "scheduled", "running", "held", "dead")
-_BOUNDS = [floatToGoString(b) for b in BUCKETS]
 
 
 class Metrics:
@@ -162,11 +163,8 @@ class _Collector(Collector):
                 ("tq_task_queue_wait_seconds", "Time from enqueue (or due time) to start", waits)):
             fam = HistogramMetricFamily(name, doc, labels=["type"])
             for ttype, h in sorted(hists.items()):
-                cumulative, running = [], 0
-                for bound, n in zip(_BOUNDS, h.counts, strict=True):
-                    running += n
-                    cumulative.append((bound, running))
-                fam.add_metric([ttype], cumulative, sum_value=h.total)
+                fam.add_metric([ttype], [(floatToGoString(b), n) for b, n in h.cumulative()],
+                               sum_value=h.total)
             yield fam
 
         by_state = dict.fromkeys(CHILD_STATES, 0)
