@@ -85,8 +85,11 @@ def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def version() -> str:
     """The checkout's version, read from the one place it is written."""
-    text = (ROOT / "shared" / "__init__.py").read_text()
-    return re.search(r'^__version__ = "([^"]+)"', text, re.M).group(1)
+    found = re.search(r'^__version__ = "([^"]+)"', (ROOT / "shared" / "__init__.py").read_text(),
+                      re.M)
+    if found is None:
+        raise SystemExit("smoke: no __version__ in shared/__init__.py")
+    return found.group(1)
 
 
 def check_dist(dist: Path, want: str) -> Path:
