@@ -74,7 +74,8 @@ class Board:
     def series(self, span: int, queue: str | None = None) -> dict[str, Any]:
         """Throughput and run time over the last `span` seconds (an hour or a day) per
         minute, for one queue (the task types enqueued to it) or all: {"start", "step",
-        "processed", "failed", "p50", "p99"} (seconds; None where nothing ran)."""
+        "processed", "failed", "p50", "p99", "p50_bounds", "p99_bounds"} (seconds; None where
+        nothing ran; a bounds entry is [low, high] of the percentile's histogram bucket)."""
         now = self.history.now()
         end = int(now) // 60 + 1                   # the current minute included
         minutes = range(end - max(1, span // 60), end)
@@ -82,7 +83,8 @@ class Board:
         types = self.queue_types(queue) if queue else None
         out: dict[str, Any] = {"start": minutes.start * 60, "step": 60, "queue": queue,
                                "types": sorted(types) if types is not None else None,
-                               "processed": [], "failed": [], "p50": [], "p99": []}
+                               "processed": [], "failed": [], "p50": [], "p99": [],
+                               "p50_bounds": [], "p99_bounds": []}
         for tally in tallies:
             chosen = [t for t in tally.counts if types is None or t in types]
             succeeded = sum(tally.counts[t].get("succeeded", 0) for t in chosen)
@@ -93,8 +95,10 @@ class Board:
                     merged.merge(h)
             out["processed"].append(succeeded + failed)
             out["failed"].append(failed)
-            out["p50"].append(_finite(merged.quantile(0.5)))
-            out["p99"].append(_finite(merged.quantile(0.99)))
+            for name, q in (("p50", 0.5), ("p99", 0.99)):   # interpolated, with their bucket
+                p = merged.percentile(q)
+                out[name].append(None if p is None else p.value)
+                out[f"{name}_bounds"].append(None if p is None else [p.low, _finite(p.high)])
         return out
 
     def overview(self, since: int | None = None) -> dict[str, Any]:
@@ -126,5 +130,5 @@ class Board:
 
 
 def _finite(value: float | None) -> float | None:
-    """A percentile for JSON: the histogram's open last bucket (infinity) as None."""
+    """A bound for JSON: the histogram's open last bucket (infinity) as None."""
     return value if value is not None and math.isfinite(value) else None

@@ -11,6 +11,8 @@ from __future__ import annotations
 if __name__ != "tq":  # the source folder is shared/; only the installed name may import it
     raise ImportError(f"import tq, not {__name__} (install the project: pip install -e .)")
 
+__version__ = "0.2.0"   # the one place: setup.cfg, both CLIs and /metrics read it
+
 from .client import Client
 from .errors import (
     Cancelled,
@@ -32,8 +34,6 @@ from .hooks import Middleware, add_middleware, remove_middleware
 from .periodic import periodic
 from .task import Task, TaskInfo
 from .workflow import Workflow, WorkflowInfo, chain, chord, group, step
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Backoff",

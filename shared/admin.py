@@ -67,7 +67,8 @@ class Admin:
 
     def queue_sizes(self) -> dict[str, dict[str, Any]]:
         """Per queue: ready (total and by priority), scheduled, running, dead, held (waiting
-        for a concurrency lease), paused, broken (its mark, or None)."""
+        for a concurrency lease), paused, broken (its mark, or None), oldest_ready (when the
+        oldest ready task was created, Unix seconds; None when none is ready)."""
         queues = self.queues()
         with translated(self.url):
             return views.queue_sizes(self.broker, queues)

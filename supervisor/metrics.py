@@ -7,8 +7,11 @@ update mmap'ed files per task and the scrape merge one file per pid ever started
 children's hot path stays free of metrics, and one process serves them from memory.
 
 Histograms arrive pre-aggregated, so a custom collector emits them (and the counters) from
-plain sums. Queue depths and enqueue counts are read from Redis at scrape time: fresh, free
-between scrapes, and the same from every master (aggregate them with max(), not sum()).
+plain sums, on tq.tally.EXPORT_BUCKETS (the children count finer buckets, which the
+dashboard's percentiles use; these are the ones Prometheus queries were written against).
+Queue depths, the age of each queue's oldest ready task (the autoscaling signal) and enqueue
+counts are read from Redis at scrape time: fresh, free between scrapes, and the same from
+every master (aggregate them with max(), not sum()).
 
 Names follow Prometheus' conventions: base units (seconds, bytes), `_total` on counters. No
 label changes across a master restart: a master is its scrape target's `instance` plus the
@@ -39,7 +42,7 @@ from tq.client import Client
 from tq.config import split_bind
 from tq.errors import ConfigError, TQError
 from tq.store.broker import Broker
-from tq.tally import BUCKETS, Histogram, Tally
+from tq.tally import Histogram, Tally
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,6 @@ RESTART_REASONS = ("exited", "signal", "timeout", "memory", "max_tasks", "heartb
                    "reload", "scale_down")
 CHILD_STATES = ("starting", "idle", "busy", "stopping")
 QUEUE_STATES = ("ready", "scheduled", "running", "held", "dead")
-_BOUNDS = [floatToGoString(b) for b in BUCKETS]
 
 
 class Metrics:
@@ -161,11 +163,8 @@ class _Collector(Collector):
                 ("tq_task_queue_wait_seconds", "Time from enqueue (or due time) to start", waits)):
             fam = HistogramMetricFamily(name, doc, labels=["type"])
             for ttype, h in sorted(hists.items()):
-                cumulative, running = [], 0
-                for bound, n in zip(_BOUNDS, h.counts, strict=True):
-                    running += n
-                    cumulative.append((bound, running))
-                fam.add_metric([ttype], cumulative, sum_value=h.total)
+                fam.add_metric([ttype], [(floatToGoString(b), n) for b, n in h.cumulative()],
+                               sum_value=h.total)
             yield fam
 
         by_state = dict.fromkeys(CHILD_STATES, 0)
@@ -206,15 +205,22 @@ class _Collector(Collector):
         broken = GaugeMetricFamily("tq_queue_broken", "1 while a queue is set aside because "
                                    "one of its keys is corrupt (see `tq queue repair`)",
                                    labels=["queue"])
+        age = GaugeMetricFamily("tq_queue_oldest_age_seconds", "Age of the oldest ready task "
+                                "of a queue, from its creation (0 when none is ready; read "
+                                "at scrape time with the depth)", labels=["queue"])
+        now = time.time()
         for queue, size in sorted(sizes.items()):
             for state in QUEUE_STATES:
                 depth.add_metric([queue, state], size.get(state, 0))
             broken.add_metric([queue], 1 if size.get("broken") else 0)
+            oldest = size.get("oldest_ready")
+            age.add_metric([queue], 0.0 if oldest is None else max(now - oldest, 0.0))
         paused = GaugeMetricFamily("tq_queue_paused", "1 while a queue is paused (`tq pause`)",
                                    labels=["queue"])
         for queue, size in sorted(sizes.items()):
             paused.add_metric([queue], 1 if size.get("paused") else 0)
         yield depth
+        yield age
         yield broken
         yield paused
         throttled = CounterMetricFamily("tq_tasks_throttled", "Tasks set aside by a rate or "

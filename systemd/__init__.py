@@ -1,7 +1,7 @@
 """tq.systemd: the systemd units shipped with the package (`tq install-units` copies them).
 
     tq-master.service     one master for the host
-    tq-master@.service    one master per instance name (a queue group, an app)
+    tq-master@.service    one master per queue group (tq-master@GROUP, /etc/tq/GROUP.toml)
     tq-dashboard.service  the dashboard
 """
 

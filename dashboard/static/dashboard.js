@@ -51,6 +51,25 @@ function secs(s) {
   return `${Math.floor(m / 60)}h ${m % 60}m`;
 }
 
+// The histogram bucket a percentile lies in ([low, high], high null: no upper bound), with
+// one unit when both ends share it: "250–300 ms", "800 ms–1 s", "> 300 s".
+function secsRange(bounds) {
+  if (!bounds) return "";
+  const [low, high] = bounds;
+  if (high === null || high === undefined) return `> ${secs(low)}`;
+  if (!low) return `≤ ${secs(high)}`;
+  const a = secs(low), b = secs(high);
+  const unit = (t) => t.slice(t.lastIndexOf(" "));
+  return unit(a) === unit(b) && /^[\d.]+ /.test(a) ? `${a.slice(0, a.lastIndexOf(" "))}–${b}` : `${a}–${b}`;
+}
+
+// A percentile cell: the interpolated figure, and under it the bucket the true value lies in.
+function percentileCell(summary, name) {
+  const bounds = (summary.bounds || {})[name];
+  return el("td", {class: "num"}, secs(summary[name]),
+    bounds ? el("small", {class: "bound", title: "the true value lies in this histogram bucket"}, secsRange(bounds)) : null);
+}
+
 function bytes(n) {
   if (typeof n !== "number") return "–";
   const units = ["B", "KiB", "MiB", "GiB"];
@@ -342,8 +361,8 @@ function drawLatency(latency, windowSeconds) {
       el("td", {}, type), el("td", {class: "num"}, num(o.succeeded + o.failed)),
       el("td", {class: "num"}, num(o.succeeded)), el("td", {class: "num"}, num(o.failed)),
       el("td", {class: "num"}, num(o.retried)), el("td", {class: "num"}, num(o.dead)),
-      ...["p50", "p90", "p99"].map((p) => el("td", {class: "num"}, secs(t.duration[p]))),
-      ...["p50", "p90", "p99"].map((p) => el("td", {class: "num"}, secs(t.wait[p]))));
+      ...["p50", "p90", "p99"].map((p) => percentileCell(t.duration, p)),
+      ...["p50", "p90", "p99"].map((p) => percentileCell(t.wait, p)));
   });
   fill($("latency").tBodies[0], rows, "nothing finished in this window", 12);
 }
@@ -761,7 +780,10 @@ document.addEventListener("DOMContentLoaded", () => {
   throughput = makeChart("chart", {processed: "line-processed", failed: "line-failed"}, "chart-tip", "chart-axis", "chart-cursor",
     (d, i) => `${num(d.series.processed[i])} processed · ${num(d.series.failed[i])} failed`);
   runtime = makeChart("latency-chart", {p50: "line-p50", p99: "line-p99"}, "latency-tip", "latency-axis", "latency-cursor",
-    (d, i) => `p50 ${secs(d.series.p50[i])} · p99 ${secs(d.series.p99[i])}`);
+    (d, i) => ["p50", "p99"].map((p) => {
+      const bounds = minuteSeries && minuteSeries[`${p}_bounds`] ? minuteSeries[`${p}_bounds`][i] : null;
+      return `${p} ${secs(d.series[p][i])}${bounds ? ` (${secsRange(bounds)})` : ""}`;
+    }).join(" · "));
   const rangeButtons = [["range-15m", "15m"], ["range-hour", "hour"], ["range-day", "day"]];
   for (const [id, range] of rangeButtons) {
     $(id).addEventListener("click", () => {

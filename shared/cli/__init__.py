@@ -17,7 +17,7 @@ from typing import Any
 import click
 import redis
 
-from .. import exitcodes
+from .. import __version__, exitcodes
 from ..config import load
 from ..errors import ConfigError, TQError
 from ..store.embedded import ENV_HOME
@@ -99,7 +99,7 @@ class TqGroup(click.Group):
               help="TOML config file (default: TQ_CONFIG, else ./tq.toml if present)")
 @click.option("-q", "--quiet", is_flag=True, help="only warnings and errors on stderr")
 @click.option("-v", "--verbose", is_flag=True, help="debug logs on stderr")
-@click.version_option(package_name="tq", prog_name="tq")
+@click.version_option(__version__, prog_name="tq")   # tq.__version__: the one source
 @click.pass_context
 def cli(ctx: click.Context, redis_url: str | None, home: str | None, namespace: str | None,
         config_file: str | None, quiet: bool, verbose: bool) -> None:

@@ -80,14 +80,17 @@ def percent(value: float | None) -> str | None:
 
 
 def duration(seconds: float | None) -> str | None:
-    """A short duration: 850ms, 4.2s, 3m05s, 2h10m, 3d4h."""
+    """A short duration: 250µs, 1.25ms, 850ms, 4.2s, 3m05s, 2h10m, 3d4h."""
     if seconds is None or math.isnan(seconds):
         return None
     if math.isinf(seconds):
         return "∞"   # a histogram's last bucket has no upper bound
     s = max(seconds, 0.0)
-    if s < 1:
-        return f"{s * 1000:.0f}ms"
+    if 0 < s < 0.001:
+        return f"{s * 1e6:.0f}µs"
+    if s < 1:   # three digits at most: a percentile's bucket bounds stay apart (1.25-1.5ms)
+        ms = s * 1000
+        return f"{ms:.0f}ms" if ms >= 100 else f"{ms:.3g}ms"
     if s < 60:
         return f"{s:.1f}s"
     if s < 3600:
@@ -95,6 +98,31 @@ def duration(seconds: float | None) -> str | None:
     if s < 86400:
         return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
     return f"{int(s // 86400)}d{int(s % 86400 // 3600)}h"
+
+
+def percentile(summary: dict[str, Any], name: str) -> str | None:
+    """A percentile of History.latency() with the bucket it lies in: 296ms (250-300ms)."""
+    value, bounds = summary.get(name), summary.get("bounds", {}).get(name)
+    if value is None or not bounds:
+        return duration(value)
+    low, high = bounds
+    if high is None:
+        return f"{duration(value)} (>{duration(low)})"
+    if not low:
+        return f"{duration(value)} (<={duration(high)})"
+    lo, hi = _bound(low), _bound(high)
+    for unit in ("µs", "ms", "s"):   # one unit for both ends when they share it
+        a, b = lo.removesuffix(unit), hi.removesuffix(unit)
+        if a != lo and b != hi and all(x.replace(".", "", 1).isdigit() for x in (a, b)):
+            return f"{duration(value)} ({a}-{hi})"
+    return f"{duration(value)} ({lo}-{hi})"
+
+
+def _bound(seconds: float) -> str:
+    """A bucket bound as short as it is exact: 1.25s, 2.5s, 15s (duration() otherwise)."""
+    if 1 <= seconds < 60:
+        return f"{seconds:.3g}s"
+    return duration(seconds) or ""
 
 
 def when(ts: float | None, now: float | None = None) -> str | None:

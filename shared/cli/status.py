@@ -272,12 +272,13 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     click.echo(_rates_line(rates))
     if latency:
         click.echo()
-        click.echo(f"last {LATENCY_WINDOW / 60:.0f} minutes (percentiles are bucket bounds):")
+        click.echo(f"last {LATENCY_WINDOW / 60:.0f} minutes (each percentile is interpolated "
+                   "within its histogram bucket, shown after it: the true value lies there):")
         click.echo(out.table(
             ["TYPE", "DONE", "MEAN", "P50", "P90", "P99", "WAIT P50", "WAIT P99"],
-            [[t, v["duration"].get("n"), *(out.duration(v["duration"].get(k))
-                                           for k in ("mean", "p50", "p90", "p99")),
-              out.duration(v["wait"].get("p50")), out.duration(v["wait"].get("p99"))]
+            [[t, v["duration"].get("n"), out.duration(v["duration"].get("mean")),
+              *(out.percentile(v["duration"], k) for k in ("p50", "p90", "p99")),
+              out.percentile(v["wait"], "p50"), out.percentile(v["wait"], "p99")]
              for t, v in latency.items()]))
 
 

@@ -17,4 +17,5 @@ the Lua scripts, and the typed operations built on them.
     history.py     the throughput and latency history
     upkeep.py      the master's maintenance: cancel requests, idle queues, hand-offs, promotion
     integrity.py   corrupt keys: diagnosis, quarantine, repair
+    heads.py       the heads of the ready lists: the age of a queue's oldest ready task
 """

@@ -7,8 +7,16 @@ system. Two resolutions, both bounded by TTL:
   ns:history:s:SECOND   p, f                      processed / failed in that second (~1 h)
   ns:history:m:MINUTE   p, f                      the same per minute (~1 day), and per type:
                         c:TYPE:OUTCOME            outcome counts
-                        d:TYPE:I, w:TYPE:I        duration / queue-wait histogram bucket I
-                        ds:TYPE, ws:TYPE          their sums in microseconds (integers add exactly)
+                        dur:TYPE:LE, wait:TYPE:LE duration / queue-wait runs in the histogram
+                                                  bucket whose upper bound is LE seconds
+                                                  (tq.tally.BUCKETS: 0.25, +Inf)
+                        dur_sum:TYPE, wait_sum:TYPE  their sums in microseconds (integers add
+                                                  exactly)
+
+Buckets are named by their bound, not their position: a reader meets a bound it does not know
+(another version's buckets) in the bucket that holds it, its count at that bucket's top. The
+fields tq wrote before 0.2.0 (d:TYPE:I, w:TYPE:I by position in 18 coarse buckets, ds:, ws:)
+are not read: they expire within the day, and readers of before ignore these.
 
 A run ends "succeeded" or "failed" (a failed one is counted again as "retried" or "dead",
 as the children's tallies and the queue's stats do): "processed" is succeeded + failed. Buckets
@@ -22,7 +30,7 @@ import math
 import time
 from typing import Any
 
-from ..tally import BUCKETS, OUTCOMES, Histogram, Tally
+from ..tally import BUCKETS, OUTCOMES, Histogram, Tally, bucket_index
 from .broker import Broker
 from .connection import translated
 
@@ -31,6 +39,8 @@ MINUTE_TTL = 26 * 3600           # per-minute buckets: a day, plus slack
 CLOCK_REFRESH = 300.0            # re-measure the offset to Redis' clock this often (s)
 RESOLUTIONS = {"s": (1, SECOND_TTL), "m": (60, MINUTE_TTL)}
 QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+_LE = [repr(b) if math.isfinite(b) else "+Inf" for b in BUCKETS]   # a bucket's field suffix
+_INDEX = {le: i for i, le in enumerate(_LE)}
 
 
 class History:
@@ -81,12 +91,12 @@ class History:
             for outcome, n in per.items():
                 if n:
                     pipe.hincrby(min_key, f"c:{ttype}:{outcome}", n)
-        for prefix, hists in (("d", pending.durations), ("w", pending.waits)):
+        for prefix, hists in (("dur", pending.durations), ("wait", pending.waits)):
             for ttype, h in hists.items():
                 for i, n in enumerate(h.counts):
                     if n:
-                        pipe.hincrby(min_key, f"{prefix}:{ttype}:{i}", n)
-                pipe.hincrby(min_key, f"{prefix}s:{ttype}", round(h.total * 1e6))
+                        pipe.hincrby(min_key, f"{prefix}:{ttype}:{_LE[i]}", n)
+                pipe.hincrby(min_key, f"{prefix}_sum:{ttype}", round(h.total * 1e6))
         with translated(self.broker.url):
             pipe.execute()
         self._pending = Tally()
@@ -127,8 +137,10 @@ class History:
     def latency(self, window: float = 300.0, now: float | None = None) -> dict[str, Any]:
         """Per task type over the last `window` seconds (whole minutes, the current included):
 
-        {type: {"outcomes": {outcome: n}, "duration": {"n", "mean", "p50", "p90", "p99"},
-                "wait": {...}}}, percentiles in seconds as histogram upper bounds (None if empty).
+        {type: {"outcomes": {outcome: n}, "duration": {"n", "mean", "p50", "p90", "p99",
+                "bounds": {"p50": [low, high], ...}}, "wait": {...}}}: percentiles in seconds,
+        interpolated within their histogram bucket, whose bounds the true value lies in
+        (see summary()).
         """
         t = self.now() if now is None else now
         end = int(t) // 60
@@ -140,8 +152,8 @@ class History:
         out: dict[str, Any] = {}
         for ttype in sorted(set(merged.counts) | set(merged.durations) | set(merged.waits)):
             out[ttype] = {"outcomes": merged.counts.get(ttype, dict.fromkeys(OUTCOMES, 0)),
-                          "duration": _summary(merged.durations.get(ttype)),
-                          "wait": _summary(merged.waits.get(ttype))}
+                          "duration": summary(merged.durations.get(ttype)),
+                          "wait": summary(merged.waits.get(ttype))}
         return out
 
     def minutes(self, minutes: range) -> list[Tally]:
@@ -153,27 +165,46 @@ class History:
         return [_tally_of(fields) for fields in pipe.execute()]
 
 
+def _bucket_of(le: str) -> int | None:
+    """The index in BUCKETS of a field's bound (one of ours, else the bucket holding it)."""
+    i = _INDEX.get(le)
+    if i is None:
+        try:
+            i = bucket_index(float(le))
+        except ValueError:
+            return None
+    return i
+
+
 def _tally_of(fields: dict[bytes, bytes]) -> Tally:
     """The per-type part of one minute bucket, as a Tally (so buckets merge like tallies)."""
     tally = Tally()
-    hists = {"d": tally.durations, "w": tally.waits}
+    hists = {"dur": tally.durations, "wait": tally.waits}
+    sums = {"dur_sum": tally.durations, "wait_sum": tally.waits}
     for raw_field, raw_value in fields.items():
         kind, _, rest = raw_field.decode().partition(":")
-        value = int(raw_value)
         if kind == "c":
             ttype, _, outcome = rest.rpartition(":")
-            tally.counts.setdefault(ttype, dict.fromkeys(OUTCOMES, 0))[outcome] = value
+            tally.counts.setdefault(ttype, dict.fromkeys(OUTCOMES, 0))[outcome] = int(raw_value)
         elif kind in hists:
-            ttype, _, index = rest.rpartition(":")
-            i = int(index)
-            if 0 <= i < len(BUCKETS):
-                hists[kind].setdefault(ttype, Histogram()).counts[i] += value
-        elif kind in ("ds", "ws"):
-            hists[kind[0]].setdefault(rest, Histogram()).total += value / 1e6
+            ttype, _, le = rest.rpartition(":")
+            i = _bucket_of(le)
+            if i is not None:
+                hists[kind].setdefault(ttype, Histogram()).counts[i] += int(raw_value)
+        elif kind in sums:
+            sums[kind].setdefault(rest, Histogram()).total += int(raw_value) / 1e6
     return tally
 
 
-def _summary(h: Histogram | None) -> dict[str, Any]:
+def summary(h: Histogram | None) -> dict[str, Any]:
+    """n, mean, and each of QUANTILES (seconds, None when empty) with "bounds": {name: [low,
+    high]}, the bucket it lies in (high None: no upper bound, the histogram's last bucket)."""
     if h is None or not h.n:
-        return {"n": 0, "mean": None, **{name: None for name, _ in QUANTILES}}
-    return {"n": h.n, "mean": h.total / h.n, **{name: h.quantile(q) for name, q in QUANTILES}}
+        return {"n": 0, "mean": None, **{name: None for name, _ in QUANTILES}, "bounds": {}}
+    out: dict[str, Any] = {"n": h.n, "mean": h.total / h.n, "bounds": {}}
+    for name, q in QUANTILES:
+        p = h.percentile(q)
+        assert p is not None   # (not empty)
+        out[name] = p.value
+        out["bounds"][name] = [p.low, p.high if math.isfinite(p.high) else None]
+    return out

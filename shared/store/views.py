@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .broker import Broker
+from .heads import oldest_created, queue_heads
 from .integrity import read_marks
 from .keys import PRIORITY_LEVELS
 
@@ -20,7 +21,8 @@ MAX_RUNNING = 10_000     # running tasks read from one queue (its run hash) at m
 # -- per queue ------------------------------------------------------------------------------
 def queue_sizes(broker: Broker, queues: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per queue: ready (total and by priority), scheduled, running, dead, held, paused,
-    broken (its mark, or None). One pipeline, then the broken marks."""
+    broken (its mark, or None), oldest_ready (when the oldest ready task was created, Unix
+    seconds; None when none is ready: heads.py). One pipeline, then the broken marks."""
     pipe = broker.conn.pipeline(transaction=False)
     for q in queues:
         k = broker.qkeys(q)
@@ -31,16 +33,19 @@ def queue_sizes(broker: Broker, queues: Sequence[str]) -> dict[str, dict[str, An
         pipe.zcard(k.dead)
         pipe.zcard(k.held)
         pipe.hexists(k.flow, "paused")
+        queue_heads(pipe, k)
     replies = pipe.execute(raise_on_error=False)   # a corrupt key: that count only
     marks = read_marks(broker.conn, list(queues), broker.qkeys)
     out: dict[str, dict[str, Any]] = {}
-    step = PRIORITY_LEVELS + 5
+    counts = PRIORITY_LEVELS + 5
+    step = counts + PRIORITY_LEVELS
     for i, q in enumerate(queues):
-        r = [n if isinstance(n, int) else 0 for n in replies[i * step:(i + 1) * step]]
+        r = [n if isinstance(n, int) else 0 for n in replies[i * step:i * step + counts]]
         by_priority = {9 - p: n for p, n in enumerate(r[:PRIORITY_LEVELS]) if n}
         out[q] = {"ready": sum(r[:PRIORITY_LEVELS]), "by_priority": by_priority,
                   "scheduled": r[-5], "running": r[-4], "dead": r[-3],
-                  "held": r[-2], "paused": bool(r[-1]), "broken": marks.get(q)}
+                  "held": r[-2], "paused": bool(r[-1]), "broken": marks.get(q),
+                  "oldest_ready": oldest_created(replies[i * step + counts:(i + 1) * step])}
     return out
 
 

@@ -10,6 +10,7 @@ screenshots come from a real run of the example app: `python -m examples.screens
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 from pathlib import Path
@@ -125,6 +126,10 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         wait_for(lambda: browser.find_element(By.ID, "line-processed").get_attribute(
             "points").count(",") == 3600, 10, "the chart")
         wait_for(lambda: "work" in text(browser, "#latency"), 10, "latency of work")
+        # each percentile with the histogram bucket it lies in, under the figure
+        bounds = browser.find_elements(By.CSS_SELECTOR, '#latency small.bound')
+        assert len(bounds) >= 6 and all(re.fullmatch(r"[\u2264>] .+|.+\u2013.+", b.text)
+                                        for b in bounds), [b.text for b in bounds]
         # the chart has a y axis, time labels and a tooltip under the mouse
         from selenium.webdriver.common.action_chains import ActionChains
 
@@ -145,6 +150,12 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
             "points").count(",") == 60, 10, "the queue's hour, per minute")
         wait_for(lambda: browser.find_element(By.ID, "line-p50").get_attribute("d"), 10,
                  "the run time chart")
+        # the newest minute (at the right edge) ran tasks: its tooltip gives each figure's bucket
+        runtime = browser.find_element(By.ID, "latency-chart")
+        ActionChains(browser).move_to_element_with_offset(
+            runtime, runtime.size["width"] // 2 - 2, 0).perform()
+        wait_for(lambda: re.search(r"p50 \S+ \S+ \(.+\) · p99", text(browser, "#latency-tip")),
+                 5, "the run time tooltip with each figure's bucket")
         # the last 15 minutes, per second
         Select(browser.find_element(By.ID, "chart-queue")).select_by_value("")
         browser.find_element(By.ID, "range-15m").click()

@@ -10,6 +10,7 @@ A file's blocks run in order in a fresh folder, against the test's private Redis
   drain and exit 0); a dashboard must answer on its --bind address, then gets Ctrl-C.
 - ```python: in one Python process per file, one namespace, in order.
 - ```redis: each line is a Redis command, sent to the private Redis.
+- ```yaml: Kubernetes manifests and the like; always a skip naming the test that checks them.
 - ```text: output, diagrams, synopses; not run. Output shown next to a command is checked:
   `<!-- doctest: output-of-previous -->` must be exactly what the sh block before printed,
   `<!-- doctest: output-of CMD -->` must have the table headers CMD prints.
@@ -43,7 +44,7 @@ from master_proc import eventually
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BIN = Path(sys.executable).parent
-LANGS = {"python", "sh", "redis", "text"}
+LANGS = {"python", "sh", "redis", "text", "yaml"}
 FENCE = re.compile(r"^```([\w-]*)\n(.*?)^```\s*$", re.S | re.M)
 DIRECTIVE = re.compile(r"<!--\s*doctest:\s*(.*?)\s*-->\s*$")
 SETUP = re.compile(r"<!--\s*doctest-setup:\s*master\s+(\S+)\s*-->")
@@ -83,6 +84,10 @@ def test_every_block_says_what_it_is_and_skips_say_why():
     for blocks in ALL.values():
         for b in blocks:
             assert b.lang in LANGS, f"{b.where}: a code block needs a language ({LANGS})"
+            # YAML is configuration for systems a test run has not (Kubernetes): never run
+            # here, so it says which test checks it instead
+            assert b.lang != "yaml" or b.directive.startswith("skip"), \
+                f"{b.where}: a yaml block is a skip naming the test that checks it"
             if b.directive.startswith("skip"):
                 assert len(b.directive) > 30 and "test" in b.directive, \
                     f"{b.where}: a skip says why and which test covers it"

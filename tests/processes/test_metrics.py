@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from redis_server import free_port
 
 import tq
 from tq import ops
+from tq.ids import new_id
 from tq.store.broker import Broker
 from tq.supervisor.metrics import Metrics
 from tq.tally import Tally
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
 
@@ -102,6 +110,30 @@ def test_tasks_histograms_children_restarts_and_queue_depth(metrics: Metrics, cl
     assert got["tq_tasks_enqueued_total"] == {(("queue", "email"), ("type", "email")): 3}
 
 
+def test_oldest_ready_age_per_queue(metrics: Metrics, client, broker: Broker, monkeypatch):
+    # Given a task a producer created 90 s ago at priority 5, newer ones behind it, a queue
+    # with only a delayed task, and one emptied by a claim
+    now_ms = int(time.time() * 1000)
+    monkeypatch.setattr(tq.client, "new_id", lambda: new_id(now_ms - 90_000))
+    old = client.enqueue("email", {"n": 1}, priority=5)
+    monkeypatch.undo()
+    client.enqueue("email", {"n": 2})
+    client.enqueue("email", {"n": 3}, priority=9)
+    client.enqueue("later", {}, delay=600)
+    client.enqueue("taken", {})
+    assert len(broker.claim("w", ["taken"]).tasks) == 1
+
+    age = scrape(metrics.address)["tq_queue_oldest_age_seconds"]
+
+    # Then the age is the oldest head's, whatever its priority; 0 where nothing is ready
+    assert 90 <= age[(("queue", "email"),)] < 90 + 30
+    assert age[(("queue", "later"),)] == 0 and age[(("queue", "taken"),)] == 0
+    # When the old task is claimed (priority 9 first, then 5), the next oldest counts
+    got = broker.claim("w", ["email"], 2).tasks
+    assert [t.id for t in got][-1] == old
+    assert scrape(metrics.address)["tq_queue_oldest_age_seconds"][(("queue", "email"),)] < 30
+
+
 def test_counters_accumulate_and_children_are_replaced(metrics: Metrics):
     for _ in range(3):
         t = Tally()
@@ -163,10 +195,12 @@ def test_the_grafana_example_only_uses_metrics_we_export(broker: Broker, client)
     variables = {v["name"]: v["query"]["query"] for v in board["templating"]["list"]}
     used = {name for e in [*exprs, *variables.values()] for name in re.findall(r"\btq_[a-z_]+", e)}
     assert used and used <= exported, used - exported
+    assert "tq_queue_oldest_age_seconds" in used
     # instance, queue and type pick what every panel shows, where its metric has that label
     assert set(variables) == {"instance", "queue", "type"}
     for e in exprs:
         for name, label in (("tq_tasks_total", "type"), ("tq_queue_depth", "queue"),
+                            ("tq_queue_oldest_age_seconds", "queue"),
                             ("tq_children", "instance"), ("tq_child_uss_bytes", "instance")):
             if name + "{" in e:
                 assert f'{label}=~"${label}"' in e, e
@@ -198,3 +232,81 @@ def test_promtool_finds_nothing_to_lint(metrics: Metrics, client):
                           timeout=30, check=False)
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     assert b"tq_child_cpu_seconds_total" in page and b"tq_tasks_enqueued_total" in page
+    assert b'tq_queue_oldest_age_seconds{queue="email"}' in page
+
+
+def _documented_autoscaling() -> list[dict[str, Any]]:
+    """The YAML documents of docs/operations.md (KEDA ScaledObject, adapter rules, HPA)."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    blocks = re.findall(r"^```yaml\n(.*?)^```", text, re.S | re.M)
+    return [d for b in blocks for d in yaml.safe_load_all(b) if d]
+
+
+def _documented_queries(docs: list[dict[str, Any]]) -> list[str]:
+    """Each PromQL query the examples make Prometheus run: KEDA's as written, the HPA's as
+    prometheus-adapter fills its rule's template with the HPA's selector."""
+    queries, rules = [], {}
+    for d in docs:
+        for rule in d.get("rules", {}).get("external", []):
+            rules[re.match(r"(\w+)\{", rule["seriesQuery"])[1]] = rule["metricsQuery"]
+    for d in docs:
+        if d.get("kind") == "ScaledObject":
+            for trigger in d["spec"]["triggers"]:
+                assert trigger["type"] == "prometheus"
+                assert float(trigger["metadata"]["threshold"]) > 0
+                queries.append(trigger["metadata"]["query"])
+        elif d.get("kind") == "HorizontalPodAutoscaler":
+            for m in d["spec"]["metrics"]:
+                metric = m["external"]["metric"]
+                matchers = ",".join(f'{k}="{v}"' for k, v in
+                                    metric["selector"]["matchLabels"].items())
+                queries.append(rules[metric["name"]].replace("<<.Series>>", metric["name"])
+                               .replace("<<.LabelMatchers>>", matchers))
+    return queries
+
+
+def test_the_autoscaling_examples_query_what_we_export(broker: Broker, client, tmp_path):
+    # Given docs/operations.md's KEDA and HPA examples and what a master exports
+    docs = _documented_autoscaling()
+    assert {"ScaledObject", "HorizontalPodAutoscaler"} <= {d.get("kind") for d in docs}
+    queries = _documented_queries(docs)
+    assert len(queries) == 4, queries
+    client.enqueue("email", {})
+    m = Metrics(broker, "m-keda")
+    families = {f.name: f for f in m.registry.collect()}
+    m.close()
+    for q in queries:
+        for name, labels in re.findall(r"\b(tq_[a-z_]+)\{([^}]*)\}", q):
+            exported = {k for s in families[name].samples for k in s.labels}
+            assert set(re.findall(r"(\w+)=", labels)) <= exported, (q, exported)
+
+    # When Prometheus runs the queries over two masters' pages (the same depth and age on
+    # both: they read one Redis), with the label sets a master really exports
+    values = {"tq_queue_oldest_age_seconds": 42.0, "tq_queue_depth": 500.0}
+    series = []
+    for name in values:
+        for s in families[name].samples:
+            if s.labels.get("queue") != "email":
+                continue
+            value = values[name] if s.labels.get("state", "ready") == "ready" else 7.0
+            for instance in ("10.0.0.1:9808", "10.0.0.2:9808"):
+                labels = ",".join(f'{k}="{v}"' for k, v in
+                                  sorted({**s.labels, "instance": instance}.items()))
+                series.append({"series": f"{name}{{{labels}}}", "values": f"{value:g}x10"})
+    tests = []
+    for q in queries:
+        by = re.search(r"by \(([^)]*)\)", q)
+        kept = [k.strip() for k in by[1].split(",")] if by else []
+        found = dict(re.findall(r'(\w+)="([^"]*)"', q))
+        labels = "{" + ",".join(f'{k}="{found[k]}"' for k in kept) + "}"
+        name = re.search(r"\b(tq_[a-z_]+)", q)[1]
+        tests.append({"expr": q, "eval_time": "5m",
+                      "exp_samples": [{"labels": labels, "value": values[name]}]})
+    spec = tmp_path / "autoscaling_test.yml"
+    spec.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": [
+        {"interval": "1m", "input_series": series, "promql_expr_test": tests}]}))
+    done = subprocess.run([_promtool(), "test", "rules", str(spec)], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+    # Then each is the one queue's value, not the sum over masters
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -4,6 +4,7 @@ and handler types that survive @tq.handler for mypy."""
 from __future__ import annotations
 
 import email
+import re
 import shutil
 import subprocess
 import sys
@@ -13,25 +14,34 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import tq
 from tq import ops
 from tq.cli import cli
+from tq.supervisor.cli import main as master_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("wheel")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist and the wheel built from it, as `python -m build` makes a release."""
+    tmp = tmp_path_factory.mktemp("dist")
     source = tmp / "src"   # a copy: the build must not leave files in the checkout
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".tq",
+        ".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".tq",
         ".mypy_cache", ".ruff_cache", ".hypothesis"))
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                           "--no-build-isolation", "-w", str(tmp / "dist"), str(source)],
+    # no build isolation: the test environment's setuptools, without reaching for PyPI
+    done = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir",
+                           str(tmp / "dist"), str(source)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    (built,) = (tmp / "dist").glob("tq-*.whl")
+    return tmp / "dist"
+
+
+@pytest.fixture(scope="module")
+def wheel(dist: Path) -> Path:
+    (built,) = dist.glob("tq-*.whl")
     return built
 
 
@@ -110,3 +120,24 @@ wrong: str = send_email({"to": "a@example.com"}, None)            # type: ignore
     # the handler's return type is known: assigning it to a str is an error
     assert 'typed_app.py:15: error: Incompatible types in assignment' in out, out
     assert out.count("error:") == 1, out
+
+
+@pytest.mark.timeout(900)
+def test_the_release_installs_and_runs_from_a_fresh_venv(dist: Path):
+    # CI's release step: the sdist holds what a build needs, the wheel (with its dependencies)
+    # in a new venv imports, runs a master on its own embedded Redis, and drains on SIGTERM
+    done = subprocess.run([sys.executable, str(ROOT / ".ci" / "smoke_wheel.py"), str(dist)],
+                          capture_output=True, text=True, timeout=840)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for step in ("holds the", "20 tasks ran", "tq status sees", "SIGTERM drained",
+                 f"tq {tq.__version__} passed"):
+        assert step in done.stdout, done.stdout
+
+
+def test_the_one_version_is_what_the_clis_and_metadata_say():
+    assert re.fullmatch(r"\d+\.\d+\.\d+", tq.__version__)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--version"]).output == f"tq, version {tq.__version__}\n"
+    assert runner.invoke(master_cli, ["--version"]).output == \
+        f"tq-master, version {tq.__version__}\n"
+    assert f"## [{tq.__version__}] - " in (ROOT / "CHANGELOG.md").read_text()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tq.config import BY_NAME
+from tq.config import BY_NAME, load
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
 PLAIN = UNITS / "tq-master.service"
@@ -71,10 +71,13 @@ def test_required_directives(path: Path):
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 
-def test_template_is_per_instance():
+def test_template_is_one_master_per_queue_group():
     service = parse(TEMPLATE)["Service"]
-    assert service["EnvironmentFile"] == ["-/etc/tq/%i.env"]
+    # the group's own config and environment after the shared secrets; the application is
+    # the one of tq-master.service
+    assert service["EnvironmentFile"] == ["-/etc/tq/tq.env", "-/etc/tq/%i.env"]
     assert "--config /etc/tq/%i.toml" in service["ExecStart"][-1]
+    assert service["WorkingDirectory"] == parse(PLAIN)["Service"]["WorkingDirectory"]
     assert service["StateDirectory"] == ["tq/%i"]
     assert service["SyslogIdentifier"] == ["tq-master@%i"]
 
@@ -96,7 +99,7 @@ def _installed_copy(tmp_path: Path) -> Path:
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze here")
-@pytest.mark.parametrize("name", ["tq-master.service", "tq-master@billing.service",
+@pytest.mark.parametrize("name", ["tq-master.service", "tq-master@bulk.service",
                                   "tq-dashboard.service"])
 def test_systemd_analyze_verify(tmp_path: Path, name: str):
     folder = _installed_copy(tmp_path)
@@ -107,7 +110,8 @@ def test_systemd_analyze_verify(tmp_path: Path, name: str):
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze here")
-@pytest.mark.parametrize("name", ["tq-master.service", "tq-dashboard.service"])
+@pytest.mark.parametrize("name", ["tq-master.service", "tq-master@bulk.service",
+                                  "tq-dashboard.service"])
 def test_systemd_security_exposure_is_low(tmp_path: Path, name: str):
     folder = _installed_copy(tmp_path)
     done = subprocess.run(["systemd-analyze", "security", "--offline=yes",
@@ -118,3 +122,24 @@ def test_systemd_security_exposure_is_low(tmp_path: Path, name: str):
     match = re.search(r"Overall exposure level for \S+: (\d+(?:\.\d+)?)", done.stdout)
     assert match, done.stdout[-2000:] + done.stderr
     assert float(match[1]) <= 2.5   # "OK" on systemd's 0 (safe) to 10 (exposed) scale
+
+
+def test_the_documented_queue_groups_are_valid_configs(tmp_path: Path):
+    # docs/operations.md writes one config per group for tq-master@GROUP: each must load
+    # with tq's own loader, and the groups must split the queues and the metrics ports
+    docs = (UNITS.parent / "docs" / "operations.md").read_text()
+    written = [(group, text) for group, text in re.findall(
+        r"cat > /etc/tq/(\w+)\.toml <<'EOF'\n(.*?)\nEOF\n", docs, re.S)
+        if group != "tq"]   # (tq.toml: the one-master-per-host unit's)
+    assert len(written) >= 2, written
+    configs = {}
+    for group, text in written:
+        path = tmp_path / f"{group}.toml"
+        path.write_text(text)
+        configs[group] = load(config_file=str(path), env={})
+        assert configs[group].app and configs[group].queues, group
+    served = [q for c in configs.values() for q in c.queues]
+    assert len(served) == len(set(served)), "a queue in two groups"
+    binds = [c.metrics_bind for c in configs.values()]
+    assert None not in binds and len(set(binds)) == len(binds), binds
+    assert len({tuple(c.app) for c in configs.values()}) == 1   # one application

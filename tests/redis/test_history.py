@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 from redis_server import RedisServer
 
@@ -55,8 +58,10 @@ def test_two_masters_add_into_the_same_buckets(two_masters):
     lat = one.latency(window=60, now=MINUTE + 3.5)
     assert lat["email"]["outcomes"] == {"succeeded": 9, "failed": 3, "retried": 2, "dead": 1}
     assert lat["email"]["duration"]["n"] == 12
-    assert lat["email"]["duration"]["p50"] == 0.005   # 3 ms falls in the (2.5, 5] ms bucket
-    assert lat["email"]["wait"]["p99"] == 0.0005
+    # 3 ms runs fall in the (2.5, 3] ms bucket: the median is interpolated halfway in it
+    assert lat["email"]["duration"]["p50"] == pytest.approx(0.00275)
+    assert lat["email"]["duration"]["bounds"]["p50"] == [0.0025, 0.003]
+    assert lat["email"]["wait"]["bounds"]["p99"] == [0.00015, 0.0002]
     assert lat["email"]["duration"]["mean"] == pytest.approx(0.003)
 
 
@@ -80,9 +85,11 @@ def test_per_minute_series_and_percentiles_per_type(two_masters):
     minutes = h.series(span=3 * 60, resolution="m", now=MINUTE + 130)
     assert minutes["step"] == 60 and minutes["processed"][-2:] == [90, 10]
     lat = h.latency(window=180, now=MINUTE + 130)["resize"]
-    assert (lat["duration"]["p50"], lat["duration"]["p90"], lat["duration"]["p99"]) == \
-        (0.025, 0.025, 5.0)
-    assert lat["wait"]["p99"] == 2.5
+    # 90 runs in (15, 20] ms, 9 in (3, 4] s, one in (30, 40] s: interpolated within them
+    d = lat["duration"]
+    assert (d["p50"], d["p90"], d["p99"]) == pytest.approx((0.015 + 0.005 * 50 / 90, 0.02, 4.0))
+    assert d["bounds"] == {"p50": [0.015, 0.02], "p90": [0.015, 0.02], "p99": [3.0, 4.0]}
+    assert lat["wait"]["p99"] == pytest.approx(1.5 + 0.5 * 8 / 9)   # 9 waits in (1.5, 2] s
     # a window of one minute only sees the current minute
     assert h.latency(window=60, now=MINUTE + 70)["resize"]["duration"]["n"] == 10
 
@@ -128,3 +135,42 @@ def test_a_tally_that_could_not_be_sent_goes_with_the_next(tmp_path):
         finally:
             broker.close()
             restarted.stop()
+
+
+def test_percentiles_of_two_masters_lie_in_their_stated_bucket(two_masters, any_rconn):
+    # Given e-mails of the example app (100-500 ms) finished under two masters in one minute
+    rng = random.Random(28)
+    runs = [rng.uniform(0.1, 0.5) for _ in range(2_000)]
+    for history, half in zip(two_masters, (runs[:1000], runs[1000:]), strict=True):
+        t = Tally()
+        for seconds in half:
+            t.add("email", "succeeded", seconds, 0.001)
+        history.record(t, now=MINUTE + 5)
+    # When the dashboard reads them back
+    got = two_masters[0].latency(window=60, now=MINUTE + 30)["email"]["duration"]
+    # Then each percentile's bucket holds the true one, and the figure is close to it
+    ordered = sorted(runs)
+    assert got["n"] == 2000 and got["mean"] == pytest.approx(sum(runs) / 2000)
+    for name, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        true = ordered[math.ceil(q * 2000) - 1]
+        low, high = got["bounds"][name]
+        assert low < true <= high and high - low <= 0.25 * high + 1e-12
+        assert got[name] == pytest.approx(true, rel=0.02)
+    # the buckets are named by their bound, not by their position
+    fields = {f.decode() for f in any_rconn.hkeys(f"tq:history:m:{int(MINUTE) // 60}")}
+    assert {"dur:email:0.3", "dur:email:0.5", "dur_sum:email"} <= fields
+
+
+def test_a_bound_of_other_buckets_lands_in_the_one_that_holds_it(two_masters, any_rconn):
+    h, _ = two_masters
+    key = f"tq:history:m:{int(MINUTE) // 60}"
+    any_rconn.hset(key, mapping={
+        "dur:report:0.35": 4,          # another version's bound: in (0.3, 0.4]
+        "dur:report:+Inf": 1,
+        "dur:report:junk": 9,          # not a bound: passed over
+        "d:report:9": 100,             # the coarse fields of before 0.2.0: not read
+        "ds:report": 10**9})
+    got = h.latency(window=60, now=MINUTE + 30)["report"]["duration"]
+    assert got["n"] == 5
+    assert got["bounds"]["p50"] == [0.3, 0.4]
+    assert got["bounds"]["p99"] == [300.0, None] and got["p99"] == 300.0   # "> 300 s"

@@ -201,8 +201,9 @@ def test_two_handlers_for_one_type_are_refused(clean_registry):
 # -- tally -------------------------------------------------------------------------------------
 def test_bucket_index():
     assert bucket_index(0) == 0
-    assert bucket_index(0.0005) == 0
-    assert bucket_index(0.0006) == 1
+    assert bucket_index(0.0001) == 0
+    assert bucket_index(0.00011) == 1
+    assert BUCKETS[bucket_index(0.0005)] == 0.0005   # a bound is in the bucket it closes
     assert bucket_index(1e9) == len(BUCKETS) - 1
 
 
@@ -225,17 +226,17 @@ def test_tally_adds_merges_and_survives_the_wire():
     assert back.durations["email"].total == pytest.approx(0.306)
 
 
-def test_histogram_quantiles_are_upper_bounds():
+def test_histogram_quantiles_interpolate_within_their_bucket():
     h = Histogram()
-    assert h.quantile(0.5) is None
+    assert h.quantile(0.5) is None and h.percentile(0.5) is None
     for _ in range(90):
-        h.observe(0.003)      # bucket <= 0.005
+        h.observe(0.0035)     # bucket (3, 4] ms
     for _ in range(10):
-        h.observe(2.0)        # bucket <= 2.5
-    assert h.quantile(0.5) == 0.005
-    assert h.quantile(0.99) == 2.5
-    h.observe(10_000)         # +Inf bucket reports the last finite bound
-    assert h.quantile(1.0) == BUCKETS[-2]
+        h.observe(2.2)        # bucket (2, 2.5] s
+    assert h.percentile(0.5) == pytest.approx((0.003 + 0.001 * 50 / 90, 0.003, 0.004))
+    assert h.percentile(0.99) == pytest.approx((2.0 + 0.5 * 9 / 10, 2.0, 2.5))
+    h.observe(10_000)         # the +Inf bucket: its lower bound, no upper one
+    assert h.percentile(1.0) == (BUCKETS[-2], BUCKETS[-2], math.inf)
 
 
 # -- URLs and the client's own settings ---------------------------------------------------------
