@@ -17,7 +17,9 @@ import tq
 
 TQ = str(Path(sys.executable).with_name("tq"))
 # What one failover may run twice: tasks claimed or acked in the moments the replica missed.
-# Two children claim a handful of 4 ms tasks a round trip; 60 is a second of their work.
+# Two children run ~500 of these 4 ms tasks a second, a few per claim, and a replica on
+# loopback lags by milliseconds: a few batches at most. 60 (over 100 ms of their work) leaves
+# room for lag under load and still fails a promoted replica that was far behind.
 DUPLICATES_AT_MOST = 60
 
 
