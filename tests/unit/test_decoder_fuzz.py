@@ -1,7 +1,8 @@
 """A fuzzed decoder: everything a worker (or a client) decodes from Redis — task bodies, sealed
 and signed bodies, claim replies, result records, stored errors — and the settings it reads,
 fed with garbage, truncations and bit flips. Never an exception other than the documented
-refusal, never a hang, never a silently different payload.
+refusal (a claim reply of a shape the script never sends raises), never a hang, never a
+silently different payload.
 
 Bounded here (CI); `make fuzz` runs the same properties with 50x the examples
 (TQ_FUZZ_EXAMPLES).
