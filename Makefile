@@ -24,9 +24,9 @@ test: $(BIN)/tq-master
 test-faults: $(BIN)/tq-master
 	$(BIN)/python -m pytest -m faults tests/faults
 
-# the decoder fuzz (tests/unit/test_fuzz.py) with 50x the examples CI runs (~2 minutes)
+# the decoder fuzz (tests/unit/test_decoder_fuzz.py) with 50x the examples CI runs (~2 minutes)
 fuzz: $(BIN)/tq-master
-	TQ_FUZZ_EXAMPLES=$${TQ_FUZZ_EXAMPLES:-7500} $(BIN)/python -m pytest tests/unit/test_fuzz.py -p no:cacheprovider
+	TQ_FUZZ_EXAMPLES=$${TQ_FUZZ_EXAMPLES:-7500} $(BIN)/python -m pytest tests/unit/test_decoder_fuzz.py -p no:cacheprovider
 
 bench: $(BIN)/tq-master
 	$(BIN)/python bench/core.py

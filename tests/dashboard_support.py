@@ -76,3 +76,31 @@ def make_dead(broker: Broker, client: tq.Client, n: int = 1, queue: str = "email
         except ConnectionRefusedError as exc:
             broker.fail("w-test", task, str(exc), traceback=traceback.format_exc())
     return ids
+
+
+def read_rows(driver, selector: str, what: str) -> list:
+    """`what` (a JavaScript expression of `e`) of every element `selector` matches, read in
+    one script: the page may re-render a list between two WebDriver calls (a stale element
+    under load), never in the middle of a script."""
+    return driver.execute_script(
+        f"return Array.from(document.querySelectorAll(arguments[0]), e => {what});", selector)
+
+
+def click(driver, selector: str, timeout: float = 10.0) -> None:
+    """Click the first element `selector` matches once it is there, again if the page
+    re-rendered it between the find and the click (a stale element: nothing was clicked)."""
+    from master_proc import eventually
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def attempt() -> bool:
+        found = driver.find_elements(By.CSS_SELECTOR, selector)
+        if not found:
+            return False
+        try:
+            found[0].click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    eventually(attempt, timeout, what=f"{selector} to click")

@@ -16,8 +16,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from dashboard_support import DashboardProcess
+from dashboard_support import DashboardProcess, click, read_rows
 from master_proc import eventually
+from needs import unavailable
 
 import tq
 
@@ -29,10 +30,7 @@ XSS_ERROR = "<img src=y onerror=\"window.__tqxss = 3\"> refused"
 def _need_browser() -> None:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
     if missing:
-        why = f"{', '.join(missing)} missing (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI"):
-            pytest.fail(why)   # CI installs them: a skip there would hide a broken page
-        pytest.skip(why)
+        unavailable(f"{', '.join(missing)} missing (apt-get install chromium chromium-driver)")
 
 
 @pytest.fixture
@@ -177,7 +175,7 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, item), 10, "the dead task")
         assert XSS_PAYLOAD.replace('"', '\\"') in text(browser, f"{item} pre.payload")
         assert text(browser, f"{item} pre.error") == f"ValueError: {XSS_ERROR}"
-        browser.find_element(By.CSS_SELECTOR, f"{item} summary").click()
+        click(browser, f"{item} summary")
         assert "ValueError" in text(browser, f"{item} pre.traceback")
         assert browser.execute_script("return window.__tqxss") is None
         assert not browser.find_elements(By.CSS_SELECTOR, "#dead img, #dead script")
@@ -187,20 +185,20 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         assert shot.stat().st_size > 10_000
 
         # When the operator retries it from the page, it runs again (and succeeds this time)
-        browser.find_element(By.CSS_SELECTOR, f"{item} button.retry").click()
+        click(browser, f"{item} button.retry")
         wait_for(lambda: client.get(xss_id).state == "succeeded", 10, "the retried task")
         wait_for(lambda: "Retried 1" in toast(browser), 5, "the toast")
         wait_for(lambda: not browser.find_elements(By.CSS_SELECTOR, item), 5, "the row to go")
 
         # And purging a queue asks first: cancel keeps it, confirm empties it
-        browser.find_element(By.CSS_SELECTOR, f"{bulk} button.purge").click()
+        click(browser, f"{bulk} button.purge")
         wait_for(lambda: browser.find_element(By.ID, "confirm").is_displayed(), 5, "dialog")
         assert "bulk" in text(browser, "#confirm-text")
         browser.find_element(By.ID, "confirm-cancel").click()
         wait_for(lambda: not browser.find_element(By.ID, "confirm").is_displayed(), 5,
                  "the dialog to close")
         assert client.queue_sizes()["bulk"]["ready"] == 4
-        browser.find_element(By.CSS_SELECTOR, f"{bulk} button.purge").click()
+        click(browser, f"{bulk} button.purge")
         wait_for(lambda: browser.find_element(By.ID, "confirm").is_displayed(), 5, "dialog")
         browser.find_element(By.ID, "confirm-ok").click()
         wait_for(lambda: "Purged 6" in toast(browser), 5, "the purge")
@@ -208,7 +206,7 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         assert sizes["ready"] == sizes["scheduled"] == 0
 
         # And a queue is paused after confirming, then resumed, from its row
-        browser.find_element(By.CSS_SELECTOR, f"{bulk} button.pause").click()
+        click(browser, f"{bulk} button.pause")
         wait_for(lambda: browser.find_element(By.ID, "confirm").is_displayed(), 5, "dialog")
         assert "Pause queue" in text(browser, "#confirm-text")
         browser.find_element(By.ID, "confirm-ok").click()
@@ -217,7 +215,7 @@ def test_watch_tasks_run_and_fix_failures_from_the_browser(browser, masters, red
         wait_for(lambda: browser.find_elements(By.CSS_SELECTOR, f"{bulk} button.resume"), 5,
                  "the Resume button")
         assert "PAUSED" in text(browser, bulk)
-        browser.find_element(By.CSS_SELECTOR, f"{bulk} button.resume").click()
+        click(browser, f"{bulk} button.resume")
         wait_for(lambda: "Resumed bulk" in toast(browser), 5, "the resume")
         assert not client.queue_sizes()["bulk"]["paused"]
         assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
@@ -256,7 +254,7 @@ def test_log_in_with_the_token_in_a_real_browser_and_act(browser, redis_url, cli
         item = f'article.dead-item[data-id="{dead}"]'
         eventually(lambda: browser.find_elements(By.CSS_SELECTOR, item), 10,
                    what="the dead task")
-        browser.find_element(By.CSS_SELECTOR, f"{item} button.retry").click()
+        click(browser, f"{item} button.retry")
         eventually(lambda: client.get(dead).state == "queued", 10, what="the retried task")
         browser.save_screenshot(str(tmp_path / "dashboard-auth.png"))
         severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
@@ -288,13 +286,12 @@ def test_a_workflow_page_shows_members_and_cancels_them(browser, redis_url, clie
         eventually(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == 3, 10,
                    what="the members")
         # Then each member shows with its state and what it waits for
-        states = [r.find_elements(By.TAG_NAME, "td")[3].text
-                  for r in browser.find_elements(By.CSS_SELECTOR, rows)]
+        states = read_rows(browser, rows, "e.cells[3].innerText.trim()")
         assert states == ["running", "waiting", "waiting"]
         assert text(browser, "#workflow-state") == "running"
         # and cancelling it (after confirming) cancels the members not started and asks the
         # running one's worker to stop
-        browser.find_element(By.CSS_SELECTOR, "#workflow-actions button.cancel").click()
+        click(browser, "#workflow-actions button.cancel")
         browser.find_element(By.ID, "confirm-ok").click()
         eventually(lambda: "2 cancelled, 1 interrupted" in toast(browser), 10, what="the toast")
         assert client.get(wf.last).state == "cancelled"

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from dashboard_support import ROOT, DashboardProcess, make_dead
+from dashboard_support import ROOT, DashboardProcess, click, make_dead, read_rows
 from master_proc import eventually
 from test_dashboard_browser import browser, toast  # noqa: F401 - the fixture
 
@@ -100,8 +100,7 @@ def test_find_page_filter_and_fix_tasks_with_auth_on(browser, redis_url, client,
         eventually(lambda: text(browser, "#page-info") == f"1{DASH}50 of 200", 10, what="page 1")
         seen = []
         for page in range(4):
-            rows = css(browser, "#task-list tbody tr")
-            seen += [r.get_attribute("data-id") for r in rows]
+            seen += read_rows(browser, "#task-list tbody tr", "e.dataset.id")
             if page < 3:
                 css(browser, "#page-next")[0].click()
                 want = f"{page * 50 + 51}{DASH}{page * 50 + 100} of 200"
@@ -115,8 +114,7 @@ def test_find_page_filter_and_fix_tasks_with_auth_on(browser, redis_url, client,
 
         Select(css(browser, "#filter-queue")[0]).select_by_value("sms")
         eventually(lambda: text(browser, "#page-info") == f"1{DASH}50 of 50", 10, what="sms only")
-        assert {r.get_attribute("data-queue") for r in css(browser, "#task-list tbody tr")} \
-            == {"sms"}
+        assert set(read_rows(browser, "#task-list tbody tr", "e.dataset.queue")) == {"sms"}
         shots(browser, "filtered-sms")
 
         # When the operator retries everything the filter matches
@@ -131,8 +129,7 @@ def test_find_page_filter_and_fix_tasks_with_auth_on(browser, redis_url, client,
         css(browser, '#state-tabs button[data-state="scheduled"]')[0].click()
         Select(css(browser, "#filter-queue")[0]).select_by_value("")
         row = f'#task-list tr[data-id="{later}"] button.run-now'
-        eventually(lambda: css(browser, row), 10, what="the scheduled task")
-        css(browser, row)[0].click()
+        click(browser, row)   # once the scheduled task's row is there
         eventually(lambda: client.get(later).state == "queued", 10, what="it to be ready")
         eventually(lambda: "Made 1 task(s) ready" in toast(browser), 5, what="the toast")
 

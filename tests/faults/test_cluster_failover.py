@@ -13,6 +13,11 @@ from redis_cluster import RedisCluster
 
 import tq
 
+# What one failover may run twice: tasks claimed or acked in the moments the replica missed.
+# Two children run ~500 of these 4 ms tasks a second, a few per claim, and a replica on
+# loopback lags by milliseconds: a few batches at most. 60 (over 100 ms of their work) leaves
+# room for lag under load and still fails a promoted replica that was far behind.
+DUPLICATES_AT_MOST = 60
 
 @pytest.fixture
 def cluster(tmp_path):
@@ -66,10 +71,12 @@ def test_cluster_primary_killed_under_load(cluster, masters, runs, table, replic
            f"promotion; lost {len(lost)}, duplicated {len(dup)}"))
     assert m.proc.poll() is None and "Traceback" not in m.log()
     assert len(m.child_pids()) == 2
-    if replica_acks:
-        # every enqueue and ack batch reached the replica before it returned: nothing lost
-        # (a claim is not WAITed for, so a claim the replica missed may run a task twice)
-        assert lost == [] and set(states.values()) == {"succeeded"}
+    # Nothing is lost, with or without replica_acks (the reasoning of test_failover.py: with
+    # replica_acks=0 the promoted replica misses only the last moments' writes, here claims
+    # and acks, since every enqueue ended before the master started; a missed claim or ack
+    # runs its task twice, it never loses it)
+    assert lost == [] and set(states.values()) == {"succeeded"}
+    assert len(dup) <= DUPLICATES_AT_MOST, dup
 
 
 def test_cluster_failover_command_under_load(cluster, masters, runs, table):

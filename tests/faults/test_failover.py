@@ -16,6 +16,11 @@ from sentinel_setup import start_replicated
 import tq
 
 TQ = str(Path(sys.executable).with_name("tq"))
+# What one failover may run twice: tasks claimed or acked in the moments the replica missed.
+# Two children run ~500 of these 4 ms tasks a second, a few per claim, and a replica on
+# loopback lags by milliseconds: a few batches at most. 60 (over 100 ms of their work) leaves
+# room for lag under load and still fails a promoted replica that was far behind.
+DUPLICATES_AT_MOST = 60
 
 
 @pytest.fixture
@@ -77,8 +82,16 @@ def test_primary_killed_under_load_replica_promoted(sentinel_redis, masters, run
            f"promotion; lost {len(lost)}, duplicated {len(dup)}"))
     assert m.proc.poll() is None and "Traceback" not in m.log()
     assert resumed <= 10
-    if replica_acks:
-        # every enqueue and every ack batch was on the replica before it returned: nothing
-        # acknowledged is lost. A claim is not WAITed for (a round trip per claim), so a
-        # claim the replica missed can run its task twice: duplicates stay possible.
-        assert lost == [] and set(states.values()) == {"succeeded"}
+    # Nothing is lost, with or without replica_acks. replica_acks=1: every enqueue and ack
+    # batch was on the replica before it returned. replica_acks=0: replication is
+    # asynchronous, so the promoted replica misses what the primary took in its last moments
+    # (on loopback, milliseconds) -- here claims and acks only, since every enqueue ended
+    # before the master even started. A claim it missed leaves its task ready, an ack it
+    # missed leaves the task in its worker's list, where the worker's stray sweep finds it:
+    # both run the task again (a duplicate), neither loses it. Only an enqueue inside that
+    # window could be lost, which is what replica_acks is for (tests/redis/test_replica_acks).
+    assert lost == [] and set(states.values()) == {"succeeded"}
+    # and a duplicate is a task claimed or acked in that window: a few batches of the two
+    # children, never a sizeable part of the 1,500 (a claim is not WAITed for even with
+    # replica_acks, a round trip per claim, so duplicates stay possible with it too)
+    assert len(dup) <= DUPLICATES_AT_MOST, dup

@@ -12,9 +12,9 @@ import threading
 import time
 
 import psutil
-import pytest
 from faultkit import jobs, wait_all
 from master_proc import eventually
+from needs import unavailable
 
 from tq.store.broker import Broker
 from tq.task import encode_body
@@ -223,7 +223,7 @@ def test_masters_with_one_hostname_in_two_pid_namespaces_leave_each_other_alone(
     if shutil.which("unshare") is None or subprocess.run(
             ["unshare", "--pid", "--fork", "--mount-proc", "true"],
             capture_output=True).returncode != 0:
-        pytest.skip("cannot create a PID namespace here (unshare --pid refused)")
+        unavailable("cannot create a PID namespace here (unshare --pid refused: run as root)")
     # Given a master on this host running a task
     a = masters("-c", "1", "-A", "faultapp", "--queues", "a")
     a.wait_ready(1)

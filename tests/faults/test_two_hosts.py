@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 from faultkit import Runs, wait_all
 from master_proc import eventually
+from needs import unavailable
 from redis_server import RedisServer
 
 import tq
@@ -37,13 +38,14 @@ def other_host(tmp_path):
     the measuring device, never cut); each server listens on loopback and its link."""
     if subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
                       capture_output=True).returncode != 0:
-        pytest.skip("cannot create a PID namespace here (unshare --pid refused)")
+        unavailable("cannot create a PID namespace here (unshare --pid refused: run as root)")
     n = random.randint(1, 250)
     ns = f"tq-host{n}"
     try:
         _ip("netns", "add", ns)
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        pytest.skip(f"cannot create a network namespace here (ip netns add refused: {exc})")
+        unavailable(f"cannot create a network namespace here (ip netns add refused: {exc}; "
+                    "run as root, apt-get install iproute2)")
     servers: list[RedisServer] = []
     try:
         _ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")

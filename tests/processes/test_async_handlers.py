@@ -120,6 +120,16 @@ def test_progress_is_visible_and_cheap_in_a_tight_loop(client, masters, redis_se
     assert client.wait(tid, timeout=10) == "done"
 
 
+def most_at_once(results: list[dict]) -> int:
+    """The largest number of tasks that were running at the same instant (t0..t1 each)."""
+    edges = sorted([(r["t0"], 1) for r in results] + [(r["t1"], -1) for r in results])
+    running = most = 0
+    for _, step in edges:   # at a tie an end (-1) sorts first: touching is not overlapping
+        running += step
+        most = max(most, running)
+    return most
+
+
 def test_many_async_tasks_at_once_in_one_child(client, masters):
     # Given one child that runs up to 100 coroutines at once
     m = masters("-c", "1", "-A", "asyncapp", "--queues", "nap,doze",
@@ -128,10 +138,12 @@ def test_many_async_tasks_at_once_in_one_child(client, masters):
     # When 100 tasks that each sleep 0.1 s are enqueued
     ids = client.enqueue_many([("nap", {"s": 0.1}) for _ in range(100)])
     results = [client.wait(i, timeout=10) for i in ids]
-    # Then they ran side by side in that child: 0.1-0.3 s in all, not 10 s
-    span = max(r["t1"] for r in results) - min(r["t0"] for r in results)
+    # Then they ran side by side in that child. Counted from the tasks' own start and end
+    # times (the child's clock), not from the wall time they took, so a loaded machine, which
+    # stretches every sleep, cannot fail it: one at a time would never overlap, a pool
+    # smaller than asked would cap the overlap at its size
     assert len({r["pid"] for r in results}) == 1
-    assert span < 0.5, span
+    assert most_at_once(results) >= 50, most_at_once(results)
     # A time limit cancels its own coroutine only
     slow = client.enqueue("nap", {"s": 5}, max_retries=0)
     quick = client.enqueue("nap", {"s": 0.05})

@@ -12,26 +12,38 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from PIL import Image
+from needs import unavailable
 
 import tq
+from tq.handlers import REGISTRY
 from tq.store.embedded import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))   # examples/ is a folder of the checkout, not an installed package
 
-from tq.handlers import REGISTRY  # noqa: E402
-
-_before = dict(REGISTRY)
-from examples import app, demo, producer  # noqa: E402
-
-REGISTRY.clear()   # other tests register their own "email": leave them a clean registry
-REGISTRY.update(_before)
+from examples import demo, producer  # noqa: E402 - neither needs Pillow
 
 CTX = SimpleNamespace(task_id="t-1", log=logging.getLogger("test"), attempt=1)
 
 
-def test_image_processing_does_real_work():
+@pytest.fixture(scope="module")
+def app():
+    """examples/app.py: its image handler needs Pillow, which only the `examples` extra
+    installs, so it is imported here, for the tests that use it, not when the suite is
+    collected."""
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        unavailable("Pillow missing (pip install -e '.[examples]')")
+    before = dict(REGISTRY)
+    from examples import app as module
+
+    REGISTRY.clear()   # other tests register their own "email": leave them a clean registry
+    REGISTRY.update(before)
+    return module
+
+
+def test_image_processing_does_real_work(app):
     started = time.process_time()
     got = app.ImageProcessing().handle(
         {"image_url": "https://example.com/images/1.jpg",
@@ -41,7 +53,9 @@ def test_image_processing_does_real_work():
     assert 0.01 < cpu < 5   # CPU-bound: tens to hundreds of milliseconds
 
 
-def test_each_operation_changes_the_image():
+def test_each_operation_changes_the_image(app):
+    from PIL import Image
+
     source = app.source_image("x")
     small, _ = app.resize(source)
     assert small.size == (800, 600)
@@ -51,7 +65,7 @@ def test_each_operation_changes_the_image():
     assert data[:2] == b"\xff\xd8" and isinstance(decoded, Image.Image)
 
 
-def test_bad_payloads_fail_for_good():
+def test_bad_payloads_fail_for_good(app):
     with pytest.raises(tq.PermanentError):
         app.ImageProcessing().handle({}, CTX)
     with pytest.raises(tq.PermanentError, match="unknown operations"):
@@ -60,7 +74,7 @@ def test_bad_payloads_fail_for_good():
         app.send_email({"subject": "hi"}, CTX)
 
 
-def test_email_fails_sometimes_and_succeeds_otherwise(monkeypatch: pytest.MonkeyPatch):
+def test_email_fails_sometimes_and_succeeds_otherwise(app, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(app, "SMTP_LATENCY", (0, 0))
     monkeypatch.setattr(app.random, "random", lambda: 0.01)      # inside the 5 %
     with pytest.raises(app.SMTPUnavailable):
@@ -69,7 +83,7 @@ def test_email_fails_sometimes_and_succeeds_otherwise(monkeypatch: pytest.Monkey
     assert app.send_email({"to": "a@example.com"}, CTX)["to"] == "a@example.com"
 
 
-def test_both_handler_forms_are_registered(clean_registry):
+def test_both_handler_forms_are_registered(app, clean_registry):
     importlib.reload(app)
     assert sorted(clean_registry) == ["email", "image_processing"]
     assert clean_registry["email"].max_retries == 3        # @tq.handler function
@@ -101,7 +115,7 @@ def test_summary_reads_like_the_article():
 
 
 @pytest.mark.slow
-def test_demo_end_to_end(tmp_path: Path):
+def test_demo_end_to_end(app, tmp_path: Path):   # its master imports examples.app
     home = tmp_path / ".tq"
     env = {k: v for k, v in os.environ.items() if k not in ("TQ_REDIS_URL", "TQ_CONFIG")}
     env.update(TQ_HOME=str(home), PYTHONUNBUFFERED="1")

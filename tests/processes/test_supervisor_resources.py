@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 
 import pytest
@@ -122,6 +123,19 @@ def test_pidfile_is_written_and_removed(masters, tmp_path):
     m.signal(signal.SIGTERM)
     assert m.wait_exit() == 0
     assert not pidfile.exists()
+
+
+def test_a_metrics_port_in_use_stops_the_start_in_one_line(masters, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        m = masters("-c", "1", "-A", "procapp", "--metrics-bind", f"127.0.0.1:{port}",
+                    "--pidfile", str(tmp_path / "tq.pid"))
+        assert m.wait_exit(20) == 2
+    assert f"--metrics-bind 127.0.0.1:{port}: cannot listen there" in m.log()
+    assert "Traceback" not in m.log()
+    assert not (tmp_path / "tq.pid").exists()   # nothing left behind
 
 
 def test_a_redis_that_refuses_writes_for_a_while_is_waited_out(masters, client, rconn):

@@ -4,6 +4,7 @@ counters and the bad input the issue lists. Each test runs on both servers (any_
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 import time
 
@@ -321,6 +322,27 @@ def test_bad_specs(any_client):
     with pytest.raises(ValueError, match="mapping or a"):
         any_client.enqueue_many(["t"])
     assert any_client.enqueue_many([]) == []
+
+
+@pytest.mark.parametrize("options", [{"max_retries": 2**63}, {"max_retries": 1001},
+                                     {"max_retries": True}, {"timeout": 1e300},
+                                     {"timeout": 0}])
+def test_task_options_out_of_range_are_refused_at_the_door(any_client, any_rconn, options):
+    with pytest.raises(ValueError):
+        any_client.enqueue("t", {}, **options)
+    with pytest.raises(ValueError, match="spec #1"):
+        any_client.enqueue_many([("t", {}), {"type": "t", **options}])
+    assert any_rconn.exists("tq:{t}:tasks") == 0
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"unique_for": 1e16}, {"delay": math.inf}, {"delay": math.nan}, {"timeout": math.inf},
+    {"eta": 1e300}, {"delay": 11 * 365 * 86400},
+])
+def test_absurd_durations_are_refused_before_anything_is_written(any_client, any_rconn, kwargs):
+    with pytest.raises(ValueError):
+        any_client.enqueue("t", {}, **kwargs)
+    assert any_rconn.exists("tq:{t}:tasks") == 0
 
 
 def test_an_earlier_due_time_leaves_a_token_for_the_master(any_client, any_broker, any_rconn):

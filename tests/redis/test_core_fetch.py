@@ -104,16 +104,20 @@ def test_fetch_returns_nothing_after_its_block_time(any_broker):
     assert any_broker.fetch("w", ["empty"], 1) == []   # 0: does not block
 
 
-def test_a_blocked_fetch_wakes_within_milliseconds_of_an_enqueue(any_redis_url, any_client,
+def test_a_blocked_fetch_is_woken_by_an_enqueue_not_its_timeout(any_redis_url, any_client,
                                                                  any_rconn):
-    f = Fetcher(any_redis_url, "w1", ["email"])
+    block = 5.0
+    f = Fetcher(any_redis_url, "w1", ["email"], block=block)
     f.start()
     eventually(lambda: blocked(any_rconn) == 1)
     t = time.monotonic()
     tid = any_client.enqueue("email", {})
     f.join(5)
     assert [x.id for x in f.tasks] == [tid]
-    assert f.done_at - t < 0.05
+    # Woken by the enqueue's token (milliseconds when idle), not at the end of its 5 s block:
+    # a tenth of the block tells the two apart on any machine, however loaded; how fast the
+    # wake-up is, is measured by bench/ (idle latency), not asserted here.
+    assert f.done_at - t < block / 10
 
 
 def test_wait_and_claim_claims_as_the_token_arrives(any_redis_url, any_client, any_rconn):
@@ -126,7 +130,7 @@ def test_wait_and_claim_claims_as_the_token_arrives(any_redis_url, any_client, a
     t = time.monotonic()
     tid = any_client.enqueue("email", {"n": 1})
     th.join(5)
-    assert time.monotonic() - t < 0.05
+    assert time.monotonic() - t < 5 / 10   # the token, not the 5 s block (see above)
     assert [x.id for x in got[0].tasks] == [tid]
     assert any_client.get(tid).state == "running"
     b.close()
@@ -172,10 +176,11 @@ def test_every_blocked_worker_is_woken_by_the_token_chain(any_redis_url, any_cli
     ids = any_client.enqueue_many([("jobs", {"i": i}) for i in range(6)])
     for f in fetchers:
         f.join(5)
-    # Then each worker got one, within milliseconds, and none twice
+    # Then each worker got one, and none twice, each woken by the token passed on to it (six
+    # hops of milliseconds), not by the end of its 5 s block: a fifth of it tells them apart
     got = sorted(x.id for f in fetchers for x in f.tasks)
     assert got == sorted(ids)
-    assert max(f.done_at for f in fetchers) - t < 0.2
+    assert max(f.done_at for f in fetchers) - t < 5.0 / 5
 
 
 def test_a_worker_on_several_queues_wakes_for_any_of_them(any_redis_url, any_client, any_rconn):

@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+from master_proc import eventually
 
 from tq.handlers import Backoff
 from tq.store.broker import Broker
 from tq.store.keys import Keys
+from tq.supervisor.recovery import Recovery
 
 K = Keys("tq")
 
@@ -246,6 +248,23 @@ def test_only_the_running_task_counts_an_attempt(any_client, any_broker, any_rco
     any_broker.claim("w2", ["t"], 3)
     any_broker.requeue_worker("w2", ["t"], count_head=True)
     assert [any_client.get(i).attempts for i in ids] == [1, 1, 0]
+
+
+def test_a_dead_hosts_running_task_is_charged_not_the_first_claimed(any_client, any_redis_url):
+    # Given a worker on another host with a finished-but-unacked task ahead of the running one
+    b = Broker(any_redis_url)
+    first, running = any_client.enqueue("t", {"n": 1}), any_client.enqueue("t", {"n": 2})
+    info = {"id": "far.1.x-1", "host": "far", "pid": 1, "queues": ["t"], "state": "busy",
+            "task": running}
+    b.register_worker("far.1.x-1", info)
+    assert [t.id for t in b.claim("far.1.x-1", ["t"], 2).tasks] == [first, running]
+    # When its heartbeat has expired and a master reaps it
+    eventually(lambda: "far.1.x-1" in b.expired(0.01)[2], what="the heartbeat to expire")
+    Recovery(b, "here", set()).expired(0.01)
+    # Then the task its master last saw running counts the attempt, the other does not
+    assert any_client.get(running).attempts == 1 and any_client.get(running).error_kind == "died"
+    assert any_client.get(first).attempts == 0 and any_client.get(first).state == "queued"
+    b.close()
 
 
 def test_a_task_that_kills_every_worker_ends_dead(any_client, any_broker):

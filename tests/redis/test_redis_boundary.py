@@ -78,3 +78,24 @@ def test_the_policy_is_read_from_info_where_config_is_disabled(tmp_path):
         b.close()
     finally:
         server.stop()
+
+
+def test_a_client_survives_more_reconnects_than_the_pools_cap(client):
+    # redis-py caps a pool at 100 connections it made; the hot path must not count against it
+    for _ in range(120):
+        client.broker.link.close()
+        client.enqueue("t", {})
+    assert client.queue_sizes()["t"]["ready"] == 120
+
+
+def test_a_refusal_such_as_oom_is_a_clear_tq_error_and_nothing_half_written(client, rconn):
+    rconn.config_set("maxmemory", "1")
+    try:
+        with pytest.raises(RedisUnavailable, match="refused the command"):
+            client.enqueue("t", {"x": 1})
+        with pytest.raises(RedisUnavailable, match="refused"):
+            client.broker.register_queues(["other"])
+    finally:
+        rconn.config_set("maxmemory", "0")
+    assert rconn.hlen("tq:{t}:tasks") == 0
+    assert client.enqueue("t", {"x": 1})
