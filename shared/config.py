@@ -111,7 +111,7 @@ def _limits(v: Any) -> dict[str, Any]:
 
 
 def _periodic(v: Any) -> list[Any]:
-    from .periodic import from_config
+    from .periodic_tasks import from_config
 
     try:
         return from_config(v)
@@ -266,7 +266,7 @@ class Config:
     keys_file: str | None = None
     protect: str = "encrypt"
     limits: dict[str, Any] | None = None      # type -> tq.limits.Limits, from the config
-    periodic: list[Any] | None = None         # tq.periodic.Periodic entries, from the config
+    periodic: list[Any] | None = None         # tq.periodic_tasks.Periodic entries, from the config
     concurrency: int | None = None
     prefetch: int | None = None
     max_tasks_per_child: int | None = None

@@ -32,9 +32,10 @@ from tq.channel import BUSY, IDLE, RECONNECTING, STARTING
 from tq.config import Config, load, protect_settings
 from tq.errors import ConfigError, TQError
 from tq.ids import new_id
-from tq.periodic import Periodic, Scheduler
+from tq.periodic_tasks import Periodic, Scheduler
 from tq.store.broker import Broker
 from tq.store.embedded import ENV_HOME
+from tq.store.grants import REFUSALS, note, refusal, require_master
 from tq.store.link import OUTAGE
 from tq.tally import Tally
 
@@ -108,7 +109,7 @@ class Supervisor:
         self.cancels = Cancels(self.broker)
         if config.result_ttl:
             self.broker.result_ttl = config.result_ttl
-        self.scheduler = Scheduler(self._periodic_client)   # periodic tasks (tq.periodic)
+        self.scheduler = Scheduler(self._periodic_client)   # periodic tasks (tq.periodic_tasks)
         self.scheduler.add(config.periodic or [])
 
     # -- the loop ---------------------------------------------------------------------------
@@ -156,6 +157,7 @@ class Supervisor:
     def boot(self) -> int:
         cfg = self.config
         self.broker.ping()
+        require_master(self.broker, cfg.replica_acks)   # what it and its children run, or exit 1
         self.broker.check_eviction_policy(allow=cfg.allow_eviction)
         self.broker.load_scripts()
         if self.pidfile:
@@ -489,7 +491,9 @@ class Supervisor:
         try:
             self.scheduler.run()
         except (*OUTAGE, TQError) as exc:   # the tick is tried again on the next pass
-            if time.monotonic() >= self.next_error_log:
+            if refusal(exc):
+                note(exc, log, "periodic tasks")
+            elif time.monotonic() >= self.next_error_log:
                 self.next_error_log = time.monotonic() + 60
                 log.warning("periodic tasks: %s", exc)
 
@@ -501,6 +505,8 @@ class Supervisor:
             self.broker.quarantine.recheck()
         except OUTAGE:
             pass
+        except REFUSALS as exc:
+            note(exc, log, "the check for repaired queues")
         self.promoter.set_queues(self.serving())
         try:
             self.promoter.run(now)
@@ -540,6 +546,8 @@ class Supervisor:
             if not self.redis_down:
                 log.warning("Redis unavailable (%s): children wait for it; retrying", exc)
                 self.redis_down = True
+        except REFUSALS as exc:   # an ACL changed under it: said once, retried every second
+            note(exc, log, "the master's bookkeeping")
         except redis.exceptions.ResponseError as exc:
             # Not an outage, and no queue's (those are set aside where they fail): a corrupt
             # registry or history key. Say so once a minute; the children go on.
@@ -564,6 +572,8 @@ class Supervisor:
             self.handoffs.run(self.serving())
         except OUTAGE:
             pass   # the tick says so
+        except REFUSALS as exc:
+            note(exc, log, "cancel requests / workflow hand-offs")
         except redis.exceptions.ResponseError as exc:
             if time.monotonic() >= self.next_error_log:
                 self.next_error_log = time.monotonic() + 60
@@ -625,7 +635,7 @@ class Supervisor:
                       "master recovers them", len(self.recovery.pending))
         try:
             self.broker.unregister_master(self.master_id)
-        except OUTAGE:
+        except (*OUTAGE, *REFUSALS):
             pass
         self.services.close()
         self.promoter.close()

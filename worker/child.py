@@ -27,11 +27,13 @@ from tq import exitcodes, logs
 from tq.app import handler_queues, import_app
 from tq.channel import BUSY, IDLE, RECONNECTING, STOPPING, PipeWriter, Slot
 from tq.config import Config, protect_settings
+from tq.errors import NoPermission
 from tq.handlers import REGISTRY
 from tq.identity import host_id
 from tq.limits import merge
-from tq.periodic import PERIODIC
+from tq.periodic_tasks import PERIODIC
 from tq.store.broker import Ack, Broker, ClaimResult
+from tq.store.grants import note, refusal
 from tq.store.link import OUTAGE
 from tq.tally import Tally
 from tq.task import Task
@@ -337,7 +339,9 @@ class Child:
         found = self.redis(lambda: self.broker.quarantine.explains(queues, exc, self._proc))
         if not found:
             now = time.monotonic()
-            if now >= self._unexplained_logged + 60:
+            if refusal(exc):
+                note(exc, log, "claim", self.extra)
+            elif now >= self._unexplained_logged + 60:
                 self._unexplained_logged = now
                 log.error("Redis refused a claim and no queue key explains it (%s): retrying "
                           "with a pause", exc, extra=self.extra)
@@ -570,7 +574,11 @@ class Child:
             except OUTAGE as exc:
                 self._pause(exc)
                 continue
-            except redis.exceptions.ResponseError as exc:
+            except (NoPermission, redis.exceptions.ResponseError) as exc:
+                if refusal(exc):   # an ACL: said once, naming the grant; retried like an outage
+                    note(exc, log, "worker", self.extra)
+                    self._pause_briefly()
+                    continue
                 # Not an outage: a corrupt key (or a bug). Set the queue aside if a key
                 # explains it; the operation is dropped and its task stays claimed, to be
                 # handed back when this worker leaves (or re-indexed by the queue's repair).

@@ -20,6 +20,7 @@ from redis.retry import Retry
 from ..config import BY_NAME, config_path, read_file
 from ..errors import EvictionPolicyError, NoPermission, RedisUnavailable
 from . import cluster, embedded
+from .grants import explain
 from .link import REDIS_ERRORS, not_permitted, refused
 from .urls import is_cluster_url, is_sentinel_url, parse_multi_host, redact
 
@@ -172,7 +173,7 @@ def translation(url: str, exc: Exception) -> Exception | None:
         if refused(exc):
             return RedisUnavailable(redact(url), f"it refused the command: {exc}")
         if not_permitted(exc):
-            return NoPermission(redact(url), str(exc).split(" script:", 1)[0])
+            return NoPermission(redact(url), explain(str(exc)))
     return None
 
 
