@@ -181,20 +181,23 @@ UNKNOWN_POLICY = "unknown"
 
 
 def eviction_policy(conn: redis.Redis) -> str:
-    """Redis' maxmemory-policy, from CONFIG GET or, where CONFIG is disabled, from INFO;
-    UNKNOWN_POLICY when the user may run neither (an ACL user without +config|get, +info)."""
+    """Redis' maxmemory-policy, from INFO or, where INFO is refused or renamed, from CONFIG
+    GET; UNKNOWN_POLICY when the user may run neither (an ACL user without +info,
+    +config|get). INFO first: the documented ACL grants it (CONFIG GET would show secrets),
+    so a refusal is not logged in Redis' ACL LOG at every start."""
     try:
-        reply = conn.config_get("maxmemory-policy")
-        value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
+        value = conn.info("memory").get("maxmemory_policy")
         if value is not None:
             return value.decode() if isinstance(value, bytes) else str(value)
     except redis.exceptions.ResponseError:
-        pass   # renamed or disabled CONFIG, or NOPERM
+        pass   # NOPERM, or INFO renamed away
     try:
-        info = conn.info("memory")
-    except redis.exceptions.ResponseError:   # NOPERM, or INFO renamed away
+        reply = conn.config_get("maxmemory-policy")
+    except redis.exceptions.ResponseError:   # renamed or disabled CONFIG, or NOPERM
         return UNKNOWN_POLICY
-    value = info.get("maxmemory_policy", UNKNOWN_POLICY)
+    value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
+    if value is None:
+        return UNKNOWN_POLICY
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

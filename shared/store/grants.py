@@ -24,15 +24,19 @@ from .scripts import NAMES, SCRIPTS, Script
 log = logging.getLogger("tq.store")
 
 # What a master and its children send outside the Lua scripts (redis-py's connection set-up
-# included; the scripts' own commands are read from their source). The CLI and the dashboard
-# of the same user send these too, plus XREAD (wait) and RENAME (queue repair), which a master
-# never does. INFO / CONFIG GET belong to the eviction check, which names them itself.
-MASTER = ("blpop", "client|setname", "evalsha", "exists", "expire", "get", "hdel", "hexists",
-          "hget", "hgetall", "hincrby", "hkeys", "hlen", "hmget", "hscan", "hset", "hsetnx",
-          "lindex", "llen", "lrange", "lrem", "mget", "ping", "sadd", "scan", "script|load",
-          "set", "smembers", "srem", "time", "type", "zcard", "zrange", "zrevrange", "zscore")
+# and this module's check included; the scripts' own commands are read from their source).
+# INFO / CONFIG GET belong to the eviction check, which names them itself.
+MASTER = ("blpop", "client|setname", "command|info", "evalsha", "exists", "expire", "get",
+          "hdel", "hexists", "hget", "hgetall", "hincrby", "hkeys", "hlen", "hmget", "hscan",
+          "hset", "hsetnx", "lindex", "llen", "lrange", "lrem", "mget", "ping", "sadd", "scan",
+          "script|load", "set", "smembers", "srem", "time", "type", "zcard", "zrange",
+          "zrevrange", "zscore")
+# The tq CLI and the dashboard (same user) also send these, which a master never does:
+# client.wait()'s XREAD, a queue repair's RENAME, a queue delete's HVALS, limits' ZLEXCOUNT.
+OPERATOR = ("hvals", "rename", "xread", "zlexcount")
 REPLICA_ACKS = ("wait",)                  # with replica_acks set: WAIT after each write
-CLUSTER = ("cluster|slots", "command")    # a cluster client reads the slot map, the commands
+# a cluster client reads the slot map, the command table, and asks where a command's keys are
+CLUSTER = ("cluster|slots", "command", "command|getkeys")
 
 _CALLED = re.compile(r"""\b(?:rcall|redis\.p?call|write)\(\s*'([A-Za-z]+)'""")
 _RUN = re.compile(r"permissions to run the '([^']+)' command")
