@@ -203,9 +203,8 @@ def note(exc: BaseException, logger: logging.Logger, what: str,
          extra: dict[str, Any] | None = None) -> None:
     """Log an ACL refusal met by `what` once per process and refusal (the caller retries
     it later, as after an outage)."""
-    text = str(exc) if isinstance(exc, NoPermission) else explain(str(exc))
+    text = str(exc) if isinstance(exc, NoPermission) else f"Redis refused: {explain(str(exc))}"
     if text in _said:
         return
     _said.add(text)
-    logger.error("%s: Redis refused a command (%s); retried until it is granted", what, text,
-                 extra=extra)
+    logger.error("%s: %s; retried until it is granted", what, text, extra=extra)
