@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .task import validate_name
+
 PERIODS = {"s": 1000, "sec": 1000, "second": 1000, "m": 60_000, "min": 60_000,
            "minute": 60_000, "h": 3_600_000, "hour": 3_600_000, "d": 86_400_000,
            "day": 86_400_000}
@@ -174,6 +176,18 @@ def declared(rate_limit: str | None, burst: int | None, rate_key: RateKey | None
                     check_key_field(field) if field is not None else None,
                     check_concurrency(concurrency) if concurrency is not None else None)
     return None if limits.empty else limits
+
+
+def override(task_type: str, rate_limit: str | None, burst: int | None,
+             rate_key: RateKey | None, concurrency: int | None) -> Limits:
+    """An operator's override of a type's limits (set_limit's arguments, ValueError naming
+    the bad one): a rate and/or a concurrency."""
+    validate_name("type", task_type)
+    if rate_limit is None and concurrency is None:
+        raise ValueError("give rate_limit and/or concurrency")
+    given = declared(rate_limit, burst, rate_key, concurrency)
+    assert given is not None
+    return given
 
 
 def key_value(rate_key: RateKey, payload: dict[str, Any]) -> str | None:
