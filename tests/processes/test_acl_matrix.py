@@ -300,13 +300,19 @@ def test_every_dashboard_action(env: Env, client: tq.Client):
     assert board.post("/api/scheduled/delete", {"ids": [later[1]], "queue": "acl.ok"}) == \
         {"deleted": 1}
     assert board.post(f"/api/tasks/{later[2]}/cancel")["outcome"] == "cancelled"
+    delayed = [{"type": "acl.ok", "payload": {}, "queue": "acl-board", "delay": 3600}] * 3
+    for action in ("delete", "run"):   # (run: ready, in a queue nobody serves)
+        client.enqueue_many(delayed)
+        assert board.post("/api/tasks/bulk", {"state": "scheduled", "action": action,
+                                              "queue": "acl-board"})["done"] == 3
+    assert client.queue_sizes()["acl-board"]["ready"] == 3
     wf = client.workflow(tq.chain(tq.step("acl.ok", {}, queue="acl-board"),
                                   tq.step("acl.ok", {})))
     board.get(f"/api/workflows/{wf.id}")
     assert board.post(f"/api/workflows/{wf.id}/cancel")["cancelled"] == 2
     client.enqueue_many([{"type": "acl.ok", "payload": {}, "queue": "acl-board"}] * 2)
     assert board.post("/api/queues/acl-board/purge", {"confirm": "acl-board"}) == \
-        {"purged": 2}
+        {"purged": 5}
     board.post("/api/queues/acl.ok/pause")
     assert client.queue_sizes()["acl.ok"]["paused"]
     board.post("/api/queues/acl.ok/resume")
@@ -331,6 +337,9 @@ def test_old_queues_are_forgotten(env: Env, client: tq.Client):
 
 # -- the other roles, against the same master -------------------------------------------------
 def test_the_producer_role(env: Env, client: tq.Client):
+    by_cli = tq_cli("enqueue", "acl.ok", "--payload", '{"cli": 1}',
+                    url=env.urls["tq-producer"]).stdout.strip()
+    assert json.loads(tq_cli("wait", by_cli, url=env.urls["tq-producer"]).stdout)["attempt"] == 1
     with tq.Client(env.urls["tq-producer"]) as p:
         first = p.enqueue("acl.ok", {"u": 1}, unique_for=60)
         assert p.enqueue("acl.ok", {"u": 1}, unique_for=60) == first
@@ -347,6 +356,8 @@ def test_the_producer_role(env: Env, client: tq.Client):
 
 def test_the_read_only_role_sees_everything_and_changes_nothing(env: Env, client: tq.Client):
     tid = client.enqueue("acl.ok", {}, queue="acl-ro")    # nobody serves it: stays queued
+    later = client.enqueue("acl.ok", {}, queue="acl-ro", delay=3600)
+    wf = client.workflow(tq.chain(tq.step("acl.ok", {}, queue="acl-ro"), tq.step("acl.ok", {})))
     dead = client.enqueue("acl.nosuch", {}, queue="acl.ok")
     with pytest.raises(tq.TaskFailed):
         client.wait(dead, timeout=15)
@@ -356,7 +367,7 @@ def test_the_read_only_role_sees_everything_and_changes_nothing(env: Env, client
         tq_cli(*args, "--json", url=ro_url)
     tq_cli("dead", "show", dead, url=ro_url)
     with tq.Client(ro_url) as ro:
-        assert ro.get(tid).state == "queued" and ro.queue_sizes()["acl-ro"]["ready"] == 1
+        assert ro.get(tid).state == "queued" and ro.queue_sizes()["acl-ro"]["ready"] == 2
         with pytest.raises(tq.NoPermission, match=r"grant"):
             ro.enqueue("acl.ok", {})
         board = Board(ro)
@@ -365,11 +376,19 @@ def test_the_read_only_role_sees_everything_and_changes_nothing(env: Env, client
         for path, body in (("/api/failed/retry", {"ids": [dead], "queue": "acl.ok"}),
                            ("/api/failed/delete", {"ids": [dead], "queue": "acl.ok"}),
                            ("/api/queues/acl-ro/purge", {"confirm": "acl-ro"}),
+                           ("/api/tasks/bulk", {"state": "dead", "action": "retry",
+                                                "queue": "acl.ok"}),
+                           ("/api/scheduled/run", {"ids": [later], "queue": "acl-ro"}),
+                           ("/api/scheduled/delete", {"ids": [later], "queue": "acl-ro"}),
                            ("/api/queues/acl-ro/pause", {}),
-                           (f"/api/tasks/{tid}/cancel", {})):
+                           ("/api/queues/acl-ro/resume", {}),
+                           (f"/api/tasks/{tid}/cancel", {}),
+                           (f"/api/workflows/{wf.id}/cancel", {})):
             assert "may only read" in board.post(path, body, status=403)["error"]
     sizes = client.queue_sizes()["acl-ro"]
-    assert client.get(dead).state == "dead" and sizes["ready"] == 1 and not sizes["paused"]
+    assert client.get(dead).state == "dead" and not sizes["paused"]
+    assert (sizes["ready"], sizes["scheduled"], client.get_workflow(wf.id).state) == \
+        (2, 1, "running")
     client.purge("acl-ro")
     refused = env.users.refusals("tq-ro")
     assert refused and {e["reason"] for e in refused} == {"command"}, refused
