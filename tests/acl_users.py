@@ -41,9 +41,11 @@ class AclUsers:
         self.admins = [n.client() for n in nodes]
         self.made: list[str] = []
 
-    def make(self, name: str, rules: str, password: str = "s3cret") -> str:
-        """Create (or reset) a user; returns its URL."""
-        if self.cluster:
+    def make(self, name: str, rules: str, password: str = "s3cret",
+             cluster_grant: bool = True) -> str:
+        """Create (or reset) a user (on a cluster with the documented extra grant, unless
+        told not to); returns its URL."""
+        if self.cluster and cluster_grant:
             rules = f"{rules} {CLUSTER_GRANT}"
         for admin in self.admins:
             admin.execute_command("ACL", "SETUSER", name, "reset", "on", f">{password}",

@@ -20,7 +20,7 @@ from redis.retry import Retry
 from ..config import BY_NAME, config_path, read_file
 from ..errors import EvictionPolicyError, NoPermission, RedisUnavailable
 from . import cluster, embedded
-from .grants import explain
+from .grants import explain, refused_within
 from .link import REDIS_ERRORS, not_permitted, refused
 from .urls import is_cluster_url, is_sentinel_url, parse_multi_host, redact
 
@@ -115,7 +115,13 @@ def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,
         if is_sentinel_url(url):
             return sentinel_master(url, options)
         if is_cluster_url(url):
-            return cluster.cluster_client(url, options)
+            try:
+                return cluster.cluster_client(url, options)
+            except redis.exceptions.RedisClusterException as exc:   # it read the slot map
+                cause = refused_within(exc)
+                if cause is None:
+                    raise
+                raise NoPermission(redact(url), explain(str(cause))) from None
         conn = redis.Redis.from_url(url, single_connection_client=single_connection, **options)
     except ValueError as exc:
         raise RedisUnavailable(redact(url), f"invalid URL ({exc})") from None

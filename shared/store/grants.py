@@ -196,6 +196,18 @@ def refusal(exc: BaseException) -> bool:
     return isinstance(exc, NoPermission) or not_permitted(exc)
 
 
+def refused_within(exc: BaseException) -> BaseException | None:
+    """The ACL refusal behind an error raised while handling it (redis-py's cluster client
+    reports a refused CLUSTER SLOTS as "cluster mode is not enabled"), or None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if not_permitted(exc):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__   # type: ignore[assignment]
+    return None
+
+
 _said: set[str] = set()
 
 

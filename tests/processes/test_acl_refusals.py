@@ -39,6 +39,19 @@ def test_a_master_short_of_a_grant_exits_1_naming_it(users, masters, change, tol
     assert "Traceback" not in log and "s3cret" not in log
 
 
+def test_a_cluster_user_without_the_slot_map_is_told_to_grant_it(redis_cluster, masters):
+    users = AclUsers(redis_cluster.live(), cluster=True)
+    try:
+        url = users.make("tq", master_rule(), cluster_grant=False)
+        with pytest.raises(tq.NoPermission, match=r"grant \+cluster\|slots"):
+            tq.Client(url)
+        m = masters("-c", "1", "-A", "procapp", url=url)
+        assert m.wait_exit(20) == 1
+        assert "grant +cluster|slots" in m.log() and "Traceback" not in m.log()
+    finally:
+        users.remove()
+
+
 def test_a_grant_taken_away_while_it_runs_is_said_once_and_waited_for(users, masters):
     # Given a master of the documented user, one child running a task
     url = users.make("tq", master_rule())

@@ -3,6 +3,8 @@ tq.store.grants; the check against a real Redis is in tests/redis/test_redis_acl
 
 from __future__ import annotations
 
+import redis
+
 from tq.store.grants import (
     CLUSTER,
     MASTER,
@@ -11,6 +13,7 @@ from tq.store.grants import (
     explain,
     grants,
     master_commands,
+    refused_within,
     script_commands,
 )
 from tq.store.scripts import SCRIPTS
@@ -62,3 +65,24 @@ def test_a_key_outside_the_patterns_is_reported_once_not_per_command():
     assert _explained(lines, [lines[4]]) == ["ping"]
     assert grants(["~read", "~write", "ping"], "shop") == ["+@read", "~shop:*", "+@write",
                                                           "+ping"]
+
+
+def test_the_refusal_behind_a_cluster_clients_error_is_found():
+    # as redis-py raises it: "cluster mode is not enabled" while handling the refusal, then
+    # "cannot be connected" from that
+    def slot_map() -> None:
+        try:
+            raise redis.exceptions.NoPermissionError(
+                "this user has no permissions to run the 'cluster|slots' command")
+        except redis.exceptions.ResponseError:
+            raise redis.exceptions.RedisClusterException("Cluster mode is not enabled")  # noqa: B904
+
+    try:
+        try:
+            slot_map()
+        except redis.exceptions.RedisClusterException as inner:
+            raise redis.exceptions.RedisClusterException("cannot be connected") from inner
+    except redis.exceptions.RedisClusterException as exc:
+        found = refused_within(exc)
+    assert found is not None and "cluster|slots" in str(found)
+    assert refused_within(ValueError("no")) is None
