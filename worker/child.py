@@ -25,7 +25,7 @@ import redis
 
 from tq import exitcodes, logs
 from tq.app import handler_queues, import_app
-from tq.channel import BUSY, IDLE, RECONNECTING, STOPPING, PipeWriter, Slot
+from tq.channel import BUSY, HELD_AT_FORK, IDLE, RECONNECTING, STOPPING, PipeWriter, Slot
 from tq.config import Config, protect_settings
 from tq.errors import NoPermission
 from tq.handlers import REGISTRY
@@ -132,6 +132,7 @@ class Child:
             signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_FORK)   # held since the fork
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
