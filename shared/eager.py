@@ -243,7 +243,7 @@ class EagerAdmin:
         if limit <= 0 or offset < 0:
             raise ValueError("limit must be positive and offset not negative")
         found = self._dead_in([queue] if queue else self.queues())
-        found.sort(key=lambda i: -(i.finished_at or 0))
+        found.sort(key=lambda i: (-int((i.finished_at or 0) * 1000), i.id))   # as Redis
         return found[offset:offset + limit]
 
     def retry_dead(self, ids: Iterable[str] | str = "all", queue: str | None = None,
