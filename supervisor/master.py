@@ -109,7 +109,7 @@ class Supervisor:
         self.cancels = Cancels(self.broker)
         if config.result_ttl:
             self.broker.result_ttl = config.result_ttl
-        self.scheduler = Scheduler(self._periodic_client)   # periodic tasks (tq.periodic_tasks)
+        self.scheduler = Scheduler(self._periodic_client)   # periodic tasks (tq.periodic)
         self.scheduler.add(config.periodic or [])
 
     # -- the loop ---------------------------------------------------------------------------

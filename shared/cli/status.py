@@ -104,7 +104,7 @@ def render_queues(sizes: dict[str, dict[str, Any]],
 
 
 def periodic_view(client: Client) -> list[dict[str, Any]]:
-    """The periodic schedules the masters run (tq.periodic_tasks), with their last and next tick."""
+    """The periodic schedules the masters run (tq.periodic), with their last and next tick."""
     out = []
     for name, raw in sorted(client.broker.conn.hgetall(client.broker.keys.periodic).items()):
         try:

@@ -111,7 +111,8 @@ def _lines(target: redis.Redis, key: str, commands: Sequence[str]) -> list[Line]
     for name, info in zip(commands, infos, strict=True):
         if info is None:   # a command this Redis does not have (it would not be sent)
             continue
-        words = name.split("|")
+        words = name.split("|")   # then the key in every place, up to the arity: fewer words
+        # crash Redis 7.0's acl_check_cmd (it finds keys past the end of the line)
         keyed = "" if int(info[3]) <= 0 else "write" if b"write" in info[2] else "read"
         lines.append(Line(name, (*words, *[key] * (abs(int(info[1])) - len(words))), keyed))
     return lines
@@ -144,7 +145,7 @@ def grants(names: Sequence[str], namespace: str) -> list[str]:
 def require_master(broker: Any, replica_acks: int = 0) -> None:
     """Raise NoPermission naming every grant this user lacks for a master and its children
     (broker: the master's tq.store.broker.Broker). On Redis 6 only scripting is checked."""
-    from .connection import translated
+    from .connection import translated  # (connection imports this module)
 
     with translated(broker.url):
         names = missing(broker.conn, broker.keys.workers,
