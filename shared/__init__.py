@@ -18,6 +18,7 @@ from .errors import (
     Cancelled,
     ConfigError,
     EvictionPolicyError,
+    NoPermission,
     PayloadError,
     PermanentError,
     QueueBroken,
@@ -31,7 +32,7 @@ from .errors import (
 )
 from .handlers import Backoff, Context, Handler, handler
 from .hooks import Middleware, add_middleware, remove_middleware
-from .periodic import periodic
+from .periodic_tasks import periodic
 from .task import Task, TaskInfo
 from .workflow import Workflow, WorkflowInfo, chain, chord, group, step
 
@@ -44,6 +45,7 @@ __all__ = [
     "EvictionPolicyError",
     "Handler",
     "Middleware",
+    "NoPermission",
     "PayloadError",
     "PermanentError",
     "QueueBroken",

@@ -15,9 +15,15 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import signal
 import struct
 from dataclasses import dataclass
 from typing import Any
+
+# The signals the master sends a child (stop, cancel), held from before the fork until the child
+# has its own handlers: one sent earlier would reach the master's handler in the child's copy
+# of it and be lost (a TTOU just after a TTIN would never stop the new child).
+HELD_AT_FORK = frozenset({signal.SIGTERM, signal.SIGUSR1})
 
 STARTING, IDLE, BUSY, STOPPING, RECONNECTING = range(5)
 STATE_NAMES = ("starting", "idle", "busy", "stopping", "reconnecting")

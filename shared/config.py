@@ -42,7 +42,7 @@ class Config:
     keys_file: str | None = None
     protect: str = "encrypt"
     limits: dict[str, Any] | None = None      # type -> tq.limits.Limits, from the config
-    periodic: list[Any] | None = None         # tq.periodic.Periodic entries, from the config
+    periodic: list[Any] | None = None   # tq.periodic_tasks.Periodic entries, from the config
     concurrency: int = field(default_factory=_cpu_count)   # child processes (-c)
     prefetch: int | None = None
     max_tasks_per_child: int | None = None

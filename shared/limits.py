@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .ranges import IntRange
+from .task import validate_name
 
 PERIODS = {"s": 1000, "sec": 1000, "second": 1000, "m": 60_000, "min": 60_000,
            "minute": 60_000, "h": 3_600_000, "hour": 3_600_000, "d": 86_400_000,
@@ -175,6 +176,18 @@ def declared(rate_limit: str | None, burst: int | None, rate_key: RateKey | None
     return None if limits.empty else limits
 
 
+def override(task_type: str, rate_limit: str | None, burst: int | None,
+             rate_key: RateKey | None, concurrency: int | None) -> Limits:
+    """An operator's override of a type's limits (set_limit's arguments, ValueError naming
+    the bad one): a rate and/or a concurrency."""
+    validate_name("type", task_type)
+    if rate_limit is None and concurrency is None:
+        raise ValueError("give rate_limit and/or concurrency")
+    given = declared(rate_limit, burst, rate_key, concurrency)
+    assert given is not None
+    return given
+
+
 def key_value(rate_key: RateKey, payload: dict[str, Any]) -> str | None:
     """The bucket a producer writes into a task's header ("k") for a function rate_key; None
     when it gives nothing usable (the task then shares the type's own bucket)."""
@@ -221,8 +234,6 @@ def parse_spec(text: str) -> Limits:
 
 def parse_table(value: object) -> dict[str, Limits]:
     """The `limits` setting: {type: spec} (TOML table), or "type=spec,type=spec" (env, flag)."""
-    from .task import validate_name
-
     if isinstance(value, dict):
         items = list(value.items())
     elif isinstance(value, str):

@@ -70,7 +70,7 @@ def _limits(v: Any) -> dict[str, Any]:
 
 
 def _periodic(v: Any) -> list[Any]:
-    from .periodic import from_config
+    from .periodic_tasks import from_config
 
     try:
         return from_config(v)

@@ -5,8 +5,10 @@ Without Redis or a master (unit tests): inside `run_eagerly()` every `tq.Client(
 the real queue's rules — the payload and the result make a JSON round trip (a payload or
 result JSON cannot carry fails the same way), `tq.Retry` and errors are retried up to
 `max_retries` (at once: delays and backoff are not waited for), `tq.PermanentError` and an
-unknown type end dead, `async def` handlers are awaited — and `get()`, `wait()`, `stats()`
-tell what happened:
+unknown type end dead, `async def` handlers are awaited, a repeated `unique_for` enqueue gets
+the first task's id, a paused queue holds its tasks until resume() — and every other method
+of tq.Client answers as it would (get, wait, stats, queue_sizes, dead letters, cancel, limits,
+purge...; see tq.eager):
 
     with tq.testing.run_eagerly() as eager:
         signup("carol@example.com")             # code under test: tq.Client().enqueue(...)
@@ -25,16 +27,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import inspect
 import json
 import logging
+import math
 import time
 import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import PermanentError, Retry, TaskFailed, TaskNotFound
+from .eager import EagerAdmin, EagerContext, EagerStore, Pending
+from .errors import (
+    Cancelled,
+    PermanentError,
+    Retry,
+    TaskCancelled,
+    TaskFailed,
+    TaskNotFound,
+    WaitTimeout,
+)
 from .handlers import REGISTRY
 from .ids import new_id
 from .task import (
@@ -43,9 +55,15 @@ from .task import (
     validate_max_retries,
     validate_name,
     validate_priority,
-    validate_progress,
 )
-from .workflow import Workflow, WorkflowInfo, compile_workflow, downstream, validate_policy
+from .workflow import (
+    FINISHED,
+    Workflow,
+    WorkflowInfo,
+    compile_workflow,
+    downstream,
+    validate_policy,
+)
 from .workflow import record as workflow_record
 from .workflow import summarize as summarize_workflow
 
@@ -53,55 +71,8 @@ log = logging.getLogger("tq.testing")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
-@dataclass
-class EagerStore:
-    """What ran inside one run_eagerly(): every task in enqueue order."""
-
-    tasks: list[TaskInfo] = field(default_factory=list)
-    by_id: dict[str, TaskInfo] = field(default_factory=dict)
-    workflows: dict[str, Any] = field(default_factory=dict)   # id -> (record, members)
-
-    def of_type(self, task_type: str) -> list[TaskInfo]:
-        return [t for t in self.tasks if t.type == task_type]
-
-
-class EagerContext:
-    """The ctx an eager handler gets (the worker's TaskContext, without Redis)."""
-
-    def __init__(self, client: EagerClient, info: TaskInfo, attempt: int, max_retries: int,
-                 inputs: list[Any] | None = None):
-        self._client = client
-        self.task_id, self.type, self.queue = info.id, info.type, info.queue
-        self.workflow_id = info.workflow
-        self.inputs = inputs if inputs is not None else []
-        self.cancelled = False
-        self.attempt, self.max_retries = attempt, max_retries
-        self.deadline: float | None = None
-        self.worker_id = "eager"
-        self.log = logging.LoggerAdapter(logging.getLogger(f"tq.task.{info.type}"),
-                                         {"task": info.id, "worker": "eager"})
-
-    def enqueue(self, task_type: str, payload: dict[str, Any] | None = None,
-                **options: Any) -> str:
-        return self._client.enqueue(task_type, payload, **options)
-
-    @property
-    def input(self) -> Any:
-        return self.inputs[-1] if self.inputs else None
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        self._client.store.by_id[self.task_id].progress = {
-            "fraction": validate_progress(fraction), "message": str(message),
-            "at": time.time()}
-
-    @property
-    def redis(self) -> Any:
-        raise RuntimeError("ctx.redis is not available when running eagerly (no Redis); "
-                           "test that code with tq.testing.Worker against a real Redis")
-
-
-class EagerClient:
-    """tq.Client's producer API, running each task in-process when it is enqueued."""
+class EagerClient(EagerAdmin):
+    """tq.Client's API, running each task in-process when it is enqueued."""
 
     def __init__(self, url: str | None = None, namespace: str = "tq", *,
                  store: EagerStore | None = None, **_: Any) -> None:
@@ -125,8 +96,19 @@ class EagerClient:
                 unique_for: Any = None, unique_key: str | None = None) -> str:
         if delay is not None and eta is not None:
             raise ValueError("give delay or eta, not both")
+        window = _window(unique_for, unique_key)
+        lock = None
+        if window is not None:   # the first task's id while the window holds, as in Redis
+            q = type if queue is None else validate_name("queue", queue)
+            lock = (q, "k", unique_key) if unique_key is not None else \
+                (q, "p", type, json.dumps(payload or {}, sort_keys=True, default=str))
+            held = self.store.unique.get(lock)
+            if held is not None and held[1] > time.monotonic():
+                return held[0]
         info, payload_json = self._new(type, payload, queue, priority, max_retries)
-        self._run(info, payload_json)
+        if lock is not None:
+            self.store.unique[lock] = (info.id, time.monotonic() + window)
+        self._submit(Pending(info, payload_json))
         return info.id
 
     def _new(self, type: str, payload: Any, queue: str | None, priority: int,
@@ -142,6 +124,8 @@ class EagerClient:
                         created_at=time.time(), workflow=workflow)
         self.store.tasks.append(info)
         self.store.by_id[info.id] = info
+        self.store.queues.add(queue)
+        self._count(info, "enqueued")
         return info, payload_json
 
     def workflow(self, spec: Any, *, policy: str = "stop", ttl: Any = None) -> Workflow:
@@ -155,16 +139,9 @@ class EagerClient:
         infos = [info for info, _ in made]
         for m, (info, payload_json) in zip(members, made, strict=True):
             m.id, m.queue = info.id, info.queue
-            ups = [infos[d] for d in m.deps]
-            failed = next((u for u in ups if u.state != "succeeded"), None)
-            if failed is not None and policy == "stop":
-                how = "cancelled" if failed.state == "cancelled" else "dead"
-                self._dead(info, f"upstream_{how}", f"upstream task {failed.id} "
-                           f"{'was cancelled' if how == 'cancelled' else 'is dead'}: the "
-                           "workflow stops here", None)
-                continue
-            self._run(info, payload_json,
-                      [u.result if u.state == "succeeded" else None for u in ups])
+            self.store.pending.append(Pending(info, payload_json, [infos[d] for d in m.deps],
+                                              policy))
+        self._drain()
         below = downstream(members)
         rec = json.loads(workflow_record(wid, policy, members))
         self.workflows[wid] = (rec, infos)
@@ -201,23 +178,74 @@ class EagerClient:
 
     def wait(self, task_id: str, timeout: float | None = None,
              queue: str | None = None) -> Any:
+        """Its result; TaskFailed, TaskCancelled; WaitTimeout at once for a task that waits
+        (a paused queue, an upstream member): nothing can change it while this call waits."""
         info = self.get(task_id)
         if info.state == "dead":
             raise TaskFailed(task_id, info.error, info.traceback)
+        if info.state == "cancelled":
+            raise TaskCancelled(task_id)
+        if info.state not in FINISHED:
+            raise WaitTimeout(task_id, timeout or 0.0, info.state)
         return info.result
 
     def stats(self) -> dict[str, Any]:
+        """Counters as tq.Client.stats() gives them: events, kept when tasks are deleted."""
+        events = ("enqueued", "started", "succeeded", "failed", "retried", "dead", "throttled")
+        total = dict.fromkeys(events, 0)
         by_type: dict[str, dict[str, int]] = {}
-        for t in self.store.tasks:
-            per = by_type.setdefault(t.type, {"enqueued": 0, "succeeded": 0, "dead": 0})
-            per["enqueued"] += 1
-            if t.state in per:
-                per[t.state] += 1
-        total = {k: sum(p[k] for p in by_type.values())
-                 for k in ("enqueued", "succeeded", "dead")}
-        return {"total": total, "by_type": by_type}
+        by_queue: dict[str, dict[str, int]] = {}
+        by_queue_type: dict[str, dict[str, dict[str, int]]] = {}
+        for (q, t), counts in self.store.counts.items():
+            for per in (total, by_type.setdefault(t, dict.fromkeys(events, 0)),
+                        by_queue.setdefault(q, dict.fromkeys(events, 0)),
+                        by_queue_type.setdefault(q, {}).setdefault(t, dict.fromkeys(events, 0))):
+                for k, n in counts.items():
+                    per[k] += n
+        return {"total": total, "by_type": by_type, "by_queue": by_queue,
+                "by_queue_type": by_queue_type}
+
+    def _count(self, info: TaskInfo, *events: str) -> None:
+        per = self.store.counts.setdefault((info.queue, info.type), {})
+        for e in events:
+            per[e] = per.get(e, 0) + 1
 
     # -- running ------------------------------------------------------------------------
+    def _submit(self, p: Pending) -> None:
+        self.store.pending.append(p)
+        self._drain()
+
+    def _drain(self) -> None:
+        """Run what may run now (its queue not paused, its upstream members finished), higher
+        priorities first, until nothing more can; what cannot waits, "queued" or "waiting"."""
+        store = self.store
+        ran = True
+        while ran:
+            ran = False
+            for p in sorted(store.pending, key=lambda p: -p.info.priority):
+                if p not in store.pending:   # taken out by a handler that ran meanwhile
+                    continue
+                if any(u.state not in FINISHED for u in p.ups):
+                    p.info.state = "waiting"
+                    continue
+                p.info.state = "queued"
+                if p.info.queue in store.paused:
+                    continue
+                store.pending.remove(p)
+                self._start(p)
+                ran = True
+
+    def _start(self, p: Pending) -> None:
+        failed = next((u for u in p.ups if u.state != "succeeded"), None)
+        if failed is not None and p.policy == "stop":
+            how = "cancelled" if failed.state == "cancelled" else "dead"
+            self._dead(p.info, f"upstream_{how}", f"upstream task {failed.id} "
+                       f"{'was cancelled' if how == 'cancelled' else 'is dead'}: the "
+                       "workflow stops here", None)
+            return
+        self._run(p.info, p.payload_json,
+                  [u.result if u.state == "succeeded" else None for u in p.ups])
+
     def _run(self, info: TaskInfo, payload_json: str, inputs: list[Any] | None = None) -> None:
         spec = REGISTRY.get(info.type)
         if spec is None:
@@ -228,17 +256,21 @@ class EagerClient:
         info.started_at = time.time()
         for attempt in range(1, limit + 2):
             info.attempts, info.state = attempt, "running"
+            self._count(info, "started")
             ctx = EagerContext(self, info, attempt, limit, inputs)
             try:
                 result = spec.func(json.loads(payload_json), ctx)   # a fresh copy each run
                 if inspect.isawaitable(result):
                     result = asyncio.run(_awaited(result))
+                if self._cancelled(info):
+                    return
                 try:
                     info.result = json.loads(_dumps(result))
                 except (TypeError, ValueError) as exc:
                     self._dead(info, "error", f"result is not JSON-serialisable: {exc}", None)
                     return
                 info.state, info.finished_at = "succeeded", time.time()
+                self._count(info, "succeeded")
                 return
             except PermanentError as exc:
                 self._dead(info, "permanent", str(exc) or "permanent error", _tb())
@@ -247,16 +279,46 @@ class EagerClient:
                 kind, message = "retry", str(exc)
             except Exception as exc:
                 kind, message = "error", f"{type(exc).__name__}: {exc}"
+            except Cancelled:   # the handler's own way of ending a cancelled run
+                self.store.cancel_requested.add(info.id)
+            if self._cancelled(info):
+                return
+            self._count(info, "failed", "dead" if attempt == limit + 1 else "retried")
             info.history.append({"kind": kind, "message": message, "at": time.time(),
                                  "worker": "eager"})
             info.error, info.error_kind, info.traceback = message, kind, _tb()
         info.history.pop()   # the last attempt's error is the task's own
         info.state, info.finished_at = "dead", time.time()
 
-    @staticmethod
-    def _dead(info: TaskInfo, kind: str, message: str, tb: str | None) -> None:
+    def _cancelled(self, info: TaskInfo) -> bool:
+        """A run that was cancelled while it ran (cancel() from its own handler, or one it
+        called) ends cancelled, whatever it did: no attempt counted, as against Redis."""
+        if info.id not in self.store.cancel_requested:
+            return False
+        self.store.cancel_requested.discard(info.id)
+        info.state, info.finished_at, info.result = "cancelled", time.time(), None
+        return True
+
+    def _dead(self, info: TaskInfo, kind: str, message: str, tb: str | None) -> None:
+        if info.attempts:   # a run ended it (else no handler, or its upstream, did)
+            self._count(info, "failed")
+        self._count(info, "dead")
         info.state, info.error, info.error_kind, info.traceback = "dead", message, kind, tb
         info.finished_at = time.time()
+
+
+def _window(unique_for: Any, unique_key: str | None) -> float | None:
+    """unique_for in seconds (None: no lock), checked as tq.Client checks it."""
+    if unique_key is not None and unique_for is None:
+        raise ValueError("unique_key needs unique_for (how long the key holds)")
+    if unique_for is None:
+        return None
+    if isinstance(unique_for, dt.timedelta):
+        unique_for = unique_for.total_seconds()
+    if isinstance(unique_for, bool) or not isinstance(unique_for, int | float) \
+            or not math.isfinite(unique_for) or unique_for <= 0:
+        raise ValueError(f"unique_for must be a positive number of seconds, not {unique_for!r}")
+    return float(unique_for)
 
 
 async def _awaited(awaitable: Any) -> Any:

@@ -9,6 +9,7 @@ import logging
 from tq.app import import_app
 from tq.config import Config
 from tq.store.broker import Broker
+from tq.store.grants import require_master
 
 from .pidfile import Pidfile
 from .services import Services
@@ -16,10 +17,12 @@ from .services import Services
 log = logging.getLogger("tq.master")
 
 
-def check_redis(broker: Broker, allow_eviction: bool) -> None:
-    """Refuse a Redis the master cannot use: unreachable, evicting keys (unless allowed), or
-    refusing the scripts. Raises (tq-master says why and exits)."""
+def check_redis(broker: Broker, allow_eviction: bool, replica_acks: int = 0) -> None:
+    """Refuse a Redis the master cannot use: unreachable, refusing a command the master or its
+    children run (an ACL user short of a grant: the grants to add are named), evicting keys
+    (unless allowed), or refusing the scripts. Raises (tq-master says why and exits)."""
     broker.ping()
+    require_master(broker, replica_acks)
     broker.check_eviction_policy(allow=allow_eviction)
     broker.load_scripts()
 

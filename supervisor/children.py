@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from tq import exitcodes
-from tq.channel import BUSY, ChildState, PipeReader, Slot
+from tq.channel import BUSY, HELD_AT_FORK, ChildState, PipeReader, Slot
 from tq.config import Config
 
 log = logging.getLogger("tq.master")
@@ -192,12 +192,14 @@ def fork_child(index: int, worker_id: str, generation: int, master_pid: int, con
     """Fork a child running tq.worker.child.main; returns the master's record of it."""
     r, w = os.pipe()
     slot = Slot()
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_AT_FORK)   # see HELD_AT_FORK
     pid = os.fork()
-    if pid == 0:   # the child: never returns
+    if pid == 0:   # the child: never returns; it lets them in once it has its handlers
         os.close(r)
         from tq.worker.child import ChildSpec, main
         main(ChildSpec(index, worker_id, master_pid, config, slot, w, tuple(close_fds),
                        preloaded))
+    signal.pthread_sigmask(signal.SIG_SETMASK, held)
     os.close(w)
     return ChildRecord(index, pid, worker_id, generation, slot, PipeReader(r))
 

@@ -13,7 +13,8 @@ import redis
 
 from tq import __version__, exitcodes, logs
 from tq.config import SETTINGS, Config, load, protect_settings
-from tq.errors import ConfigError, EvictionPolicyError, RedisUnavailable
+from tq.errors import ConfigError, EvictionPolicyError, NoPermission, RedisUnavailable
+from tq.store.grants import explain
 
 log = logging.getLogger("tq.master")
 
@@ -74,12 +75,12 @@ def _run(config: Config, flags: dict[str, Any]) -> int:
     except ConfigError as exc:   # found at start-up: a port in use, an unwritable pidfile
         log.critical("%s", exc)
         return exitcodes.USAGE
-    except (RedisUnavailable, EvictionPolicyError) as exc:
+    except (RedisUnavailable, EvictionPolicyError, NoPermission) as exc:
         log.critical("%s", exc)
         return exitcodes.FAILURE
     except redis.exceptions.ResponseError as exc:   # NOPERM (an ACL), a renamed command...
         log.critical("Redis refused a command the master needs: %s (see docs/operations.md, "
-                     "'Redis users and ACLs')", str(exc).split(" script:", 1)[0])
+                     "'Redis users and ACLs')", explain(str(exc)))
         return exitcodes.FAILURE
 
 

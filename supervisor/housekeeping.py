@@ -18,8 +18,9 @@ import redis
 
 from tq.config import Config, protect_settings
 from tq.errors import TQError
-from tq.periodic import Periodic, Scheduler
+from tq.periodic_tasks import Periodic, Scheduler
 from tq.store.broker import Broker
+from tq.store.grants import REFUSALS, note, refusal
 from tq.store.link import OUTAGE
 from tq.tally import Tally
 
@@ -100,6 +101,8 @@ class Housekeeping:
             self.broker.quarantine.recheck()
         except OUTAGE:
             pass
+        except REFUSALS as exc:
+            note(exc, log, "the check for repaired queues")
         self.promoter.set_queues(self.master.serving())
         try:
             self.promoter.run(now)
@@ -119,7 +122,9 @@ class Housekeeping:
         try:
             self.scheduler.run()
         except (*OUTAGE, TQError) as exc:   # the tick is tried again on the next pass
-            if time.monotonic() >= self.next_error_log:
+            if refusal(exc):
+                note(exc, log, "periodic tasks")
+            elif time.monotonic() >= self.next_error_log:
                 self.next_error_log = time.monotonic() + ERROR_LOG_EVERY
                 log.warning("periodic tasks: %s", exc)
 
@@ -132,6 +137,8 @@ class Housekeeping:
             self.handoffs.run(self.master.serving())
         except OUTAGE:
             pass   # every_second says so
+        except REFUSALS as exc:
+            note(exc, log, "cancel requests / workflow hand-offs")
         except redis.exceptions.ResponseError as exc:
             self._error("cancel requests / workflow hand-offs: %s", exc, time.monotonic())
 
@@ -160,6 +167,8 @@ class Housekeeping:
             if not self.redis_down:
                 log.warning("Redis unavailable (%s): children wait for it; retrying", exc)
                 self.redis_down = True
+        except REFUSALS as exc:   # an ACL changed under it: said once, retried every second
+            note(exc, log, "the master's bookkeeping")
         except redis.exceptions.ResponseError as exc:
             # Not an outage, and no queue's (those are set aside where they fail): a corrupt
             # registry or history key. Say so once a minute; the children go on.

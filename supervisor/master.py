@@ -27,6 +27,7 @@ from tq.config import Config
 from tq.ids import new_id
 from tq.store.broker import Broker
 from tq.store.embedded import ENV_HOME
+from tq.store.grants import REFUSALS
 from tq.store.link import OUTAGE
 from tq.tally import Tally
 
@@ -121,7 +122,7 @@ class Supervisor:
 
     def boot(self) -> int:
         cfg = self.config
-        check_redis(self.broker, cfg.allow_eviction)
+        check_redis(self.broker, cfg.allow_eviction, cfg.replica_acks)
         # before the preload: a metrics port in use stops the start at once, cleanly
         open_outputs(self.pidfile, self.services, cfg)
         if cfg.preload and not preload(cfg.app):
@@ -398,7 +399,7 @@ class Supervisor:
         self.recovery.finish(timeout=5)
         try:
             self.broker.unregister_master(self.master_id)
-        except OUTAGE:
+        except (*OUTAGE, *REFUSALS):
             pass
         self.services.close()
         self.housekeeping.close()

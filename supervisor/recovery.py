@@ -6,8 +6,9 @@
   killed with its children), and processing lists nobody is registered for.
 - Periodically: workers and masters of any host whose heartbeat expired (a machine died).
 Every requeue is one Lua script per queue that also deletes the list, so two masters reaping
-the same worker cannot requeue a task twice. While Redis is unreachable, reaps wait in a list
-and are retried; the registry keeps the worker until its tasks are back.
+the same worker cannot requeue a task twice. While Redis is unreachable, or refuses a command
+(an ACL), reaps wait in a list and are retried; the registry keeps the worker until its tasks
+are back.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import psutil
 
 from tq.identity import same_host
 from tq.store.broker import Broker, RequeueReport
+from tq.store.grants import REFUSALS, note
 from tq.store.link import OUTAGE
 
 log = logging.getLogger("tq.master")
@@ -94,6 +96,10 @@ class Recovery:
                     log.warning("cannot requeue tasks of %s yet (Redis: %s); will retry",
                                 r.worker_id, exc)
                     self._warned = True
+                return reports
+            except REFUSALS as exc:   # an ACL: said once, naming the grant; retried like that
+                note(exc, log, f"requeue of the tasks of {r.worker_id}",
+                     extra={"worker": r.worker_id})
                 return reports
             self._warned = False
             self.pending.pop(0)

@@ -11,6 +11,7 @@ promote script then wakes the blocked children with their usual token.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ import redis
 from redis.connection import AbstractConnection
 
 from tq.store.broker import Broker
+from tq.store.grants import REFUSALS, note, refusal
 from tq.store.link import OUTAGE
 
 log = logging.getLogger("tq.master")
@@ -38,6 +40,7 @@ class Promoter:
         # soon lists of one BLPOP -> its connection, None until armed
         self._conns: dict[tuple[str, ...], AbstractConnection] = {}   # blocked in a BLPOP
         self._idle: dict[tuple[str, ...], AbstractConnection] = {}   # answered, reusable
+        self._refused_until = 0.0   # an ACL refused the BLPOP: not re-armed at once (a spin)
 
     def filenos(self) -> list[int]:
         """The blocked connections' sockets, for the master's select()."""
@@ -68,6 +71,9 @@ class Promoter:
             except redis.exceptions.ResponseError as exc:
                 self._drop()   # a corrupt soon list sets its queue aside; READONLY (a
                 self.broker.quarantine.explains(self.queues, exc)   # failover) is an outage
+                if refusal(exc):
+                    note(exc, log, "the wait for due tasks")
+                    self._refused_until = time.monotonic() + IDLE_RECHECK
         self.next_at = 0.0
         self.woken = True
 
@@ -78,12 +84,15 @@ class Promoter:
         if now >= self.next_at:
             try:
                 _, due = self.broker.promote_due(self.queues)
-            except OUTAGE:
+            except (*OUTAGE, *REFUSALS) as exc:
+                if refusal(exc):   # an ACL: said once, naming the grant; retried like an outage
+                    note(exc, log, "the promotion of due tasks")
                 self.next_at = now + IDLE_RECHECK
                 self._drop()
                 return
             self.next_at = now + (IDLE_RECHECK if due is None else min(IDLE_RECHECK, due))
-        self._arm()
+        if now >= self._refused_until:
+            self._arm()
 
     def _groups(self) -> list[tuple[str, ...]]:
         if self.broker.cluster:

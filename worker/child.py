@@ -32,12 +32,12 @@ from typing import Any, NoReturn
 
 from tq import exitcodes, logs
 from tq.app import handler_queues, import_app
-from tq.channel import IDLE, STOPPING, PipeWriter, Slot
+from tq.channel import HELD_AT_FORK, IDLE, STOPPING, PipeWriter, Slot
 from tq.config import Config, protect_settings
 from tq.handlers import REGISTRY
 from tq.identity import host_id
 from tq.limits import merge
-from tq.periodic import PERIODIC
+from tq.periodic_tasks import PERIODIC
 from tq.protect import KeyRing
 from tq.store.broker import Broker
 
@@ -121,6 +121,7 @@ class WorkerProcess:
             signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_AT_FORK)   # held since the fork
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -13,6 +13,7 @@ import redis
 
 from tq.channel import IDLE
 from tq.store.broker import Broker, ClaimResult
+from tq.store.grants import note, refusal
 from tq.store.link import OUTAGE
 from tq.task import Task
 
@@ -157,7 +158,9 @@ class Fetcher:
         found = self.outage.call(lambda: self.containment.explain(exc, queues))
         if not found:
             now = time.monotonic()
-            if now >= self.unexplained_logged + 60:
+            if refusal(exc):
+                note(exc, log, "claim", self.extra)
+            elif now >= self.unexplained_logged + 60:
                 self.unexplained_logged = now
                 log.error("Redis refused a claim and no queue key explains it (%s): retrying "
                           "with a pause", exc, extra=self.extra)

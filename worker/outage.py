@@ -14,7 +14,9 @@ import redis
 
 from tq import exitcodes
 from tq.channel import RECONNECTING
+from tq.errors import NoPermission
 from tq.store.broker import Broker
+from tq.store.grants import note, refusal
 from tq.store.link import OUTAGE
 
 from .containment import Containment
@@ -50,7 +52,11 @@ class Outage:
             except OUTAGE as exc:
                 self.pause(exc)
                 continue
-            except redis.exceptions.ResponseError as exc:
+            except (NoPermission, redis.exceptions.ResponseError) as exc:
+                if refusal(exc):   # an ACL: said once, naming the grant; retried like an outage
+                    note(exc, log, "worker", self.extra)
+                    time.sleep(0.5 + random.random())
+                    continue
                 # Not an outage: a corrupt key (or a bug). Set the queue aside if a key
                 # explains it; the operation is dropped and its task stays claimed, to be
                 # handed back when this worker leaves (or re-indexed by the queue's repair).

@@ -20,6 +20,7 @@ from redis.retry import Retry
 from ..config import BY_NAME, config_path, read_file
 from ..errors import EvictionPolicyError, NoPermission, RedisUnavailable
 from . import cluster, embedded
+from .grants import explain, refused_within
 from .link import REDIS_ERRORS, not_permitted, refused
 from .urls import is_cluster_url, is_sentinel_url, parse_multi_host, redact
 
@@ -114,7 +115,13 @@ def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,
         if is_sentinel_url(url):
             return sentinel_master(url, options)
         if is_cluster_url(url):
-            return cluster.cluster_client(url, options)
+            try:
+                return cluster.cluster_client(url, options)
+            except redis.exceptions.RedisClusterException as exc:   # it read the slot map
+                cause = refused_within(exc)
+                if cause is None:
+                    raise
+                raise NoPermission(redact(url), explain(str(cause))) from None
         conn = redis.Redis.from_url(url, single_connection_client=single_connection, **options)
     except ValueError as exc:
         raise RedisUnavailable(redact(url), f"invalid URL ({exc})") from None
@@ -172,7 +179,7 @@ def translation(url: str, exc: Exception) -> Exception | None:
         if refused(exc):
             return RedisUnavailable(redact(url), f"it refused the command: {exc}")
         if not_permitted(exc):
-            return NoPermission(redact(url), str(exc).split(" script:", 1)[0])
+            return NoPermission(redact(url), explain(str(exc)))
     return None
 
 
@@ -180,20 +187,23 @@ UNKNOWN_POLICY = "unknown"
 
 
 def eviction_policy(conn: redis.Redis) -> str:
-    """Redis' maxmemory-policy, from CONFIG GET or, where CONFIG is disabled, from INFO;
-    UNKNOWN_POLICY when the user may run neither (an ACL user without +config|get, +info)."""
+    """Redis' maxmemory-policy, from INFO or, where INFO is refused or renamed, from CONFIG
+    GET; UNKNOWN_POLICY when the user may run neither (an ACL user without +info,
+    +config|get). INFO first: the documented ACL grants it (CONFIG GET would show secrets),
+    so a refusal is not logged in Redis' ACL LOG at every start."""
     try:
-        reply = conn.config_get("maxmemory-policy")
-        value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
+        value = conn.info("memory").get("maxmemory_policy")
         if value is not None:
             return value.decode() if isinstance(value, bytes) else str(value)
     except redis.exceptions.ResponseError:
-        pass   # renamed or disabled CONFIG, or NOPERM
+        pass   # NOPERM, or INFO renamed away
     try:
-        info = conn.info("memory")
-    except redis.exceptions.ResponseError:   # NOPERM, or INFO renamed away
+        reply = conn.config_get("maxmemory-policy")
+    except redis.exceptions.ResponseError:   # renamed or disabled CONFIG, or NOPERM
         return UNKNOWN_POLICY
-    value = info.get("maxmemory_policy", UNKNOWN_POLICY)
+    value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
+    if value is None:
+        return UNKNOWN_POLICY
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

@@ -13,7 +13,7 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 |                              |        | when empty, unserved and idle: --forget-queues-after)   |
 | ns:idle                      | hash   | queue -> Redis ms since when it is empty and unserved   |
 | ns:periodic                  | hash   | periodic schedule name -> JSON: schedule, type, last and |
-|                              |        | next tick (shared/periodic.py)                          |
+|                              |        | next tick (shared/periodic_tasks.py)                    |
 | ns:workers                   | zset   | worker id -> last heartbeat (Redis ms)                  |
 | ns:worker:W                  | hash   | worker info: host, pid, master, queues, started         |
 | ns:masters                   | zset   | master id -> last heartbeat (Redis ms)                  |

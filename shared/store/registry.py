@@ -47,11 +47,8 @@ class Registry:
         self._unregister(self.keys.masters, self.keys.master(master_id), master_id)
 
     def _unregister(self, zset: str, info: str, member: str) -> None:
-        with translated(self.url):
-            pipe = self.conn.pipeline(transaction=True)   # MULTI: both go, or neither
-            pipe.zrem(zset, member)
-            pipe.delete(info)
-            pipe.execute()
+        with translated(self.url):   # one script: both go, or neither
+            SCRIPTS.unregister(self.link, [zset, info], [member])
 
     def expired(self, ttl: float) -> tuple[int, list[str], list[str]]:
         """(Redis now in ms, masters, workers) whose heartbeat is older than ttl seconds."""

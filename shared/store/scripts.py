@@ -21,7 +21,7 @@ from .link import Link, pack_items
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
          "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey", "cancel",
-         "wfadd", "handoff")
+         "wfadd", "handoff", "unregister")
 
 
 def _source(name: str) -> str:
@@ -129,6 +129,7 @@ class Scripts:
     cancel: Script
     wfadd: Script
     handoff: Script
+    unregister: Script
 
     def load_all(self, conn: Redis) -> None:
         """Load every script, on every primary of a Redis Cluster (a failover's new primary

@@ -34,7 +34,7 @@ ALLOWED = {
     "tq.dashboard.api",
     "tq.dashboard.app",
     "tq.dashboard.tasks",
-    "tq.periodic",
+    "tq.periodic_tasks",
     "tq.supervisor.cancels",
     "tq.supervisor.cli",
     "tq.supervisor.forget",
