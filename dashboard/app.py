@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from flask import Flask, Response, jsonify, redirect, render_template, request, url_for
 from werkzeug.routing import BaseConverter
 
 from tq.client import Client
 from tq.errors import NoPermission, RedisUnavailable, TaskNotFound
+from tq.store.link import REDIS_ERRORS
 from tq.task import validate_name
 
 from .api import Board
@@ -71,11 +71,11 @@ def create_app(client: Client, token: str | None = None,
 
     app.after_request(harden)
 
-    @app.errorhandler(RedisUnavailable)
-    @app.errorhandler(redis.exceptions.ConnectionError)
-    @app.errorhandler(redis.exceptions.TimeoutError)
     def redis_down(exc: Exception) -> Response:
         return _error(503, f"Redis is unavailable: {exc}")
+
+    for unreachable in (RedisUnavailable, *REDIS_ERRORS):   # (connection errors, timeouts)
+        app.register_error_handler(unreachable, redis_down)
 
     @app.errorhandler(NoPermission)
     def not_permitted(exc: NoPermission) -> Response:   # a read-only Redis user (an ACL)

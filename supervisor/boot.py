@@ -9,7 +9,7 @@ import logging
 from tq.app import import_app
 from tq.config import Config
 from tq.store.broker import Broker
-from tq.store.grants import require_master
+from tq.store.upkeep import require_master
 
 from .pidfile import Pidfile
 from .services import Services

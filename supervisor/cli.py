@@ -9,12 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-import redis
 
 from tq import __version__, exitcodes, logs
 from tq.config import SETTINGS, Config, load, protect_settings
 from tq.errors import ConfigError, EvictionPolicyError, NoPermission, RedisUnavailable
 from tq.store.grants import explain
+from tq.store.link import ResponseError
 
 log = logging.getLogger("tq.master")
 
@@ -78,7 +78,7 @@ def _run(config: Config, flags: dict[str, Any]) -> int:
     except (RedisUnavailable, EvictionPolicyError, NoPermission) as exc:
         log.critical("%s", exc)
         return exitcodes.FAILURE
-    except redis.exceptions.ResponseError as exc:   # NOPERM (an ACL), a renamed command...
+    except ResponseError as exc:   # NOPERM (an ACL), a renamed command...
         log.critical("Redis refused a command the master needs: %s (see docs/operations.md, "
                      "'Redis users and ACLs')", explain(str(exc)))
         return exitcodes.FAILURE

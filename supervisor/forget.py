@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import logging
 
-import redis
-
 from tq.client import Client
 from tq.store.broker import Broker
+from tq.store.link import ResponseError
 
 log = logging.getLogger("tq.master")
 
@@ -67,7 +66,7 @@ class Forgetter:
         assert self.client is not None
         try:
             return self.client.broker.drop_idle_queue(queue)
-        except redis.exceptions.ResponseError as exc:   # a corrupt key: not empty, keep it
+        except ResponseError as exc:   # a corrupt key: not empty, keep it
             log.debug("not forgetting queue %s: %s", queue, exc)
             return False
 

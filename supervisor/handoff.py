@@ -18,9 +18,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-
 from tq.store.broker import Broker
+from tq.store.link import ResponseError
 
 log = logging.getLogger("tq.master")
 
@@ -68,7 +67,7 @@ class Handoffs:
         for target, items in by_target.items():
             try:
                 b.apply_handoffs(target, [args for _, args in items])
-            except redis.exceptions.ResponseError as exc:
+            except ResponseError as exc:
                 now = time.monotonic()
                 if now >= self._warned_at + 60:
                     self._warned_at = now

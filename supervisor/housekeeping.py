@@ -14,20 +14,19 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import redis
-
 from tq.config import Config, protect_settings
 from tq.errors import TQError
-from tq.periodic_tasks import Periodic, Scheduler
+from tq.periodic_tasks import Periodic
 from tq.store.broker import Broker
 from tq.store.grants import REFUSALS, note, refusal
-from tq.store.link import OUTAGE
+from tq.store.link import OUTAGE, ResponseError
 from tq.tally import Tally
 
 from .cancels import Cancels
 from .children import ChildRecord
 from .forget import Forgetter, check_every
 from .handoff import Handoffs
+from .periodic import Scheduler
 from .recovery import Recovery
 from .schedule import Promoter
 from .services import Services
@@ -106,7 +105,7 @@ class Housekeeping:
         self.promoter.set_queues(self.master.serving())
         try:
             self.promoter.run(now)
-        except redis.exceptions.ResponseError as exc:   # unexplained: no queue key is bad
+        except ResponseError as exc:   # unexplained: no queue key is bad
             self._error("promoting due tasks failed: %s", exc, now)
         due = final or now >= self.next_second
         if self.promoter.woken or due:
@@ -139,7 +138,7 @@ class Housekeeping:
             pass   # every_second says so
         except REFUSALS as exc:
             note(exc, log, "cancel requests / workflow hand-offs")
-        except redis.exceptions.ResponseError as exc:
+        except ResponseError as exc:
             self._error("cancel requests / workflow hand-offs: %s", exc, time.monotonic())
 
     # -- every second -----------------------------------------------------------------------
@@ -169,7 +168,7 @@ class Housekeeping:
                 self.redis_down = True
         except REFUSALS as exc:   # an ACL changed under it: said once, retried every second
             note(exc, log, "the master's bookkeeping")
-        except redis.exceptions.ResponseError as exc:
+        except ResponseError as exc:
             # Not an outage, and no queue's (those are set aside where they fail): a corrupt
             # registry or history key. Say so once a minute; the children go on.
             self._error("Redis refused the master's bookkeeping (%s): tasks still run; check "

@@ -15,12 +15,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis
-from redis.connection import AbstractConnection
-
 from tq.store.broker import Broker
 from tq.store.grants import REFUSALS, note, refusal
-from tq.store.link import OUTAGE
+from tq.store.link import OUTAGE, Connection, ResponseError
 
 log = logging.getLogger("tq.master")
 
@@ -38,8 +35,8 @@ class Promoter:
         self.next_at = 0.0                 # monotonic time of the next promotion
         self.woken = False                 # a token came: the master looks at its queues
         # soon lists of one BLPOP -> its connection, None until armed
-        self._conns: dict[tuple[str, ...], AbstractConnection] = {}   # blocked in a BLPOP
-        self._idle: dict[tuple[str, ...], AbstractConnection] = {}   # answered, reusable
+        self._conns: dict[tuple[str, ...], Connection] = {}   # blocked in a BLPOP
+        self._idle: dict[tuple[str, ...], Connection] = {}   # answered, reusable
         self._refused_until = 0.0   # an ACL refused the BLPOP: not re-armed at once (a spin)
 
     def filenos(self) -> list[int]:
@@ -68,7 +65,7 @@ class Promoter:
                 self._idle[group] = conn
             except OUTAGE:
                 self._drop()
-            except redis.exceptions.ResponseError as exc:
+            except ResponseError as exc:
                 self._drop()   # a corrupt soon list sets its queue aside; READONLY (a
                 self.broker.quarantine.explains(self.queues, exc)   # failover) is an outage
                 if refusal(exc):

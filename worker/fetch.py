@@ -9,12 +9,10 @@ import random
 import time
 from collections import deque
 
-import redis
-
 from tq.channel import IDLE
 from tq.store.broker import Broker, ClaimResult
 from tq.store.grants import note, refusal
-from tq.store.link import OUTAGE
+from tq.store.link import OUTAGE, ResponseError
 from tq.task import Task
 
 from .acks import Acks, log_strays
@@ -72,7 +70,7 @@ class Fetcher:
         except OUTAGE as exc:
             self._recover(exc)
             return False
-        except redis.exceptions.ResponseError as exc:
+        except ResponseError as exc:
             self._contain(exc)
             return False
         self.acks.settled(got)
@@ -93,7 +91,7 @@ class Fetcher:
         except OUTAGE:
             self.unsure = True   # its reply may be lost with tasks in it: handed back at exit
             return []
-        except redis.exceptions.ResponseError as exc:
+        except ResponseError as exc:
             self._contain(exc)
             return []
         self.acks.settled(got)
@@ -136,7 +134,7 @@ class Fetcher:
             stop.blocking = False
             self._recover(exc)
             return nothing
-        except redis.exceptions.ResponseError as exc:
+        except ResponseError as exc:
             stop.blocking = False
             self._contain(exc)
             return nothing
@@ -150,7 +148,7 @@ class Fetcher:
         self.outage.pause(exc)
         self._settle_and_hand_back()
 
-    def _contain(self, exc: redis.exceptions.ResponseError) -> None:
+    def _contain(self, exc: ResponseError) -> None:
         """An error reply that is no outage (WRONGTYPE, a counter that is not a number...):
         set the queue with the corrupt key aside and go on with the others. The failed call
         may have claimed tasks of healthy queues: hand them back (nothing of them started)."""

@@ -10,14 +10,12 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import redis
-
 from tq import exitcodes
 from tq.channel import RECONNECTING
 from tq.errors import NoPermission
 from tq.store.broker import Broker
 from tq.store.grants import note, refusal
-from tq.store.link import OUTAGE
+from tq.store.link import OUTAGE, ResponseError
 
 from .containment import Containment
 from .report import Report
@@ -52,7 +50,7 @@ class Outage:
             except OUTAGE as exc:
                 self.pause(exc)
                 continue
-            except (NoPermission, redis.exceptions.ResponseError) as exc:
+            except (NoPermission, ResponseError) as exc:
                 if refusal(exc):   # an ACL: said once, naming the grant; retried like an outage
                     note(exc, log, "worker", self.extra)
                     time.sleep(0.5 + random.random())

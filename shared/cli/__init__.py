@@ -15,12 +15,12 @@ import os
 from typing import Any
 
 import click
-import redis
 
 from .. import __version__, exitcodes
 from ..config import load
 from ..errors import ConfigError, TQError
 from ..store.embedded import ENV_HOME
+from ..store.link import RedisError
 from .common import JSON_META, configure_logging
 from .output import echo_json
 
@@ -72,7 +72,7 @@ class TqGroup(click.Group):
                 return super().invoke(ctx)
             except TQError as exc:
                 raise click.ClickException(str(exc)) from None
-            except redis.RedisError as exc:
+            except RedisError as exc:
                 raise click.ClickException(f"Redis error: {exc}") from None
         except click.ClickException as exc:
             if not ctx.meta.get(JSON_META):

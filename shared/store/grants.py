@@ -142,33 +142,6 @@ def grants(names: Sequence[str], namespace: str) -> list[str]:
     return out
 
 
-def require_master(broker: Any, replica_acks: int = 0) -> None:
-    """Raise NoPermission naming every grant this user lacks for a master and its children
-    (broker: the master's tq.store.broker.Broker). On Redis 6 only scripting is checked."""
-    from .connection import translated  # (connection imports this module)
-
-    with translated(broker.url):
-        names = missing(broker.conn, broker.keys.workers,
-                        master_commands(broker.cluster, replica_acks > 0))
-    if names is None:
-        log.debug("this Redis cannot check ACL grants (redis.acl_check_cmd is 7.0's): a "
-                  "refused command will be named when it is refused")
-        return
-    if names:
-        raise NoPermission(broker.safe_url, f"this user may not {_what(names, broker)}, which "
-                           "a master and its children need: grant "
-                           f"{' '.join(grants(names, broker.namespace))}")
-
-
-def _what(names: list[str], broker: Any) -> str:
-    if names == [SCRIPTING]:
-        return "run scripts (SCRIPT LOAD, EVALSHA)"
-    access = " or ".join(n[1:] for n in names if n.startswith("~"))
-    parts = [f"{access} keys like {broker.keys.workers}"] if access else []
-    commands = [n.upper().replace("|", " ") for n in names if not n.startswith("~")]
-    return " or ".join(parts + ([f"run {', '.join(commands)}"] if commands else []))
-
-
 def explain(message: str) -> str:
     """A refusal's message, with the grant to add (and without the script's location)."""
     head = message.partition(" script:")[0]

@@ -13,6 +13,11 @@ import redis
 
 from ..errors import RedisUnavailable
 
+# redis-py's classes the other layers name (they import them from here, not redis-py):
+RedisError = redis.exceptions.RedisError          # anything redis-py raises
+ResponseError = redis.exceptions.ResponseError    # an error reply (a refusal, a corrupt key)
+Connection = redis.connection.AbstractConnection  # a connection a caller blocks on
+
 # Redis unreachable: a connection failed or timed out; on a cluster also "the cluster is down"
 # or "no node serves that slot" (a primary lost, its replica not yet promoted).
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,

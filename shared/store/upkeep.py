@@ -7,10 +7,14 @@ These raise redis-py's errors as they come, untranslated: the master's loop tell
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import NoPermission
+from . import grants
 from .cluster import ClusterLink
+from .connection import translated
 from .link import dedicated
 from .scripts import SCRIPTS
 
@@ -22,6 +26,9 @@ if TYPE_CHECKING:
     from .link import Link
 
 CANCELLED = b"|x"   # the suffix cancel.lua gives a running task's claim in its queue's run hash
+
+
+log = logging.getLogger("tq.store.grants")
 
 
 class Upkeep:
@@ -125,3 +132,28 @@ class Upkeep:
             conn: AbstractConnection = self.link.connection_for(self.qkeys(queue).soon)
             return conn
         return dedicated(self.conn.connection_pool)
+
+
+def require_master(broker: Any, replica_acks: int = 0) -> None:
+    """Raise NoPermission naming every grant this user lacks for a master and its children
+    (broker: the master's tq.store.broker.Broker). On Redis 6 only scripting is checked."""
+    with translated(broker.url):
+        names = grants.missing(broker.conn, broker.keys.workers,
+                               grants.master_commands(broker.cluster, replica_acks > 0))
+    if names is None:
+        log.debug("this Redis cannot check ACL grants (redis.acl_check_cmd is 7.0's): a "
+                  "refused command will be named when it is refused")
+        return
+    if names:
+        raise NoPermission(broker.safe_url, f"this user may not {_what(names, broker)}, which "
+                           "a master and its children need: grant "
+                           f"{' '.join(grants.grants(names, broker.namespace))}")
+
+
+def _what(names: list[str], broker: Any) -> str:
+    if names == [grants.SCRIPTING]:
+        return "run scripts (SCRIPT LOAD, EVALSHA)"
+    access = " or ".join(n[1:] for n in names if n.startswith("~"))
+    parts = [f"{access} keys like {broker.keys.workers}"] if access else []
+    commands = [n.upper().replace("|", " ") for n in names if not n.startswith("~")]
+    return " or ".join(parts + ([f"run {', '.join(commands)}"] if commands else []))

@@ -80,7 +80,7 @@ def test_two_masters_enqueue_each_tick_once_and_a_restart_doubles_none(masters, 
 
 
 def test_missed_ticks_follow_their_policy(client, rconn):
-    from tq.periodic_tasks import Scheduler
+    from tq.supervisor.periodic import Scheduler
 
     now = 1_800_000_030.0   # 30 s after a whole minute
     for missed, want in (("skip", 0), ("run_once", 1)):

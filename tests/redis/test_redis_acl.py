@@ -12,7 +12,8 @@ from acl_users import AclUsers, documented_rules
 import tq
 from tq.errors import NoPermission
 from tq.store.broker import Ack, Broker, result_record
-from tq.store.grants import master_commands, missing, require_master
+from tq.store.grants import master_commands, missing
+from tq.store.upkeep import require_master
 
 
 @pytest.fixture
