@@ -143,7 +143,7 @@ class Client(Admin):
             lock_of = iter(locks)
             their_locks = {i: next(lock_of) for i, t in enumerate(tasks) if t[5] != ""}
             for i in collided:
-                tasks[i][0] = new_id()
+                tasks[i][0] = new_id(queue=queue)
                 if isinstance(tasks[i][1], SealedBody):   # bound to its id: seal it again
                     tasks[i][1] = tasks[i][1].reseal(tasks[i][0])
             again = self._send(queue, [tasks[i] for i in collided],
@@ -155,13 +155,22 @@ class Client(Admin):
     # -- follow a task ------------------------------------------------------------------
     def _inspect(self, task_id: str, queue: str | None, watch: bool = False
                  ) -> tuple[str, Snapshot] | None:
-        """The queue that knows the task (the given one, else any known) and its snapshot."""
-        queues = [queue] if queue else self.broker.known_queues()
-        if not queues:
-            return None
-        snaps = store.inspect_many(self.broker, [(task_id, q) for q in queues], watch)
-        return next(((q, s) for q, s in zip(queues, snaps, strict=True) if s is not None),
-                    None)
+        """The queue that knows the task (the given one, else the queues its id's hint names:
+        one, unless names share a hint; all of them for an id made before hints) and its
+        snapshot."""
+        looked: set[str] = set()
+        for fresh in (False, True):   # (again with the queue set read anew: it may have grown)
+            queues = [queue] if queue else [
+                q for q in self.broker.queues_for_id(task_id, fresh) if q not in looked]
+            if not queues:
+                return None
+            snaps = store.inspect_many(self.broker, [(task_id, q) for q in queues], watch)
+            found = next(((q, s) for q, s in zip(queues, snaps, strict=True) if s is not None),
+                         None)
+            if found is not None or queue:
+                return found
+            looked.update(queues)
+        return None
 
     def get(self, task_id: str, queue: str | None = None) -> TaskInfo:
         """What is known of a task now; TaskNotFound if nothing is."""

@@ -87,7 +87,7 @@ def pack(task_type: str, payload: Any, queue: str | None, priority: int, delay: 
         is not None and not isinstance(spec.rate_key, str) else None
     body = encode_body(task_type, queue, payload_json, priority, max_retries, timeout, key,
                        workflow, inputs)
-    task_id = new_id()
+    task_id = new_id(queue=queue)
     if ring is not None:
         body = seal_body(ring, queue, task_id, body)
     size = len(body.encode()) if not body.isascii() else len(body)

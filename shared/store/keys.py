@@ -18,6 +18,16 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 | ns:worker:W                  | hash   | worker info: host, pid, master, queues, started         |
 | ns:masters                   | zset   | master id -> last heartbeat (Redis ms)                  |
 | ns:master:M                  | hash   | master info: host, pid, children, counters              |
+| ns:groups, ns:groupseen      | hash,  | consumer groups (groups.py): id -> spec; id -> last     |
+|                              | zset   | heartbeat of a master using it                          |
+| ns:gready:G                  | zset   | group G's ready index: queue -> pass or rank            |
+| ns:gwake:G                   | list   | a wake-up token for one idle worker of group G          |
+| ns:ggen:G                    | hash   | queue -> joins to G's index (fences drained verdicts)   |
+| ns:due                       | zset   | the masters' agenda: queue -> earliest time (Redis ms)  |
+|                              |        | it needs a master (a due task, a hand-off, a cancel)    |
+| ns:soon                      | list   | token for the masters: the agenda's first time moved    |
+| ns:procs:W                   | set    | queues whose processing list of worker W may hold tasks |
+| ns:sweep                     | string | lock: which master sweeps the indexes now               |
 | ns:{Q}:ready:P               | list   | ids ready to run at priority P (0-9), FIFO              |
 | ns:{Q}:tasks                 | hash   | id -> body (JSON)                                       |
 | ns:{Q}:sched                 | zset   | id -> due time (Redis ms): delayed tasks and retries    |
@@ -54,6 +64,8 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 |                              |        | upstream member                                         |
 | ns:{Q}:out                   | list   | hand-offs to members in other queues (JSON), applied by |
 |                              |        | the masters serving this queue                         |
+| ns:{Q}:groups                | -      | (cluster only, never written: stands for ns:groups in a |
+|                              |        | queue's key block, see lua/_lib.lua finish_q)           |
 | ns:{Q}:broken                | string | set when a key of the queue is corrupt (JSON: key,      |
 |                              |        | problem, error, by, at); the queue is not served        |
 | ns:{Q}:KEY:corrupt:MS        | any    | a corrupt key, moved aside by `tq queue repair`         |
@@ -93,6 +105,11 @@ class Keys:
         self.masters = f"{g}masters"
         self.idle = f"{g}idle"
         self.periodic = f"{g}periodic"
+        self.groups = f"{g}groups"
+        self.groupseen = f"{g}groupseen"
+        self.due = f"{g}due"
+        self.soon = f"{g}soon"
+        self.sweep = f"{g}sweep"
         self._queue_cache: dict[str, QueueKeys] = {}
 
     def worker(self, worker_id: str) -> str:
@@ -100,6 +117,18 @@ class Keys:
 
     def master(self, master_id: str) -> str:
         return f"{self.global_prefix}master:{master_id}"
+
+    def procs(self, worker_id: str) -> str:
+        return f"{self.global_prefix}procs:{worker_id}"
+
+    def group_ready(self, group_id: str) -> str:
+        return f"{self.global_prefix}gready:{group_id}"
+
+    def group_wake(self, group_id: str) -> str:
+        return f"{self.global_prefix}gwake:{group_id}"
+
+    def group_gens(self, group_id: str) -> str:
+        return f"{self.global_prefix}ggen:{group_id}"
 
     def workflow(self, workflow_id: str) -> str:
         return f"{self.global_prefix}wf:{workflow_id}"
@@ -111,7 +140,13 @@ class Keys:
     def queue(self, name: str) -> QueueKeys:
         qk = self._queue_cache.get(name)
         if qk is None:
-            qk = self._queue_cache[name] = QueueKeys(f"{self.ns}:{{{name}}}:", name)
+            prefix = f"{self.ns}:{{{name}}}:"
+            # the global groups hash where queue scripts can reach it; on a cluster a key of
+            # the queue's own slot that says it cannot (lua/_lib.lua finish_q)
+            groups = prefix + "groups" if self.cluster else self.groups
+            if len(self._queue_cache) >= 100_000:
+                self._queue_cache.clear()
+            qk = self._queue_cache[name] = QueueKeys(prefix, name, groups)
         return qk
 
 
@@ -121,6 +156,7 @@ class QueueKeys:
 
     prefix: str
     name: str
+    groups: str   # the groups hash (standalone), else a stand-in in the queue's slot
 
     @cached_property
     def ready(self) -> tuple[str, ...]:

@@ -1,8 +1,13 @@
 """The Lua scripts (shared/store/lua/*.lua): loaded once, called by name through EVALSHA.
 
 Each script's header documents its KEYS, ARGV and reply. A script whose first line is
-`-- uses: _lib` gets lua/_lib.lua prepended. After a Redis restart the script cache is empty:
-a NOSCRIPT reply loads the script and repeats the call (it did not run, so this is safe).
+`-- uses: _lib[, part...]` gets those files (lua/_lib.lua, then parts such as lua/_settle.lua)
+prepended, as much of them as it uses. After a Redis restart the script cache is empty: a
+NOSCRIPT reply loads the script and repeats the call (it did not run, so this is safe).
+
+On a Redis Cluster the global indexes (groups' ready indexes, the masters' agenda) live in
+another slot than the queues: a queue script's reply then ends with what it changed there
+(_lib.lua's reply_with_signals), which Script takes off the reply and applies (index.lua).
 """
 
 from __future__ import annotations
@@ -16,19 +21,27 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import NoScriptError
 
-from .cluster import is_cluster
+from .cluster import ClusterLink, is_cluster
 from .link import Link, pack_items
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
          "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey", "cancel",
-         "wfadd", "handoff", "unregister")
+         "wfadd", "handoff", "unregister", "index", "pick", "sweep", "agenda")
+# Queue scripts whose reply is no table, so no signals ride on it (see Script): on a cluster
+# their queue is entered in the indexes after each call, as if it had got work and a master
+# were needed (rare operators' paths; a claim that finds nothing takes it out again).
+UNSIGNALLED = frozenset({"cancel", "handoff", "purge", "sched", "wfadd"})
+SIGNAL = b"~sig"
 
 
 def _source(name: str) -> str:
     folder = resources.files(__package__).joinpath("lua")
     text = folder.joinpath(f"{name}.lua").read_text("utf-8")
-    if text.startswith("-- uses: _lib"):
-        text = used_lib(folder.joinpath("_lib.lua").read_text("utf-8"), text) + "\n" + text
+    first = text.split("\n", 1)[0]
+    if first.startswith("-- uses:"):
+        parts = [p.strip() for p in first[len("-- uses:"):].split(",") if p.strip()]
+        lib = "".join(folder.joinpath(f"{p}.lua").read_text("utf-8") for p in parts)
+        text = used_lib(lib, text) + "\n" + text
     return text
 
 
@@ -75,19 +88,36 @@ def used_lib(lib: str, script: str) -> str:
 class Script:
     """One Lua script: its source and SHA1."""
 
-    __slots__ = ("name", "sha", "source")
+    __slots__ = ("name", "sha", "source", "unsignalled")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.source = _source(name)
         self.sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
+        self.unsignalled = name in UNSIGNALLED
 
-    def __call__(self, link: Link, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    def __call__(self, link: Link | ClusterLink, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         try:
-            return link.call("EVALSHA", self.sha, len(keys), *keys, *args)
+            reply = link.call("EVALSHA", self.sha, len(keys), *keys, *args)
         except NoScriptError:
             link.call("SCRIPT", "LOAD", self.source)
-            return link.call("EVALSHA", self.sha, len(keys), *keys, *args)
+            reply = link.call("EVALSHA", self.sha, len(keys), *keys, *args)
+        if isinstance(link, ClusterLink):
+            reply = self.signalled(link, keys, reply)
+        return reply
+
+    def signalled(self, link: Link | ClusterLink, keys: Sequence[Any], reply: Any) -> Any:
+        """The reply of a call on a cluster, with its signals taken off and applied to the
+        global indexes (index.lua, in their slot); the reply as it is elsewhere."""
+        if not isinstance(link, ClusterLink) or not keys:
+            return reply
+        if isinstance(reply, list) and reply and isinstance(reply[-1], list) and \
+                reply[-1][:1] == [SIGNAL]:
+            _, ready, due = reply.pop()
+            apply_signals(link, keys[0], int(ready) == 1, int(due))
+        elif self.unsignalled:
+            apply_signals(link, keys[0], True, 0)
+        return reply
 
     def call_packed(self, link: Link, n_keys: int, n_items: int, parts: list[bytes]) -> Any:
         """__call__ with its keys and arguments already packed (link.pack_items):
@@ -102,6 +132,17 @@ class Script:
     def queue(self, pipe: Any, keys: Sequence[Any], args: Sequence[Any]) -> None:
         """Add a call to a pipeline (load_all() first: a pipeline cannot load on NOSCRIPT)."""
         pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+
+
+def apply_signals(link: ClusterLink, queue_key: Any, ready: bool, due: int) -> None:
+    """Tell the global indexes (index.lua) what a script did to the queue of `queue_key`
+    ("ns:{Q}:..."): it got ready work, and/or it needs a master by `due` (ms; < 0: no)."""
+    if not ready and due < 0:
+        return
+    key = queue_key.decode() if isinstance(queue_key, bytes) else str(queue_key)
+    ns, _, rest = key.partition(":{")
+    queue = rest.split("}:", 1)[0]
+    SCRIPTS.index(link, [f"{ns}:{{#}}:groups"], [1, queue, "1" if ready else "0", due, 0])
 
 
 class Scripts:
@@ -130,6 +171,10 @@ class Scripts:
     wfadd: Script
     handoff: Script
     unregister: Script
+    index: Script
+    pick: Script
+    sweep: Script
+    agenda: Script
 
     def load_all(self, conn: Redis) -> None:
         """Load every script, on every primary of a Redis Cluster (a failover's new primary

@@ -45,12 +45,12 @@ def enqueue(broker: Broker, queue: str, tasks: list[list[Any]], locks: list[str]
     """
     q = broker.qkeys(queue)
     ready = q.ready   # index 0 is priority 9
-    keys: list[Any] = [q.tasks, q.sched, q.wake, q.stats, q.soon]
+    keys: list[Any] = [q.tasks, q.sched, q.wake, q.stats, q.soon, q.groups]
     args: list[Any] = [len(tasks)]
     if len(tasks) == 1:   # enqueue(): the producer's hot path
         t = tasks[0]
         keys.append(ready[9 - t[2]])
-        args.extend((t[0], t[1], 6, *t[3:]))
+        args.extend((t[0], t[1], 7, *t[3:]))
     else:
         index: dict[int, int] = {}
         for t in tasks:

@@ -1,8 +1,10 @@
-"""Task ids: 16 URL-safe characters that encode their creation time and sort by it."""
+"""Task ids: 17 URL-safe characters that encode their creation time (and sort by it) and a
+hint of their queue's name; ids of 16 (made before the hint) are still read."""
 
 from __future__ import annotations
 
 import string
+import zlib
 
 import pytest
 
@@ -10,11 +12,23 @@ from tq import ids
 from tq.task import Task
 
 
-def test_new_id_is_16_url_safe_characters_and_encodes_its_time():
-    tid = ids.new_id(1_700_000_000_123)
-    assert len(tid) == ids.ID_LENGTH == 16
+def test_a_task_id_is_17_url_safe_characters_and_encodes_its_time_and_queue():
+    tid = ids.new_id(1_700_000_000_123, queue="email")
+    assert len(tid) == ids.ID_LENGTH == 17
     assert set(tid) <= set(string.ascii_letters + string.digits + "-_")
     assert ids.created_ms(tid) == 1_700_000_000_123
+    assert ids.queue_hint(tid) == ids.hint_of("email") != ids.hint_of("emails")
+    # the hint is the low 24 bits of the name's CRC-32 (docs/protocol.md), 6 bits a character
+    crc = zlib.crc32(b"email") & 0xFFFFFF
+    alphabet = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+    assert ids.hint_of("email") == "".join(alphabet[(crc >> s) & 63] for s in (18, 12, 6, 0))
+
+
+def test_ids_made_before_the_queue_hint_are_still_read():
+    old = ids.new_id(1_700_000_000_123)   # 16 characters: what workflow ids still are
+    assert len(old) == ids.OLD_ID_LENGTH == 16
+    assert ids.created_ms(old) == 1_700_000_000_123
+    assert ids.queue_hint(old) is None
 
 
 def test_ids_sort_by_creation_time():
@@ -33,6 +47,9 @@ def test_ids_of_this_century_never_look_like_an_option():
 def test_ids_do_not_collide():
     many = {ids.new_id(42) for _ in range(20_000)}   # all in the same millisecond
     assert len(many) == 20_000
+    # 36 random bits with the hint: a clash in one millisecond and queue is possible but rare
+    # (the enqueue script refuses a taken id and the client retries with a fresh one)
+    assert len({ids.new_id(42, queue="q") for _ in range(20_000)}) >= 19_998
 
 
 @pytest.mark.parametrize("other", ["", "abc", "0" * 36, "not an id at all!", "é" * 16,

@@ -1,9 +1,14 @@
 --[[ Shared helpers, prepended by scripts.py to every script that says `-- uses: _lib`.
 
   Every queue script receives its queue's keys as one block of KEYS (see qkeys); keys that
-  depend on a task or a worker (results, unique locks, processing lists) follow the blocks.
-  Nothing here builds a key name: all keys come from KEYS, so each script stays in the slot
-  of its queue's {hash tag}.
+  depend on a task or a worker (results, unique locks, processing lists) are named from the
+  block's prefix, in the same {hash tag}, so each script stays in the slot of its queue.
+
+  The indexes that make claims cost with the work, not with the number of queues (the ready
+  index of each consumer group, the masters' agenda: see shared/store/keys.py) are global.
+  On a standalone Redis the scripts keep them in the same call (q.direct); on a Redis Cluster
+  they live in another slot, so a script only notes what changed (SIG) and its reply carries
+  that to the caller, which applies it (index.lua): see scripts.py.
 ]]
 local rcall = redis.call
 -- Globals read once into locals (a global is a table lookup at every use; the hot scripts use
@@ -13,33 +18,49 @@ local string, tonumber, unpack, ipairs, pairs, type = string, tonumber, unpack, 
 -- Redis < 5 replicated scripts verbatim, which forbids writes after TIME; 5+ replicates effects.
 pcall(redis.replicate_commands)
 
-local QBLOCK = 28
+local QBLOCK = 29
 -- LMPOP (Redis 7) pops from the first non-empty of many lists in one call; 6.2 LPOPs each.
 local HAS_LMPOP = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
+local SUFFIXES = {'tasks', 'sched', 'run', 'fails', 'errors', 'dead', 'wake', 'seq', 'stats',
+                  'policy', 'waiters', 'events', 'soon', 'done', 'flow', 'held', 'wf', 'out'}
+
+-- What this call changed in the global indexes, on a cluster (nil: nothing): ready = the
+-- queue got ready work, due = the earliest time it needs a master (ms). Returned to the
+-- caller with the reply (scripts.py wraps every script: reply_with_signals).
+local SIG = nil
+
+-- q.prefix ("ns:{Q}:"), the namespace and the queue name, read off its tasks key; direct:
+-- the groups hash (the global indexes) is reachable from this call (standalone Redis). On a
+-- cluster the caller passes a key of the queue's own slot instead ("ns:{Q}:groups").
+local function finish_q(q)
+  q.prefix = string.sub(q.tasks, 1, -6)
+  q.ns, q.name = string.match(q.prefix, '^(.-):{(.*)}:$')
+  q.direct = not string.find(q.groups, '}', 1, true)
+  return q
+end
 
 local function qkeys(base)
   local q = {ready = {}}
   for i = 1, 10 do q.ready[i] = KEYS[base + i - 1] end   -- ready[1] is priority 9
-  q.tasks   = KEYS[base + 10]
-  q.sched   = KEYS[base + 11]
-  q.run     = KEYS[base + 12]
-  q.fails   = KEYS[base + 13]
-  q.errors  = KEYS[base + 14]
-  q.dead    = KEYS[base + 15]
-  q.wake    = KEYS[base + 16]
-  q.seq     = KEYS[base + 17]
-  q.stats   = KEYS[base + 18]
-  q.policy  = KEYS[base + 19]
-  q.waiters = KEYS[base + 20]
-  q.events  = KEYS[base + 21]
-  q.soon    = KEYS[base + 22]
-  q.done    = KEYS[base + 23]
-  q.flow    = KEYS[base + 24]
-  q.held    = KEYS[base + 25]
-  q.wf      = KEYS[base + 26]
-  q.out     = KEYS[base + 27]
-  return q
+  for i, suffix in ipairs(SUFFIXES) do q[suffix] = KEYS[base + 9 + i] end
+  q.groups = KEYS[base + 28]
+  return finish_q(q)
 end
+
+-- The same keys named from the namespace and queue name: a claim that picks its queues from
+-- the ready index on a standalone Redis (where there is no slot to stay in), or a script that
+-- was given one key of the queue. groups: as in a block (see finish_q).
+local function qkeys_of(ns, name, groups)
+  local p = ns .. ':{' .. name .. '}:'
+  local q = {ready = {}}
+  for i = 1, 10 do q.ready[i] = p .. 'ready:' .. (10 - i) end
+  for _, suffix in ipairs(SUFFIXES) do q[suffix] = p .. suffix end
+  q.groups = groups
+  return finish_q(q)
+end
+
+local function proc_key(q, worker) return q.prefix .. 'proc:' .. worker end
+local function result_key(q, id) return q.prefix .. 'res:' .. id end
 
 local function ready_key(q, priority)
   return q.ready[10 - priority]
@@ -81,15 +102,111 @@ local function max_retries(q, ttype, m, default)
   return tonumber(default)
 end
 
-local function wake(q)
+local function int(n) return string.format('%d', n) end
+
+-- Consumer groups (shared/store/groups.py): the groups hash maps a group id to its spec,
+-- "W" (weighted) or "S" (strict), then a line per queue pattern: "stride<TAB>lua pattern".
+-- The rank (line number) of the first pattern a queue name matches and its stride; nil when
+-- the group does not consume the queue.
+local function match_rank(spec, name)
+  local rank = 0
+  for stride, pattern in string.gmatch(spec, '\n(%d+)\t([^\n]*)') do
+    rank = rank + 1
+    if string.find(name, pattern) then return rank, stride end
+  end
+  return nil
+end
+
+-- Queue `name` joins the ready index of group `gid` (g: the global keys' prefix): at the end
+-- of the line (the lowest pass of those waiting: no catching up, no starving) when weighted,
+-- at its pattern's rank when strict. A queue new to the index wakes one idle worker of the
+-- group; one already there has its token, or a worker that will claim from it (a claim that
+-- leaves work leaves a token). On a cluster each join counts in the group's gens hash, so a
+-- worker's later "drained" cannot take out a queue that got work meanwhile (pick.lua).
+local function join_index(g, gid, spec, name, rank, fenced)
+  local idx = g .. 'gready:' .. gid
+  local score = rank
+  if string.byte(spec, 1) ~= 83 then   -- not 'S' (strict): weighted
+    local first = rcall('ZRANGE', idx, 0, 0, 'WITHSCORES')
+    score = first[2] or '0'
+  end
+  if fenced then rcall('HINCRBY', g .. 'ggen:' .. gid, name, 1) end
+  if rcall('ZADD', idx, 'NX', score, name) == 1 then
+    local wake_key = g .. 'gwake:' .. gid
+    if rcall('LLEN', wake_key) == 0 then rcall('RPUSH', wake_key, '1') end
+  end
+end
+
+-- Queue `name` got ready work: it joins the index of every group that consumes it.
+local function index_ready(g, groups_key, name, fenced)
+  local groups = rcall('HGETALL', groups_key)
+  for i = 1, #groups, 2 do
+    local rank = match_rank(groups[i + 1], name)
+    if rank then join_index(g, groups[i], groups[i + 1], name, rank, fenced) end
+  end
+end
+
+-- Queue `name` needs a master at `at` (ms): the agenda keeps each queue's earliest such time;
+-- the masters block on the soon list and are told when the earliest of all moves earlier.
+local function index_due(g, name, at)
+  local key = g .. 'due'
+  rcall('ZADD', key, 'LT', int(at), name)
+  local first = rcall('ZRANGE', key, 0, 0)
+  if first[1] == name then
+    local soon_key = g .. 'soon'
+    if rcall('LLEN', soon_key) == 0 then rcall('RPUSH', soon_key, '1') end
+  end
+end
+
+-- Queue q got ready work: wake workers blocked on it, and enter it in the ready index of every
+-- group that consumes it (on a cluster: note it for the caller).
+local function wake_queue(q)   -- (workers blocked on this queue alone: broker.fetch, tests)
   if rcall('LLEN', q.wake) == 0 then rcall('RPUSH', q.wake, '1') end
 end
 
--- The earliest scheduled task changed: wake blocked workers (they sleep until the earliest
--- due time they know of) and the master (it promotes on time, see supervisor/schedule.py).
-local function schedule_moved(wake_key, soon_key)
-  if rcall('LLEN', wake_key) == 0 then rcall('RPUSH', wake_key, '1') end
-  if rcall('LLEN', soon_key) == 0 then rcall('RPUSH', soon_key, '1') end
+local function wake(q)
+  wake_queue(q)
+  if q.direct then
+    index_ready(q.ns .. ':', q.groups, q.name, false)
+  else
+    SIG = SIG or {}
+    SIG.ready = true
+  end
+end
+
+-- Queue q needs a master at `at` (Redis ms): a scheduled task falls due, a hand-off or a cancel
+-- waits (at 0); on a cluster: noted for the caller.
+local function agenda(q, at)
+  if q.direct then
+    index_due(q.ns .. ':', q.name, at)
+  else
+    SIG = SIG or {}
+    if not SIG.due or at < SIG.due then SIG.due = at end
+  end
+end
+
+-- The earliest scheduled task of q is now `due` (ms): wake blocked workers (a worker blocked
+-- on the queue sleeps until the earliest due time it knows of) and the masters (they promote
+-- on time, see supervisor/schedule.py).
+local function schedule_moved(q, due)
+  if rcall('LLEN', q.wake) == 0 then rcall('RPUSH', q.wake, '1') end
+  if rcall('LLEN', q.soon) == 0 then rcall('RPUSH', q.soon, '1') end
+  agenda(q, due)
+end
+
+-- The schedule of q changed in a way that may have moved its earliest task (repair, a task
+-- made due at once): tell the agenda its earliest due time.
+local function schedule_changed(q)
+  local first = rcall('ZRANGE', q.sched, 0, 0, 'WITHSCORES')
+  if first[2] then schedule_moved(q, tonumber(first[2])) end
+end
+
+-- The reply of a script, with what it changed in the global indexes on a cluster (see SIG):
+-- a last element {'~sig', ready (0/1), due (ms, -1: none)} that scripts.py takes off.
+local function reply_with_signals(reply)
+  if SIG == nil or type(reply) ~= 'table' or reply.err or reply.ok then return reply end
+  reply[#reply + 1] = {'~sig', SIG.ready and 1 or 0, SIG.due and int(SIG.due) or '-1'}
+  return reply
 end
 
 local function notify(q, id, state)
@@ -148,8 +265,6 @@ end
 -- Move up to `limit` due tasks from the schedule to the tail of their ready lists.
 -- (Numbers given to redis.call are formatted with "%.17g", which costs more than many
 -- commands: the hot scripts pass strings, made once per call with int().)
-local function int(n) return string.format('%d', n) end
-
 local function promote(q, queue, now, limit)
   local due = rcall('ZRANGEBYSCORE', q.sched, '-inf', int(now), 'LIMIT', '0', int(limit))
   if #due == 0 then return 0 end
@@ -261,8 +376,10 @@ local function dead_value(queue, id, kind, message)
 end
 local CANCELLED = '{"s":"cancelled"}'
 
+-- A master must look at q now (a hand-off to apply, a cancel request).
 local function soon(q)
   if rcall('LLEN', q.soon) == 0 then rcall('RPUSH', q.soon, '1') end
+  agenda(q, 0)
 end
 
 local function hdel_all(key, fields)

@@ -3,7 +3,7 @@
   workflow member waiting for its upstream) out of its queue for good, and keep a
   "cancelled" record where its result would go; or ask for a running task's interruption.
 
-  KEYS: queue block (28), the task's result key
+  KEYS: queue block (29), the task's result key
   ARGV: queue, id, record TTL ms
   Returns: 'cancelled', 'cancelling' (a worker runs it: its claim is marked '|x' and the
            master running it interrupts it,

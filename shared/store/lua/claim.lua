@@ -1,192 +1,68 @@
--- uses: _lib
---[[ claim: settle finished tasks, then claim the next ones, for one worker, in one round trip.
+-- uses: _lib, _admit, _take, _settle
+--[[ claim: settle a worker's finished tasks, then claim its next ones, in one round trip.
 
-  KEYS: nq queue blocks (28 each), then the worker's processing list of each queue (nq),
-        then one result key per ack
-  ARGV: worker, nq, max_tasks, promote_limit, result_ttl_ms, n_acks, n_stats,
-        holds_nothing ('1': after the acks, the worker holds no claimed task),
-        nq x queue name,
-        n_acks x (queue index, id, token, type, flags, result record JSON): flags '0', '1'
-        (it had failed attempts), '2' (a workflow member), '3' (both)
-        n_stats x (queue index, stats field, increment)
-  Returns: {claimed, stale, next_due, strays}
-    claimed: flat list of (queue index, id, token, body, failures) per claimed task
-    stale:   ids whose ack was refused because this worker no longer holds that claim
-    next_due: ms until the earliest scheduled task of these queues when nothing was
-              claimed (-1: none), else -1
-    strays:  tasks found in the worker's lists although it holds nothing (a claim whose
-             reply never reached it, e.g. delivered late after a network cut): put back at
-             the front of their queues, no attempt counted
-
-  Ack is fenced: it applies only if the task's claim in `run` is still this worker's with
-  this token, so a worker that stalled while its task was requeued cannot ack it away.
-  Queues are served in the order given, priorities 9..0 within a queue, FIFO within a level.
-  Due scheduled tasks are promoted first, so a due retry is claimable within this call.
-  This is the worker's hot path: a batch costs a fixed number of Redis calls plus one SET
-  per ack.
+  Which queues it claims from:
+  - mode 'q': the queues named in ARGV, in that order; KEYS: their blocks (QBLOCK keys each).
+    On a Redis Cluster each claim names one queue (one slot); tq.testing and broker.fetch name
+    several on a standalone Redis.
+  - mode 'g': the queues of the worker's consumer group that hold ready work, picked from the
+    group's ready index (shared/store/groups.py): lowest pass first (weighted: a queue's pass
+    grows by its stride, 5040 / weight, each time a claim takes from it) or lowest rank
+    (strict: the order of the patterns). KEYS: the group's ready index and wake list. Only on
+    a standalone Redis (the queues' keys are named here, from the namespace), so a claim
+    costs with the queues that hold work, not with the queues the worker consumes.
+  ARGV (the A_* offsets below): worker, namespace, mode, group id ('g'), max_tasks,
+        promote_limit, result_ttl_ms, n_acks, n_stats, holds_nothing ('1': once its acks are
+        settled the worker holds no claimed task), nq, then nq queue names ('q': the queues;
+        'g': queues this worker set aside as broken), then n_acks acks (_settle's ACK_*
+        fields: queue, id, token, type, flags, result record), then n_stats stats (queue,
+        stats field, increment). (The head, up to the group id, is the same on every claim
+        of a worker: broker packs it once.)
+  Returns: {claimed, stale, next_due, strays, gone}
+    claimed:  flat (queue, id, token, body, failures) per claimed task
+    stale:    ids whose ack the fence refused (this worker no longer holds that claim)
+    next_due: with nothing claimed, ms until the earliest scheduled task of the named queues
+              ('q'; -1: none); 0: work was left behind (claim again at once); else -1
+    strays:   tasks found in the worker's lists although it holds nothing (a claim whose reply
+              never reached it, e.g. after a network cut): put back at the front of their
+              queues, no attempt counted
+    gone:     'q': the named queues found without ready work (drained or paused)
+  This is the worker's hot path: a batch costs a fixed number of calls plus one SET per ack.
 ]]
-local worker = ARGV[1]
-local nq = tonumber(ARGV[2])
-local max_tasks = tonumber(ARGV[3])
-local promote_limit = tonumber(ARGV[4])
-local result_ttl = tonumber(ARGV[5])
-local result_px = ARGV[5]   -- (as given: a string, see int())
-local n_acks = tonumber(ARGV[6])
-local n_stats = tonumber(ARGV[7])
-local holds_nothing = ARGV[8] == '1'
-local MAX_BURY = 1000
-local DONE_KEEP = 1000   -- ids in each queue's list of recently finished tasks (+100)
-local names, Q, P = {}, {}, {}
-for i = 1, nq do
-  names[i] = ARGV[8 + i]
-  Q[i] = qkeys(1 + (i - 1) * QBLOCK)
-  P[i] = KEYS[nq * QBLOCK + i]
-end
+local A_WORKER, A_NS, A_MODE, A_GROUP, A_MAX, A_PROMOTE = 1, 2, 3, 4, 5, 6
+local A_TTL, A_NACKS, A_NSTATS, A_HOLDS, A_NQ, A_QUEUES = 7, 8, 9, 10, 11, 12
+local STRIDE = '5040'      -- a weight-1 queue's stride (groups.py: 5040 / weight)
+local MAX_VISITS = 64      -- queues one group claim looks at, at most
 
-local counts = {}   -- counts[qi][type .. ':' .. event] = n, flushed as one HINCRBY each
-for qi = 1, nq do counts[qi] = {} end
-local fields = {}   -- type -> event -> 'type:event' (built once per call, not per task)
-local function tally(qi, ttype, event, n)
-  local by_event = fields[ttype]
-  if not by_event then
-    by_event = {}
-    fields[ttype] = by_event
+local worker, ns, group_mode = ARGV[A_WORKER], ARGV[A_NS], ARGV[A_MODE] == 'g'
+local max_tasks = tonumber(ARGV[A_MAX])
+local result_px = ARGV[A_TTL]   -- (as given: a string, see int())
+local result_ttl = tonumber(result_px)
+local n_acks, n_stats = tonumber(ARGV[A_NACKS]), tonumber(ARGV[A_NSTATS])
+local holds_nothing = ARGV[A_HOLDS] == '1'
+local nq = tonumber(ARGV[A_NQ])
+local procs = ns .. ':procs:' .. worker   -- (mode 'g') queues where this worker claimed
+
+local names, by_name = {}, {}
+for i = 1, nq do
+  names[i] = ARGV[A_QUEUES + i - 1]
+  if not group_mode then by_name[names[i]] = qkeys(1 + (i - 1) * QBLOCK) end
+end
+local function queue_of(name)
+  local q = by_name[name]
+  if not q then   -- (mode 'q' names every queue it acks: broker.py checks)
+    q = qkeys_of(ns, name, ns .. ':groups')
+    by_name[name] = q
   end
-  local f = by_event[event]
-  if not f then
-    f = ttype .. ':' .. event
-    by_event[event] = f
-  end
-  local c = counts[qi]
-  c[f] = (c[f] or 0) + (n or 1)
+  return q
 end
 
 -- settle ------------------------------------------------------------------------------
--- Acks are grouped by queue so each group costs a fixed number of calls plus one SET each.
--- Per ack only ARGV positions are kept (no table per ack: this runs for every task).
-local a = 9 + nq
-local rkey0 = nq * QBLOCK + nq   -- KEYS[rkey0 + k] is the result key of the k-th ack
-local stale = {}
-local groups = {}
-for k = 1, n_acks do
-  local qi = tonumber(ARGV[a])
-  local g = groups[qi]
-  if not g then
-    g = {ids = {}, at = {}}
-    groups[qi] = g
-  end
-  local n = #g.ids + 1
-  g.ids[n] = ARGV[a + 1]
-  g.at[n] = k   -- ARGV of this ack: a = 9 + nq + (k - 1) * 6
-  a = a + 6
-end
-local ack0 = 9 + nq - 6
-for qi, g in pairs(groups) do
-  local q = Q[qi]
-  local claims = rcall('HMGET', q.run, unpack(g.ids))
-  local ok, ok_at, failed, leases, members = {}, {}, {}, {}, {}
-  local mine = worker .. '|'
-  for i, id in ipairs(g.ids) do
-    local claim = claims[i]
-    local at = ack0 + g.at[i] * 6
-    -- the claim is "worker|token|started": this worker's, with this token
-    local prefix = mine .. ARGV[at + 2] .. '|'
-    if claim and string.sub(claim, 1, #prefix) == prefix then
-      ok[#ok + 1] = id
-      ok_at[#ok_at + 1] = g.at[i]
-      local flags = ARGV[at + 4]
-      if flags == '1' or flags == '3' then failed[#failed + 1] = id end
-      if flags == '2' or flags == '3' then members[#members + 1] = #ok end
-      if leased(claim) then leases[#leases + 1] = ARGV[at + 3] end
-    else
-      stale[#stale + 1] = id
-    end
-  end
-  if #ok > 0 then
-    rcall('HDEL', q.run, unpack(ok))
-    rcall('HDEL', q.tasks, unpack(ok))
-    if #leases > 0 then   -- concurrency leases of the finished tasks, back to their types
-      local limits = {}
-      for _, ttype in ipairs(leases) do
-        if limits[ttype] == nil then limits[ttype] = concurrency_of(q, ttype) or false end
-        release(q, names[qi], ttype, limits[ttype] or nil)
-      end
-    end
-    local records = {}   -- ack index -> record, where the record changes
-    if #failed > 0 then
-      -- a success after failures keeps its earlier attempts' errors in its result record
-      -- (spliced in as "h": the handler's result is not re-encoded)
-      local errs = rcall('HMGET', q.errors, unpack(failed))
-      local by_id = {}
-      for i, id in ipairs(failed) do by_id[id] = errs[i] end
-      for i, id in ipairs(ok) do
-        local err = by_id[id]
-        local record = ARGV[ack0 + ok_at[i] * 6 + 5]
-        if err and string.sub(record, -1) == '}' then
-          local fine, e = pcall(cjson.decode, err)
-          if fine and type(e) == 'table' then
-            local h = type(e.history) == 'table' and e.history or {}
-            h[#h + 1] = {kind = e.kind, message = e.message, at = e.at, worker = e.worker}
-            records[i] = string.sub(record, 1, -2) .. ',"h":' .. cjson.encode(h) .. '}'
-          end
-        end
-      end
-      rcall('HDEL', q.errors, unpack(failed))
-      for i = 1, #failed do failed[#failed + 1] = failed[i] .. ':k' end   -- workers it killed
-      rcall('HDEL', q.fails, unpack(failed))
-    end
-    -- acks arrive in claim order, so they are usually the head of the processing list
-    local head = rcall('LRANGE', P[qi], '0', int(#ok - 1))
-    local in_order = #head == #ok
-    for i = 1, #ok do
-      if head[i] ~= ok[i] then in_order = false break end
-    end
-    if in_order then
-      rcall('LTRIM', P[qi], int(#ok), '-1')
-    else
-      for _, id in ipairs(ok) do rcall('LREM', P[qi], 1, id) end
-    end
-    -- the recently finished, newest first, for the dashboard (bookkeeping: a corrupt key
-    -- must not fail the claim half-way)
-    local kept = redis.pcall('LPUSH', q.done, unpack(ok))
-    if type(kept) == 'number' and kept > DONE_KEEP + 100 then   -- trimmed now and then
-      redis.pcall('LTRIM', q.done, '0', int(DONE_KEEP - 1))
-    end
-    -- clients waiting for a result (client.wait): usually none, then one O(1) call
-    local waiting = {}
-    if rcall('HLEN', q.waiters) > 0 then waiting = rcall('HMGET', q.waiters, unpack(ok)) end
-    local by_type = {}   -- type -> acks (counted here, tallied once per type)
-    for i, id in ipairs(ok) do
-      local k = ok_at[i]
-      local at = ack0 + k * 6
-      if result_ttl > 0 then
-        rcall('SET', KEYS[rkey0 + k], records[i] or ARGV[at + 5], 'PX', result_px)
-      end
-      if waiting[i] then notify(q, id, 'succeeded') end
-      local ttype = ARGV[at + 3]
-      by_type[ttype] = (by_type[ttype] or 0) + 1
-    end
-    for ttype, c in pairs(by_type) do tally(qi, ttype, 'succeeded', c) end
-    -- workflow members (the worker says which): their downstream members hear of the
-    -- result in this same call, so no crash can lose or double that step
-    if #members > 0 then
-      local t = now_ms()
-      for _, i in ipairs(members) do
-        node_done(q, names[qi], ok[i], 'ok', node_value(names[qi], ok[i],
-                  records[i] or ARGV[ack0 + ok_at[i] * 6 + 5]), t)
-      end
-    end
-  end
-end
+local tally = tallies()
+local stale, a = settle(worker, A_QUEUES + nq, n_acks, queue_of, result_ttl, result_px, tally)
 for _ = 1, n_stats do
-  rcall('HINCRBY', Q[tonumber(ARGV[a])].stats, ARGV[a + 1], ARGV[a + 2])
+  rcall('HINCRBY', queue_of(ARGV[a]).stats, ARGV[a + 1], ARGV[a + 2])
   a = a + 3
-end
-
-local function flush()
-  for qi = 1, nq do
-    for f, c in pairs(counts[qi]) do rcall('HINCRBY', Q[qi].stats, f, int(c)) end
-  end
 end
 
 -- A worker that holds nothing has empty lists once its acks are settled: anything left there
@@ -194,11 +70,14 @@ end
 -- worker's claim owns it now), or it would sit "running" on a live worker for ever.
 local strays = 0
 if holds_nothing then
-  for qi = 1, nq do
-    local left = rcall('LRANGE', P[qi], 0, -1)
+  local held = group_mode and rcall('SMEMBERS', procs) or names
+  for _, name in ipairs(held) do
+    local q = queue_of(name)
+    local proc = proc_key(q, worker)
+    local left = rcall('LRANGE', proc, 0, -1)
     if #left > 0 then
-      local q = Q[qi]
       local prefix = worker .. '|'
+      local back = false
       for i = #left, 1, -1 do
         local id = left[i]
         local claim = rcall('HGET', q.run, id)
@@ -206,263 +85,123 @@ if holds_nothing then
           rcall('HDEL', q.run, id)
           local body = rcall('HGET', q.tasks, id)
           local ttype, prio = nil, nil
-          if body then ttype, prio = header(body, names[qi]) end
+          if body then ttype, prio = header(body, name) end
           if ttype and leased(claim) then
-            release(q, names[qi], ttype, concurrency_of(q, ttype))
+            release(q, name, ttype, concurrency_of(q, ttype))
           end
           if prio then
             rcall('LPUSH', ready_key(q, prio), id)
             strays = strays + 1
+            back = true
           else
             bury_malformed(q, id, now_ms(), 'no readable task body for a claimed id')
           end
         end
       end
-      rcall('DEL', P[qi])
+      rcall('DEL', proc)
+      if back then wake(q) end
     end
   end
 end
 
 if max_tasks <= 0 then
-  flush()
-  return {{}, stale, -1, strays}
-end
-
--- flow control --------------------------------------------------------------------------
--- The rate bucket of a limited task: its type, or type:key for a per-key limit, the key being
--- the producer's "k" header field (a rate_key function, evaluated at enqueue) or else the
--- payload field the limit names.
-local function bucket(ttype, lim, body)
-  if not lim.k then return ttype end
-  local h = string.match(body, '^{(.-)"p":')
-  local key = h and string.match(h, '"k":"([^"]*)"')
-  if not key and lim.k ~= '()' then   -- ('()': a rate_key function, see shared/limits.py)
-    local ok, doc = pcall(cjson.decode, body)
-    local v = ok and type(doc) == 'table' and type(doc.p) == 'table' and doc.p[lim.k]
-    if type(v) == 'number' then
-      key = string.format('%.17g', v)
-    elseif type(v) == 'string' then
-      key = v
-    end
-  end
-  if not key then return ttype end
-  return ttype .. ':' .. key
-end
-
--- GCRA: a start is allowed while the theoretical arrival time (TAT) is within the burst
--- tolerance of now; it moves TAT one interval on. Returns true, or false and the opening (ms).
--- The tolerance has a quarter of an interval (at most 20 ms) on top of the burst's: a start
--- that was a little late (promotion and claim take a millisecond or two) must not push the
--- next one out of its slot. Over any window of W ms this allows at most
--- burst + floor(W / interval) starts (W a whole number of intervals; the quarter is taken
--- back by the window's own edge).
-local function rate_ok(q, b, lim, now)
-  local interval = tonumber(lim.i)
-  local tolerance = interval * ((tonumber(lim.b) or 1) - 1) + math.min(interval / 4, 20)
-  local tat = tonumber(rcall('HGET', q.flow, 'tat:' .. b)) or now
-  if tat < now then tat = now end
-  if tat - now > tolerance then return false, tat - tolerance end
-  rcall('HSET', q.flow, 'tat:' .. b, string.format('%.3f', tat + interval))
-  return true
-end
-
--- Over its rate: into the schedule, due when its slot opens. A first deferral joins the end
--- of its bucket's line: deferrals of a bucket are spaced one interval apart ("next:" is the
--- first free slot), so they come back one per slot rather than all at the first opening. A
--- deferred task ("dfr:ID" marks it) that is still early when it comes back (its slot was
--- taken by a late start) keeps its place: it goes back to the exact opening.
-local function defer(q, b, lim, id, opening, again)
-  local at = opening
-  if not again then
-    at = tonumber(rcall('HGET', q.flow, 'next:' .. b)) or 0
-    if at < opening then at = opening end
-    rcall('HSET', q.flow, 'next:' .. b, string.format('%.3f', at + tonumber(lim.i)),
-          'dfr:' .. id, '1')
-  end
-  local due = math.ceil(at)
-  local first = rcall('ZRANGE', q.sched, 0, 0, 'WITHSCORES')
-  rcall('ZADD', q.sched, due, id)
-  if not first[2] or due < tonumber(first[2]) then schedule_moved(q.wake, q.soon) end
-end
-
--- A limited task met at claim time: 'run' (true: it holds a concurrency lease), 'held' (no
--- lease free: it waits in the held set for one) or 'deferred' (over its rate). A claim takes
--- at most an eighth of a type's leases (at least one), so small limits spread over the
--- fleet's workers instead of one worker prefetching them all.
-local function admit(q, ttype, lim, id, body, now, leased_now)
-  local c = tonumber(lim.c)
-  if c then
-    local taken = false
-    if (leased_now[ttype] or 0) < math.max(1, math.floor(c / 8)) then
-      taken = rcall('HINCRBY', q.flow, 'run:' .. ttype, 1) <= c
-      if not taken then rcall('HINCRBY', q.flow, 'run:' .. ttype, -1) end
-    end
-    if not taken then
-      rcall('ZADD', q.held, 0, ttype .. '\0' .. id)
-      return 'held', false
-    end
-  end
-  if lim.i then
-    local b = bucket(ttype, lim, body)
-    local ok, opening = rate_ok(q, b, lim, now)
-    local again = rcall('HEXISTS', q.flow, 'dfr:' .. id) == 1
-    if not ok then
-      if c then rcall('HINCRBY', q.flow, 'run:' .. ttype, -1) end
-      defer(q, b, lim, id, opening, again)
-      return 'deferred', false
-    end
-    if again then rcall('HDEL', q.flow, 'dfr:' .. id) end
-  end
-  if c then leased_now[ttype] = (leased_now[ttype] or 0) + 1 end
-  return 'run', c ~= nil
+  tally.flush()
+  return reply_with_signals({{}, stale, -1, strays, {}})
 end
 
 -- claim -------------------------------------------------------------------------------
--- Pop up to `want` ids from the highest non-empty priority levels of q, in order. Also
--- returns where each batch came from, so a failure right after can put them back.
-local function pop(q, want)
-  local ids, from = {}, {}
-  if HAS_LMPOP then
-    while #ids < want do
-      local got = rcall('LMPOP', '10', q.ready[1], q.ready[2], q.ready[3], q.ready[4],
-                        q.ready[5], q.ready[6], q.ready[7], q.ready[8], q.ready[9],
-                        q.ready[10], 'LEFT', 'COUNT', int(want - #ids))
-      if not got then break end
-      from[#from + 1] = got
-      for _, id in ipairs(got[2]) do ids[#ids + 1] = id end
-    end
-  else
-    for lvl = 1, 10 do
-      local got = rcall('LPOP', q.ready[lvl], int(want - #ids))   -- LPOP with a count: 6.2+
-      if got then
-        from[#from + 1] = {q.ready[lvl], got}
-        for _, id in ipairs(got) do ids[#ids + 1] = id end
-        if #ids >= want then break end
-      end
-    end
-  end
-  return ids, from
-end
-
--- A corrupt key met right after a pop (the tasks hash of the wrong type): push the ids back
--- where they were, in order, so the error loses nothing (Redis does not roll a script back).
-local function unpop(from)
-  for b = #from, 1, -1 do
-    local key, ids = from[b][1], from[b][2]
-    for i = #ids, 1, -1 do rcall('LPUSH', key, ids[i]) end
-  end
-end
-
 local now = now_ms()
-local mine, started = worker .. '|', '|' .. now
-local claimed = {}
-local n = 0
-local buried = 0      -- malformed entries moved to the dead letters by this call
-local set_aside = 0   -- limited tasks deferred or held by this call
-local left = false    -- a ready list this call did not drain (another worker may take it)
-local paused = {}
--- Claim from queue qi until the batch is full, the queue is empty or the burial cap is
--- reached; returns an error reply to end the script with (a corrupt tasks hash).
-local function claim_from(qi)
-  local q = Q[qi]
-  local queue = names[qi]
-  local is_paused, limits = flow_of(q)
-  paused[qi] = is_paused
-  local leased_now, held_now = {}, {}   -- types of concurrency limits: leased / held here
-  if not is_paused then
-    promote(q, queue, now, promote_limit)
-    -- Malformed entries do not count against max_tasks: pop on until enough good tasks (or
-    -- the queue is empty), but bury (or set aside) at most MAX_BURY per call so one call
-    -- stays short.
-    while n < max_tasks and buried + set_aside < MAX_BURY do
-      local ids, from = pop(q, max_tasks - n)
-      if #ids == 0 then break end
-      local bodies = redis.pcall('HMGET', q.tasks, unpack(ids))
-      if bodies.err then
-        unpop(from)
-        return redis.error_reply(bodies.err)
+local st = new_take(worker, max_tasks, tonumber(ARGV[A_PROMOTE]), now, tally)
+
+if not group_mode then
+  local gone, left = {}, false
+  for _, name in ipairs(names) do
+    local q = by_name[name]
+    if room(st) then
+      local got = take_from(st, q)
+      if type(got) == 'table' then return got end   -- an error reply
+      if got == 'left' then
+        -- a worker may have been woken by this queue's token while claiming from an earlier
+        -- queue, or took only part of it: leave a token so another worker wakes (the queue
+        -- stays in the ready indexes: nothing here takes it out)
+        wake_queue(q)
+        left = true
+      else
+        gone[#gone + 1] = name
       end
-      local good, runs, by_type = {}, {}, {}   -- (by_type: starts, tallied once per type)
-      local base = rcall('INCR', q.seq) .. '.'
-      for i, id in ipairs(ids) do
-        local body = bodies[i]
-        local ttype = body and body_type(body, queue)
-        local verdict, lease = 'run', false
-        if ttype and limits and limits[ttype] then
-          verdict, lease = admit(q, ttype, limits[ttype], id, body, now, leased_now)
-          if verdict == 'held' then held_now[ttype] = limits[ttype] end
-        end
-        if not ttype then
-          bury_malformed(q, id, now, body and 'unreadable task body' or 'no task body for this id')
-          buried = buried + 1
-        elseif verdict ~= 'run' then
-          set_aside = set_aside + 1
-          tally(qi, ttype, 'throttled')
-        else
-          local token = base .. int(i)
-          good[#good + 1] = id
-          runs[#runs + 1] = id
-          runs[#runs + 1] = mine .. token .. started .. (lease and '|c' or '')
-          local c = #claimed
-          claimed[c + 1] = qi
-          claimed[c + 2] = id
-          claimed[c + 3] = token
-          claimed[c + 4] = body
-          claimed[c + 5] = 0   -- failures, filled in below
-          by_type[ttype] = (by_type[ttype] or 0) + 1
-        end
-      end
-      for ttype, c in pairs(by_type) do tally(qi, ttype, 'started', c) end
-      if #good > 0 then
-        rcall('RPUSH', P[qi], unpack(good))
-        rcall('HSET', q.run, unpack(runs))
-        -- failed attempts so far: usually there are none in the whole queue (one O(1) call)
-        if rcall('HLEN', q.fails) > 0 then
-          local fails = rcall('HMGET', q.fails, unpack(good))
-          local first = #claimed - 5 * #good
-          for i = 1, #good do
-            if fails[i] then claimed[first + 5 * i] = tonumber(fails[i]) or 0 end
-          end
-        end
-        n = n + #good
-      end
-    end
-    -- Tasks held by this call while leases are free (a claim takes only a share, see admit):
-    -- back to the front of the queue for the other workers.
-    for ttype, lim in pairs(held_now) do refill(q, queue, ttype, tonumber(lim.c)) end
-    -- A worker may have been woken by this queue's token while claiming from an earlier
-    -- queue, or took only part of what is ready: leave a token so another worker wakes.
-    if (n >= max_tasks or buried + set_aside >= MAX_BURY)
-        and rcall('EXISTS', unpack(q.ready)) > 0 then
-      wake(q)
+    elseif rcall('EXISTS', unpack(q.ready)) > 0 and rcall('HGET', q.flow, 'paused') ~= '1' then
+      -- Full before this queue: only leave a token where work is ready. No flow state or
+      -- promotion: the claim that starts here, or a master, promotes.
+      wake_queue(q)
       left = true
     end
   end
+  tally.flush()
+  if st.n > 0 or left then
+    return reply_with_signals({st.claimed, stale, (st.n == 0 and left) and 0 or -1, strays,
+                               gone})
+  end
+  -- Nothing to claim anywhere: tokens left in the wake lists are stale, and the caller will
+  -- block on them until the earliest scheduled task is due.
+  local due = -1
+  for _, name in ipairs(names) do
+    local q = by_name[name]
+    rcall('DEL', q.wake)
+    local paused = rcall('HGET', q.flow, 'paused') == '1'
+    local d = paused and -1 or next_due(q, now)   -- (paused: the masters promote)
+    if d >= 0 and (due < 0 or d < due) then due = d end
+  end
+  return reply_with_signals({st.claimed, stale, due, strays, gone})
 end
 
-for qi = 1, nq do
-  if n < max_tasks then
-    local err = claim_from(qi)
-    if err then return err end
-  elseif rcall('EXISTS', unpack(Q[qi].ready)) > 0
-      and rcall('HGET', Q[qi].flow, 'paused') ~= '1' then
-    -- Full before this queue: only leave a token where work is ready (another worker may
-    -- take it). No flow state or promotion: the claim that starts here (claims rotate
-    -- their first queue) or the master's promoter promotes.
-    wake(Q[qi])
-    left = true
+-- mode 'g': the queues in line in the group's ready index
+local index, group_wake = KEYS[1], KEYS[2]
+local spec = rcall('HGET', ns .. ':groups', ARGV[A_GROUP]) or 'W'
+local weighted = string.byte(spec, 1) ~= 83   -- 'S': strict
+local excluded, n_excluded = {}, 0
+for _, name in ipairs(names) do
+  excluded[name] = true
+  n_excluded = n_excluded + 1
+end
+local seen, visits, more = {}, 0, false
+while room(st) do
+  if visits >= MAX_VISITS then
+    more = true
+    break
+  end
+  local name = nil
+  for _, c in ipairs(rcall('ZRANGE', index, 0, int(visits + n_excluded))) do
+    if not seen[c] and not excluded[c] then
+      name = c
+      break
+    end
+  end
+  if not name then break end
+  seen[name] = true
+  visits = visits + 1
+  local q = queue_of(name)
+  local before = st.n
+  local got = take_from(st, q)
+  if type(got) == 'table' then   -- an error reply: the worker sets the queue aside
+    tally.flush()
+    return got
+  end
+  if st.n > before then rcall('SADD', procs, name) end
+  if got == 'left' then
+    if weighted then
+      local _, stride = match_rank(spec, name)
+      rcall('ZINCRBY', index, stride or STRIDE, name)
+    end
+  else
+    rcall('ZREM', index, name)   -- drained or paused: back in line with its next ready task
   end
 end
-
-flush()
--- Work left behind (a burial cap reached): the caller claims again at once (next_due 0).
-if n > 0 or left then return {claimed, stale, (n == 0 and left) and 0 or -1, strays} end
--- Nothing to claim anywhere: tokens left in the wake lists are stale, and the caller will
--- block on them until the earliest scheduled task is due.
-local due = -1
-for qi = 1, nq do
-  rcall('DEL', Q[qi].wake)
-  local d = paused[qi] and -1 or next_due(Q[qi], now)   -- (paused: the master promotes)
-  if d >= 0 and (due < 0 or d < due) then due = d end
+tally.flush()
+if rcall('ZCARD', index) > n_excluded then
+  -- work left in line (another queue, or part of this one): wake another idle worker
+  if rcall('LLEN', group_wake) == 0 then rcall('RPUSH', group_wake, '1') end
+  if st.n == 0 then more = true end
+elseif st.n == 0 then
+  rcall('DEL', group_wake)   -- nothing in line: a token left there is stale
 end
-return {claimed, stale, due, strays}
+return {st.claimed, stale, (st.n == 0 and more) and 0 or -1, strays, {}}   -- (standalone only)

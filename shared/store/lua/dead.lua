@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ dead: retry or delete dead-lettered tasks of one queue.
 
-  KEYS: queue block (28)
+  KEYS: queue block (29)
   ARGV: queue, op ('retry' | 'delete'), limit, offset, ids...
         (no ids: up to `limit` dead tasks, oldest first, from position `offset`)
   Returns: {done, kept}: tasks retried or deleted, and tasks left dead because they can
@@ -44,4 +44,4 @@ for _, id in ipairs(ids) do
   end
 end
 if op == 'retry' and done > 0 then wake(q) end
-return {done, kept}
+return reply_with_signals({done, kept})

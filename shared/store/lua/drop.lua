@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ drop: delete a whole queue (`tq queue delete`), or forget an idle, empty one.
 
-  KEYS: queue block (28), the queue's broken mark, then (delete) the processing lists of the
+  KEYS: queue block (29), the queue's broken mark, then (delete) the processing lists of the
         workers that hold its running tasks
   ARGV: mode ('delete' | 'forget'), force ('1': delete even while tasks run)
   Returns: {outcome, ready, scheduled, running, dead}: outcome 'dropped', 'busy' (tasks run

@@ -1,8 +1,9 @@
 -- uses: _lib
 --[[ enqueue: store bodies and make tasks ready or scheduled, for one queue.
 
-  KEYS: tasks, sched, wake, stats, soon, then the ready lists the batch uses, then one
-        unique-lock key per task that has uniq_ttl_ms, in order
+  KEYS: tasks, sched, wake, stats, soon, groups (standalone: ns:groups; cluster: ns:{Q}:groups,
+        see _lib's finish_q), then the ready lists the batch uses, then one unique-lock key
+        per task that has uniq_ttl_ms, in order
   ARGV: n, then n x (id, body, ready key index, delay_ms, eta_ms, uniq_ttl_ms, type)
         (ready key index: position in KEYS; delay_ms / eta_ms / uniq_ttl_ms are '' when
         unused; eta_ms is absolute Unix ms)
@@ -12,11 +13,14 @@
            One more element, '+', when an enqueued counter of the batch started from zero:
            the queue is new, or an idle master forgot it (drop.lua deletes its stats), or the
            type is new to it; the caller adds the queue to the queue set (again).
+           On a cluster, what the global indexes must learn (see _lib's SIG) follows.
   Due-ness uses Redis' clock: delay_ms counts from Redis TIME, not from the producer's clock.
   This is the producer's hot path, so it only reads the clock and the schedule when a task
   of the batch is delayed.
 ]]
-local tasks, sched, wake_key, stats, soon_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local q = finish_q({tasks = KEYS[1], sched = KEYS[2], wake = KEYS[3], stats = KEYS[4],
+                    soon = KEYS[5], groups = KEYS[6]})
+local tasks, sched, stats = q.tasks, q.sched, q.stats
 local n = tonumber(ARGV[1])
 local now, earliest = nil, nil
 local out = {}
@@ -24,7 +28,7 @@ local counts = {}
 local pushed, woke_schedule = false, false
 -- task i's fields start at ARGV[2 + (i - 1) * 7]
 local delayed = false
-local lock = 5   -- unique-lock keys follow the last ready key
+local lock = 6   -- unique-lock keys follow the last ready key
 for i = 0, n - 1 do
   local a = 2 + i * 7
   if ARGV[a + 3] ~= '' or ARGV[a + 4] ~= '' then delayed = true end
@@ -45,7 +49,7 @@ end
 local single = n == 1 and not delayed and ARGV[7] == ''
 if not single then
   local bad = wrong(tasks, 'hash') or (delayed and wrong(sched, 'zset'))
-  for k = 6, lock - 1 do bad = bad or wrong(KEYS[k], 'list') end
+  for k = 7, lock - 1 do bad = bad or wrong(KEYS[k], 'list') end
   if bad then return redis.error_reply('TQBROKEN ' .. bad) end
 end
 -- A write of the body or the id: its reply, or nil and the error reply to end with (single:
@@ -123,9 +127,6 @@ for ttype, c in pairs(counts) do
   if redis.pcall('HINCRBY', stats, ttype .. ':enqueued', int(c)) == c then fresh = true end
 end
 if fresh then out[#out + 1] = '+' end
-if woke_schedule then
-  pcall(schedule_moved, wake_key, soon_key)
-elseif pushed and redis.pcall('LLEN', wake_key) == 0 then
-  redis.pcall('RPUSH', wake_key, '1')
-end
-return out
+if woke_schedule then pcall(schedule_moved, q, earliest) end
+if pushed then pcall(wake, q) end
+return reply_with_signals(out)

@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ fail: record a failed attempt of a claimed task, then schedule its retry or bury it.
 
-  KEYS: queue block (28), the worker's processing list of this queue, the task's result key
+  KEYS: queue block (29), the worker's processing list of this queue, the task's result key
   ARGV: queue, worker, id, token, kind, message, traceback, retry ('1'/'0'), delay_ms,
         default_max_retries, record TTL ms
   Returns: {outcome, failures, due_ms}: outcome 'retry' (due_ms: when), 'dead', 'cancelled'
@@ -30,7 +30,7 @@ if kind == 'cancelled' then
   if ttype and leased(claim) then release(q, queue, ttype, concurrency_of(q, ttype)) end
   local failures = tonumber(rcall('HGET', q.fails, id)) or 0
   cancel_task(q, queue, id, ttype, KEYS[QBLOCK + 2], tonumber(ARGV[11]) or 0, now, failures + 1)
-  return {'cancelled', failures, 0}
+  return reply_with_signals({'cancelled', failures, 0})
 end
 local failures = rcall('HINCRBY', q.fails, id, 1)
 if traceback == '' then traceback = nil end
@@ -48,13 +48,13 @@ if retry and body and failures <= max_retries(q, ttype, m, default) then
   local due = now + delay
   local first = rcall('ZRANGE', q.sched, 0, 0, 'WITHSCORES')
   rcall('ZADD', q.sched, due, id)
-  if not first[2] or due < tonumber(first[2]) then schedule_moved(q.wake, q.soon) end
+  if not first[2] or due < tonumber(first[2]) then schedule_moved(q, due) end
   count(q, ttype, 'retried')
-  return {'retry', failures, due}
+  return reply_with_signals({'retry', failures, due})
 end
 if not body then rcall('HSET', q.tasks, id, '') end
 rcall('ZADD', q.dead, now, id)
 count(q, ttype, 'dead')
 notify(q, id, 'dead')
 member_dead(q, queue, id, kind, message, now)
-return {'dead', failures, 0}
+return reply_with_signals({'dead', failures, 0})

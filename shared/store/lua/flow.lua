@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ flow: change a queue's flow control (shared/limits.py): limits, pause.
 
-  KEYS: queue block (28)
+  KEYS: queue block (29)
   ARGV: queue, mode, then by mode:
     'declare', n, n x (type, limits JSON or '')  a worker's handlers' limits ('' : none)
     'set', type, JSON                            an operator's override of some limits of a
@@ -96,4 +96,4 @@ if mode == 'declare' or mode == 'set' or mode == 'clear' then
 else
   json = rcall('HGET', q.flow, 'limits') or ''
 end
-return {json, rcall('HEXISTS', q.flow, 'paused')}
+return reply_with_signals({json, rcall('HEXISTS', q.flow, 'paused')})

@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ handoff: apply outcomes of workflow members of other queues to members of this one.
 
-  KEYS: queue block (28)
+  KEYS: queue block (29)
   ARGV: queue, n, then n x (member id, k, outcome, value) as node_done wrote them to the
         finishing member's queue's `out` list
   Returns: n

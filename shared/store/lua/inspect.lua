@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ inspect: one consistent snapshot of a task, optionally registering a waiter.
 
-  KEYS: queue block (28), the task's result key
+  KEYS: queue block (29), the task's result key
   ARGV: id, watch ('1': if the task is not finished, register a waiter)
   Returns: {body, claim, failures, error, sched_score, dead_score, result, last_event_id,
             waiting}

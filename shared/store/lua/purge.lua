@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ purge: delete up to `limit` waiting tasks (ready, scheduled and held) of one queue.
 
-  KEYS: queue block (28)
+  KEYS: queue block (29)
   ARGV: limit, queue
   Returns: number deleted (call again until it returns 0). Running and dead tasks are kept.
   Purged workflow members count as cancelled for their downstream members (see node_done).

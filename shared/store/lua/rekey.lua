@@ -2,7 +2,7 @@
 --[[ rekey: replace stored bodies and errors with the same content sealed under another key
   (tq keys rotate, shared/protect.py), each only if it is still what the caller read.
 
-  KEYS: queue block (28)
+  KEYS: queue block (29)
   ARGV: n, then n x (where 'b' body | 'e' error, id, old value, new value)
   Returns: how many were replaced (a value changed meanwhile, e.g. a task that finished, is
   left alone: the caller reads it again on its next pass).

@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ repair: re-index a queue from its task bodies, once its corrupt keys were moved aside.
 
-  KEYS: queue block (28), the queue's broken mark, then n_live processing lists of workers
+  KEYS: queue block (29), the queue's broken mark, then n_live processing lists of workers
         that are registered, then the processing lists of workers that are gone
   ARGV: queue, n_live
   Returns: {restored, buried}
@@ -73,5 +73,5 @@ end
 for ttype, c in pairs(leases) do rcall('HSET', q.flow, 'run:' .. ttype, c) end
 rcall('DEL', KEYS[QBLOCK + 1])
 if restored > 0 then wake(q) end
-schedule_moved(q.wake, q.soon)   -- the schedule may be new: let the master read it again
-return {restored, buried}
+schedule_changed(q)   -- the schedule may be new: let the masters read it again
+return reply_with_signals({restored, buried})

@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ requeue: give back everything a worker holds in one queue, to the front of its ready list.
 
-  KEYS: queue block (28), the worker's processing list of this queue, the result key of
+  KEYS: queue block (29), the worker's processing list of this queue, the result key of
         running_id (when given)
   ARGV: queue, mode, running_id, kind, message, default_max_retries, killed ('1'/'0'),
         max_kills, record TTL ms
@@ -78,4 +78,4 @@ for i = #ids, 1, -1 do
 end
 rcall('DEL', proc)
 if requeued > 0 then wake(q) end
-return {requeued, dead}
+return reply_with_signals({requeued, dead})

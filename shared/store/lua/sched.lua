@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ sched: act on scheduled tasks (delayed ones and retries waiting for their time), by id.
 
-  KEYS: queue block (28)
+  KEYS: queue block (29)
   ARGV: queue, op ('now' | 'delete'), then the ids
   Returns: how many of the ids were scheduled and acted on (others are skipped: they ran,
            were deleted, or never were scheduled).
@@ -30,6 +30,6 @@ end
 if op == 'now' and n > 0 then
   local now = now_ms()
   if promote(q, queue, now, n) > 0 then wake(q) end
-  pcall(schedule_moved, q.wake, q.soon)   -- the earliest due time changed: tell the master
+  pcall(schedule_changed, q)   -- the earliest due time changed: tell the masters
 end
 return n

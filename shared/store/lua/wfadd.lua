@@ -1,7 +1,7 @@
 -- uses: _lib
 --[[ wfadd: store the members of a workflow that live in one queue (client.workflow).
 
-  KEYS: queue block (28)
+  KEYS: queue block (29)
   ARGV: queue, n, then n x (id, body, upstream count, member JSON (see node_done), type)
   Returns: how many were new (a repeated call, same ids and bodies, adds nothing).
   A member without upstream members is ready at once; the others wait ("d:ID") until the
@@ -33,4 +33,4 @@ for i = 0, n - 1 do
 end
 for ttype, c in pairs(counts) do count(q, ttype, 'enqueued', c) end
 if pushed then wake(q) end
-return added
+return reply_with_signals(added)
