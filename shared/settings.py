@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .ranges import FloatRange, IntRange
-from .task import MAX_SECONDS, validate_name
+from .task import MAX_SECONDS, validate_name, validate_queue_spec
 
 ENV_PREFIX = "TQ_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -37,7 +37,8 @@ WEIGHT = IntRange(1, MAX_WEIGHT)
 
 
 def _queues(v: Any) -> QueueList:
-    """"email:5,report:1" (or a TOML list of such strings) -> names and weights."""
+    """"email:5,report:1" (or a TOML list of such strings) -> names and weights; a name may
+    be a glob ("tenant-*:1,urgent:5") consuming every queue it matches."""
     items = v.split(",") if isinstance(v, str) else list(v)
     out = QueueList()
     out.weights = {}
@@ -47,7 +48,7 @@ def _queues(v: Any) -> QueueList:
             continue
         name, sep, weight = text.partition(":")
         name = name.strip()
-        validate_name("queue", name)
+        validate_queue_spec(name)
         w = 1
         if sep:
             w_text = weight.strip()

@@ -55,6 +55,26 @@ STATES = ("scheduled", "queued", "running", "succeeded", "failed-will-retry", "d
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
+GLOB_CHARS = frozenset("*?[")
+_PATTERN_RE = re.compile(r"[\w.\-/@+*?\[\]!]{1,200}")
+
+
+def is_pattern(name: str) -> bool:
+    """A queue spec that is a glob (a name cannot hold * ? [): it consumes every queue it
+    matches, those that appear later included."""
+    return not GLOB_CHARS.isdisjoint(name)
+
+
+def validate_queue_spec(value: object) -> str:
+    """A queue name, or a glob of them (tenant-*, v?/thumbs, [ab]-*), as -Q takes them."""
+    if isinstance(value, str) and is_pattern(value):
+        if not _PATTERN_RE.fullmatch(value) or value.count("[") != value.count("]"):
+            raise ValueError(f"queue pattern {value[:60]!r} may only contain letters, digits, "
+                             ". _ - / @ + and the glob characters * ? [ ] !")
+        return value
+    return validate_name("queue", value)
+
+
 def validate_name(kind: str, value: object) -> str:
     """Return `value` if it is a usable type or queue name, else raise ValueError saying why."""
     if not isinstance(value, str):

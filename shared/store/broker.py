@@ -266,6 +266,19 @@ class Broker(Registry, Claims, Indexes, Upkeep):
                 self.link.call("DEL", self.keys.procs(worker_id))   # its lists are gone
         return report
 
+    def give_back(self, worker_id: str, tasks: Sequence[Task]) -> list[str]:
+        """Hand back claimed tasks this worker has not started, to the front of their queues
+        (fenced by their tokens; no attempt counted). Returns the ids that went back."""
+        by_queue: dict[str, list[Any]] = {}
+        for t in tasks:
+            by_queue.setdefault(t.queue, []).extend((t.id, t.token))
+        back: list[str] = []
+        with translated(self.url):
+            for q, pairs in by_queue.items():
+                (ids,) = SCRIPTS.unclaim(self.link, self.block(q), [worker_id, *pairs])
+                back.extend(i.decode() for i in ids)
+        return back
+
     def release(self, worker_id: str, queues: Sequence[str]) -> int:
         """Hand back a worker's claims without counting an attempt (drain, lost connection)."""
         return self.requeue_worker(worker_id, queues).requeued

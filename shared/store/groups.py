@@ -24,13 +24,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from ..task import is_pattern
+
 BASE_STRIDE = 5040   # divisible by 1..10: weights up to 10 step exactly; larger ones round
-GLOB_CHARS = frozenset("*?[")
-
-
-def is_pattern(name: str) -> bool:
-    """A -Q entry that is a glob (queue names cannot hold * ? [)."""
-    return not GLOB_CHARS.isdisjoint(name)
 
 
 def stride(weight: int) -> int:
