@@ -87,14 +87,31 @@ def limits_line(limits: dict[str, dict[str, Any]]) -> str | None:
     return "limits: " + "; ".join(parts) if parts else None
 
 
+SHOWN_QUEUES = 20   # queues `tq status` lists unless --all (the busiest first)
+
+
 def render_queues(sizes: dict[str, dict[str, Any]],
-                  limits: dict[str, dict[str, Any]] | None = None) -> str:
+                  limits: dict[str, dict[str, Any]] | None = None,
+                  shown: int | None = None) -> str:
+    """The queues table: all of them in name order, or the `shown` busiest first with a line
+    for the rest and a total line (a fleet of a thousand queues stays one screen)."""
     if not sizes:
         return "no queues yet"
+    names = sorted(sizes) if shown is None or len(sizes) <= shown else \
+        views.busiest(sizes, shown)
     text = out.table(
         ["QUEUE", "READY", "BY PRIORITY", "SCHEDULED", "RUNNING", "HELD", "DEAD", "STATE"],
         [[q, s["ready"], out.priorities(s["by_priority"]), s["scheduled"], s["running"],
-          s.get("held", 0), s["dead"], _health(s)] for q, s in sorted(sizes.items())])
+          s.get("held", 0), s["dead"], _health(s)] for q, s in ((q, sizes[q]) for q in names)])
+    t = views.totals(sizes)
+    if len(names) < len(sizes):
+        text += (f"\n... {len(sizes) - len(names)} more queue(s), the busiest first above "
+                 "(tq status --all lists every queue)")
+    if len(sizes) > 1:
+        paused = f", {t['paused']} paused" if t["paused"] else ""
+        text += (f"\ntotal: {t['queues']} queues ({t['busy_queues']} with work{paused}), "
+                 f"{t['ready']} ready, {t['scheduled']} scheduled, {t['running']} running, "
+                 f"{t['held']} held, {t['dead']} dead")
     line = limits_line(limits or {})
     if line:
         text += "\n" + line
@@ -176,8 +193,9 @@ def render_queue(view: dict[str, Any], now: float) -> str:
     return text
 
 
-def _snapshot(client: Client, queue: str | None, as_json: bool) -> str:
-    """One frame of `tq status` (text, or one JSON document)."""
+def _snapshot(client: Client, queue: str | None, as_json: bool, every: bool = False) -> str:
+    """One frame of `tq status` (text, or one JSON document); every: all queues in the text
+    (else the busiest SHOWN_QUEUES; JSON always has them all, and the totals)."""
     now = time.time()
     if queue is not None:
         view = queue_view(client, queue, now)
@@ -193,10 +211,11 @@ def _snapshot(client: Client, queue: str | None, as_json: bool) -> str:
                     for t, e in v["types"].items() if e["effective"] is not None}
                 for q, v in limits.items()}
         return out.dumps({"redis": client.safe_url, "namespace": client.namespace,
-                          "time": now, "queues": sizes, "limits": wire, "rates": rates,
-                          "periodic": periodic, **workers})
+                          "time": now, "queues": sizes, "totals": views.totals(sizes),
+                          "limits": wire, "rates": rates, "periodic": periodic, **workers})
     parts = [f"Redis {client.safe_url}, namespace {client.namespace}", _rates_line(rates), "",
-             render_queues(sizes, limits), "", render_workers(workers)]
+             render_queues(sizes, limits, None if every else SHOWN_QUEUES), "",
+             render_workers(workers)]
     table = render_periodic(periodic, now)
     if table:
         parts += ["", table]
@@ -209,11 +228,15 @@ def _snapshot(client: Client, queue: str | None, as_json: bool) -> str:
               default=None, metavar="[SECONDS]",
               help="redraw every SECONDS (2 if not given) until Ctrl-C; with --json, one "
                    "JSON document per line")
+@click.option("--all", "every", is_flag=True,
+              help=f"list every queue (else the {SHOWN_QUEUES} busiest, then a total line)")
 @json_option
 @click.pass_context
-def status(ctx: click.Context, queue: str | None, watch: float | None, as_json: bool) -> None:
-    """Queues (depth per priority, scheduled, running, dead), masters, children, throughput;
-    with QUEUE, that queue in detail (oldest ready task, next due, counters, consumers)."""
+def status(ctx: click.Context, queue: str | None, watch: float | None, every: bool,
+           as_json: bool) -> None:
+    """Queues (depth per priority, scheduled, running, dead: the busiest first, and a total),
+    masters, children, throughput; with QUEUE, that queue in detail (oldest ready task, next
+    due, counters, consumers)."""
     client = open_client(ctx)
     if queue is not None:
         try:
@@ -221,12 +244,12 @@ def status(ctx: click.Context, queue: str | None, watch: float | None, as_json: 
         except ValueError as exc:
             raise BadInput(str(exc)) from None
     if watch is None:
-        frame = _snapshot(client, queue, as_json)
+        frame = _snapshot(client, queue, as_json, every)
         click.echo(out.pretty_json(frame) if as_json else frame)
         return
     try:
         while True:
-            frame = _snapshot(client, queue, as_json)
+            frame = _snapshot(client, queue, as_json, every)
             if as_json:
                 click.echo(frame)
             else:
