@@ -19,6 +19,7 @@ import logging
 
 from tq.client import Client
 from tq.store.broker import Broker
+from tq.store.groups import Group
 from tq.store.link import ResponseError
 
 log = logging.getLogger("tq.master")
@@ -37,19 +38,21 @@ class Forgetter:
         self.client: Client | None = None   # its own connections (queue_sizes, scripts)
 
     def run(self, after: float, serving: list[str]) -> list[str]:
-        """One pass; returns the queues it forgot. `serving`: this master's own queues."""
+        """One pass; returns the queues it forgot. `serving`: this master's own queues (names
+        and globs)."""
         if self.client is None:
             self.client = Client(self.broker.url, self.broker.namespace)
         client = self.client
         store = client.broker
         sizes = client.queue_sizes()
-        served = set(serving)
+        specs = list(serving)   # names and globs: a queue a glob matches is served too
         for kind in ("masters", "workers"):
             for entry in store.registry(kind):
-                served.update(entry.get("queues") or [])
+                specs.extend(q for q in entry.get("queues") or [] if isinstance(q, str))
+        served = Group.of(list(dict.fromkeys(specs)))
         idle = store.idle_queues()
         now = store.redis_ms()
-        busy = [q for q, s in sizes.items() if q in served or s.get("broken") or
+        busy = [q for q, s in sizes.items() if served.consumes(q) or s.get("broken") or
                 s["ready"] or s["scheduled"] or s["running"] or s["dead"]]
         store.clear_idle([q for q in busy if q in idle] + [q for q in idle if q not in sizes])
         quiet = sorted(set(sizes) - set(busy))

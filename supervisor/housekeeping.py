@@ -1,6 +1,7 @@
 """The master's housekeeping in Redis besides its children, every pass of the loop: periodic
-tasks, promotion of due tasks, cancel requests and workflow hand-offs; and once a second its
-heartbeat, the recovery of expired workers, forgetting idle queues and the shared history.
+tasks, promotion of due tasks and workflow hand-offs (from the agenda), cancel requests; and
+once a second its heartbeat and its consumer groups, the sweep of the indexes (one master at a
+time), the recovery of expired workers, forgetting idle queues and the shared history.
 
 Nothing here stops the master: Redis unreachable is said once and waited out (the children wait
 for it too), an error reply is logged at most once a minute, and each step is tried again on
@@ -16,17 +17,18 @@ from typing import Any, Protocol
 
 from tq.config import Config, protect_settings
 from tq.errors import TQError
-from tq.periodic_tasks import Periodic
+from tq.periodic_tasks import Periodic, Scheduler
 from tq.store.broker import Broker
 from tq.store.grants import REFUSALS, note, refusal
+from tq.store.groups import Group
 from tq.store.link import OUTAGE, ResponseError
 from tq.tally import Tally
+from tq.task import is_pattern
 
 from .cancels import Cancels
 from .children import ChildRecord
 from .forget import Forgetter, check_every
 from .handoff import Handoffs
-from .periodic import Scheduler
 from .recovery import Recovery
 from .schedule import Promoter
 from .services import Services
@@ -35,6 +37,7 @@ log = logging.getLogger("tq.master")
 
 SECOND = 1.0               # heartbeat, memory, titles, statistics
 REAP_EXPIRED_EVERY = 5.0
+SWEEP_EVERY = 2.0          # s between sweeps of the indexes (by whichever master's turn it is)
 ERROR_LOG_EVERY = 60.0     # an error reply that comes back every pass is said this often
 
 
@@ -48,6 +51,8 @@ class Master(Protocol):
 
     def serving(self) -> list[str]: ...
 
+    def groups(self) -> list[Group]: ...
+
     def heartbeat(self) -> None: ...
 
 
@@ -58,13 +63,14 @@ class Housekeeping:
         self.broker = broker
         self.services = services
         self.recovery = recovery
-        self.promoter = Promoter(broker)
-        self.cancels = Cancels(broker)
         self.handoffs = Handoffs(broker)
+        self.promoter = Promoter(broker, before=self._handoffs_of)
+        self.cancels = Cancels(broker)
         self.forgetter = Forgetter(broker)
         self.scheduler = Scheduler(self._periodic_client)   # periodic tasks (tq.periodic)
         self.scheduler.add(master.config.periodic or [])
-        self.next_second = self.next_expired = self.next_forget = 0.0
+        self.next_second = self.next_expired = self.next_forget = self.next_sweep = 0.0
+        self.master_id = ""   # set by the master: the sweep lock's holder
         self.next_error_log = 0.0
         self.redis_down = False
         # Other masters' heartbeats read as expired right after an outage (theirs stopped too):
@@ -79,7 +85,7 @@ class Housekeeping:
                    self.scheduler.due_in(time.time()))
 
     def fds(self) -> list[int]:
-        """Connections blocked on the queues' soon lists: readable when a token comes."""
+        """The connection blocked on the agenda's soon list: readable when a token comes."""
         return self.promoter.filenos()
 
     def on_readable(self, ready: Sequence[int]) -> None:
@@ -102,7 +108,6 @@ class Housekeeping:
             pass
         except REFUSALS as exc:
             note(exc, log, "the check for repaired queues")
-        self.promoter.set_queues(self.master.serving())
         try:
             self.promoter.run(now)
         except ResponseError as exc:   # unexplained: no queue key is bad
@@ -128,18 +133,26 @@ class Housekeeping:
                 log.warning("periodic tasks: %s", exc)
 
     def lifecycle(self) -> None:
-        """Cancel requests for tasks its children run, and workflow hand-offs between queues
-        (both push the queue's soon token, which wakes the promoter: at once, else every
-        second)."""
+        """Cancel requests for tasks its children run (cancel.lua puts the queue in the
+        agenda, which wakes a promoter at once; every master also looks every second)."""
         try:
             self.cancels.check(self.master.children.values(), self.master.config.cancel_grace)
-            self.handoffs.run(self.master.serving())
         except OUTAGE:
             pass   # every_second says so
         except REFUSALS as exc:
-            note(exc, log, "cancel requests / workflow hand-offs")
+            note(exc, log, "cancel requests")
         except ResponseError as exc:
-            self._error("cancel requests / workflow hand-offs: %s", exc, time.monotonic())
+            self._error("cancel requests: %s", exc, time.monotonic())
+
+    def _handoffs_of(self, queue: str) -> None:
+        """A due queue's workflow hand-offs, applied before its promotion (the agenda lists a
+        queue whose out list waits, see lua/_lib.lua soon)."""
+        try:
+            self.handoffs.run([queue])
+        except REFUSALS as exc:
+            note(exc, log, "workflow hand-offs")
+        except ResponseError as exc:
+            self._error("workflow hand-offs: %s", exc, time.monotonic())
 
     # -- every second -----------------------------------------------------------------------
     def every_second(self, done: Tally) -> None:
@@ -152,7 +165,15 @@ class Housekeeping:
                 log.info("Redis is reachable again")
                 self.redis_down = False
                 self.hold_reaping()
-            self.broker.register_queues(self.master.serving())   # cached; again after a reconnect
+            # plain names into the queue set (cached; again after a reconnect), and the groups
+            # its children claim through (their specs: producers enter queues in them)
+            self.broker.register_queues([q for q in self.master.serving()
+                                         if not is_pattern(q)])
+            for group in self.master.groups():
+                self.broker.register_group(group)
+            if now >= self.next_sweep:
+                self.next_sweep = now + SWEEP_EVERY
+                self.broker.sweep(self.master_id, SWEEP_EVERY)
             self.recovery.flush()
             if now >= self.next_expired and now >= self.reap_others_after:
                 self.next_expired = now + REAP_EXPIRED_EVERY

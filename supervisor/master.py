@@ -28,6 +28,7 @@ from tq.ids import new_id
 from tq.store.broker import Broker
 from tq.store.embedded import ENV_HOME
 from tq.store.grants import REFUSALS
+from tq.store.groups import Group
 from tq.store.link import OUTAGE
 from tq.tally import Tally
 
@@ -82,6 +83,7 @@ class Supervisor:
         self.pidfile = Pidfile(config.pidfile) if config.pidfile else None
         self.services = Services(self.broker, self.master_id, self.host, self.started)
         self.housekeeping = Housekeeping(self, self.broker, self.services, self.recovery)
+        self.housekeeping.master_id = self.master_id
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> int:
@@ -268,7 +270,7 @@ class Supervisor:
         quiet = d.clean or c.kill_reason in ("quit", "drain_timeout")
         log.log(logging.INFO if quiet else logging.WARNING, "worker[%d] (pid %d) %s%s", c.index,
                 c.pid, d.how, f" [{d.note}]" if d.note else "", extra=extra)
-        requeued = self.recovery.add(Reap(c.worker_id, c.queues or None, running=d.counted,
+        requeued = self.recovery.add(Reap(c.worker_id, None, running=d.counted,
                                           kind=d.kind, reason=d.reason, killed=d.killed))
         if d.counted and d.kind != "cancelled":   # a death is that task's failed run
             ttype = c.state.type or "?"
@@ -371,9 +373,16 @@ class Supervisor:
                     self.processed, self.failed, self.status)
 
     def serving(self) -> list[str]:
-        """The queues this master's children consume (less those set aside as broken)."""
-        return self.broker.quarantine.active(sorted(
-            {q for c in self.children.values() for q in c.queues} | set(self.config.queues or ())))
+        """What this master's children consume: queue names and globs (-Q, or their
+        handlers' queues), less the queues set aside as broken."""
+        return self.broker.quarantine.active(list(dict.fromkeys(
+            [*(self.config.queues or ()), *(q for c in self.children.values() for q in c.queues)])))
+
+    def groups(self) -> list[Group]:
+        """The consumer groups its children claim through (one, unless a reload changed -Q)."""
+        cfg = self.config
+        specs = {tuple(c.queues) for c in self.children.values() if c.queues}
+        return [Group.of(list(s), cfg.weights(), cfg.strict) for s in sorted(specs)]
 
     def child_infos(self) -> list[dict[str, Any]]:
         return [report.child_info(c, self.host, self.master_id) for c in self.children.values()]

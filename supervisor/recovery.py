@@ -57,7 +57,7 @@ def reap_of(info: dict[str, Any], reason: str) -> Reap:
     and current task there every second: that task failed with it; an idle worker charges
     nothing. With no such record (it died before its master's first heartbeat), the first
     claimed task is taken as the running one."""
-    queues = info.get("queues") if isinstance(info.get("queues"), list) else None
+    queues = None   # every queue it may hold tasks of (Broker.queues_of: its procs set...)
     state, task = info.get("state"), info.get("task")
     if state == "busy" and isinstance(task, str) and task:
         return Reap(info["id"], queues, running=task, reason=reason)

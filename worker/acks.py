@@ -64,9 +64,7 @@ class Acks:
             self.waiting = batch
         if not batch:
             return
-        c = self.containment
-        queues = c.queues if not c.any_broken else \
-            list(dict.fromkeys([*c.serving, *(a.task.queue for a in batch)]))
+        queues = list(dict.fromkeys(a.task.queue for a in batch))   # a claim of nothing there
         ttl = self.result_ttl if result_ttl is None else result_ttl
         self.outage.call(lambda: self.settled(
             self.broker.claim(self.worker_id, queues, 0, acks=batch, result_ttl=ttl),

@@ -40,12 +40,12 @@ from tq.limits import merge
 from tq.periodic_tasks import PERIODIC
 from tq.protect import KeyRing
 from tq.store.broker import Broker
+from tq.store.groups import Group
 
 from .acks import Acks
 from .containment import Containment
 from .fetch import IDLE_BLOCK, Fetcher
 from .loop import Loop
-from .order import QueueOrder
 from .outage import Outage
 from .pool import Pool
 from .prefetch import Prefetch
@@ -99,7 +99,8 @@ class WorkerProcess:
         self.watch = Watch(spec.index, self.wid, spec.master_pid, spec.slot,
                            self.config.orphan_grace, self._orphan_beat)
         self.report = Report(self.slot, self.pipe, self.watch)
-        self.queues: list[str] = []
+        self.queues: list[str] = []   # what it consumes: names and globs (-Q, or its handlers')
+        self.group: Group | None = None
         self.keys: KeyRing | None = None
         self.broker: Broker | None = None   # made once the app is loaded
         self.runner: Runner | None = None
@@ -151,6 +152,7 @@ class WorkerProcess:
             self.pipe.send("error", kind="app", message=message)
             log.error("%s", message, extra=self.extra)
             return False
+        self.group = Group.of(self.queues, self.config.weights(), self.config.strict)
         return True
 
     def _connect(self) -> Broker:
@@ -167,12 +169,12 @@ class WorkerProcess:
         """The loop and its parts, in the order of this module's docstring."""
         cfg, wid, report, stop = self.config, self.wid, self.report, self.stop
         prefetch = Prefetch(cfg.prefetch)
-        containment = Containment(broker, self.queues, wid)
+        assert self.group is not None
+        containment = Containment(broker, wid)
         outage = Outage(broker, containment, report, self.watch, wid)
         acks = Acks(broker, wid, cfg.result_ttl, runner, containment, outage, report)
         fetcher = Fetcher(broker, wid, cfg.result_ttl, cfg.async_concurrency, acks,
-                          containment, outage, report, stop,
-                          QueueOrder(cfg.weights(), cfg.strict), prefetch)
+                          containment, outage, report, stop, self.group, prefetch)
         pool = Pool(cfg.async_concurrency, broker, runner, fetcher, acks, outage, report,
                     stop) if cfg.async_concurrency > 1 else None
         return Loop(self.spec.master_pid, cfg.max_tasks_per_child, stop, fetcher, acks, runner,
@@ -199,7 +201,9 @@ class WorkerProcess:
         return exitcodes.OK
 
     def _register(self, b: Broker) -> None:
-        b.register_queues(self.queues)
+        assert self.group is not None
+        b.register_group(self.group)   # before its first claim: producers enter queues in it
+        b.register_queues(self.group.names())
         policies: dict[str, dict[str, dict[str, Any]]] = {}
         for spec in REGISTRY.values():
             policies.setdefault(spec.queue, {})[spec.type] = spec.policy()

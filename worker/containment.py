@@ -1,5 +1,5 @@
-"""Queues set aside as broken (a corrupt key explained a refusal): which queues this worker
-still serves, and the acks it holds back for a broken queue until that queue is repaired."""
+"""Queues set aside as broken (a corrupt key explained a refusal): which ones this worker must
+not claim from, and the acks it holds back for a broken queue until that queue is repaired."""
 
 from __future__ import annotations
 
@@ -10,38 +10,36 @@ class Containment:
     """A view of the broker's Quarantine for one worker, with its held acks. Reads Redis only
     in explain() and repaired(); their callers wait outages out (Outage.call)."""
 
-    def __init__(self, broker: Broker, queues: list[str], worker_id: str) -> None:
+    def __init__(self, broker: Broker, worker_id: str) -> None:
         self.quarantine = broker.quarantine
         self.qkeys = broker.qkeys
-        self.queues = queues       # all of this worker's queues, broken or not
         self.worker_id = worker_id
         self.held_acks: list[Ack] = []   # acks of tasks whose queue was found broken
 
     @property
-    def serving(self) -> list[str]:
-        """The queues this worker claims from: its queues less those found broken."""
-        return self.quarantine.active(self.queues)
+    def broken(self) -> list[str]:
+        """The queues set aside: claims leave them out."""
+        return list(self.quarantine.queues)
 
     @property
     def any_broken(self) -> bool:
         return bool(self.quarantine.queues)
 
-    def explain(self, exc: Exception, queues: list[str] | None = None) -> bool:
-        """Does a corrupt key of one of `queues` (default: those served) explain an error
-        reply? If so its queue is set aside (see Quarantine.explains)."""
-        return self.quarantine.explains(self.serving if queues is None else queues, exc,
-                                        self._proc)
+    def explain(self, exc: Exception, queues: list[str]) -> bool:
+        """Does a corrupt key of one of `queues` explain an error reply? If so its queue is set
+        aside (see Quarantine.explains)."""
+        return self.quarantine.explains(queues, exc, self._proc)
 
     def _proc(self, queue: str) -> str:
         return self.qkeys(queue).proc(self.worker_id)
 
     def hold(self, acks: list[Ack]) -> list[Ack]:
         """The acks that may be sent now; those of a broken queue wait for its repair."""
-        if not self.quarantine.queues:
+        broken = self.quarantine.queues
+        if not broken:
             return acks
-        serving = self.serving
-        self.held_acks += [a for a in acks if a.task.queue not in serving]
-        return [a for a in acks if a.task.queue in serving]
+        self.held_acks += [a for a in acks if a.task.queue in broken]
+        return [a for a in acks if a.task.queue not in broken]
 
     def repaired(self) -> list[str]:
         """Queues whose repair was found since the last look (served again); cheap often."""

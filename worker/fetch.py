@@ -1,6 +1,8 @@
-"""Fetching tasks for the loop: each claim carries the waiting acks, an idle worker blocks on its
-queues with the next claim queued behind, and a failed claim is followed by what makes this
-worker's lists safe again (wait out the outage, set a broken queue aside, hand back)."""
+"""Fetching tasks for the loop: each claim carries the waiting acks and takes from the queues of
+this worker's consumer group that hold work (tq.store.groups), an idle worker blocks on its
+group's wake list with the next claim queued behind, and a failed claim is followed by what
+makes this worker's lists safe again (wait out the outage, set a broken queue aside, hand
+back)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ from collections import deque
 from tq.channel import IDLE
 from tq.store.broker import Broker, ClaimResult
 from tq.store.grants import note, refusal
+from tq.store.groups import Group
 from tq.store.link import OUTAGE, ResponseError
 from tq.task import Task
 
 from .acks import Acks, log_strays
 from .containment import Containment
-from .order import QueueOrder
 from .outage import Outage
 from .prefetch import Prefetch
 from .report import Report
@@ -31,7 +33,7 @@ IDLE_BLOCK = 1.0         # longest wait on Redis while idle: the heartbeat's per
 class Fetcher:
     def __init__(self, broker: Broker, worker_id: str, result_ttl: float, min_batch: int,
                  acks: Acks, containment: Containment, outage: Outage, report: Report,
-                 stop: Stop, order: QueueOrder, prefetch: Prefetch) -> None:
+                 stop: Stop, group: Group, prefetch: Prefetch) -> None:
         self.broker = broker
         self.worker_id = worker_id
         self.result_ttl = result_ttl
@@ -41,7 +43,7 @@ class Fetcher:
         self.outage = outage
         self.report = report
         self.stop = stop
-        self.order = order
+        self.group = group
         self.prefetch = prefetch
         self.extra = {"worker": worker_id}
         self.pending: deque[Task] = deque()   # claimed, not started yet
@@ -56,17 +58,13 @@ class Fetcher:
             back = self.outage.call(self.containment.repaired)
             if back:
                 self._resume(back)
-        serving = self.containment.serving
-        if not serving:   # every queue of this worker is broken: wait for a repair
-            self.stop.sleep(IDLE_BLOCK)
-            return False
         try:
             # Called with nothing pending: once these acks are settled this worker holds no
             # task, so Redis hands back any claim made in its name whose reply was lost.
-            order = self.order.next(serving)
-            got = self.broker.claim(self.worker_id, order, self._batch(),
-                                    acks=self.acks.waiting, result_ttl=self.result_ttl,
-                                    holds_nothing=self._sweep_due())
+            got = self.broker.claim_group(self.worker_id, self.group, self._batch(),
+                                          acks=self.acks.waiting, result_ttl=self.result_ttl,
+                                          holds_nothing=self._sweep_due(),
+                                          excluded=self.containment.broken)
         except OUTAGE as exc:
             self._recover(exc)
             return False
@@ -75,19 +73,17 @@ class Fetcher:
             return False
         self.acks.settled(got)
         if not got.tasks and not self.stop.stopping:
-            got = self._wait_and_claim(got.next_due, order)
+            got = self._wait_and_claim(got.next_due)
             log_strays(got, self.extra)
         self.pending.extend(got.tasks)
         return bool(got.tasks)
 
     def claim_more(self, k: int) -> list[Task]:
         """A claim that does not block (the async pool has work running); sends the acks too."""
-        serving = self.containment.serving
-        if not serving:
-            return []
         try:
-            got = self.broker.claim(self.worker_id, self.order.next(serving), k,
-                                    acks=self.acks.waiting, result_ttl=self.result_ttl)
+            got = self.broker.claim_group(self.worker_id, self.group, k,
+                                          acks=self.acks.waiting, result_ttl=self.result_ttl,
+                                          excluded=self.containment.broken)
         except OUTAGE:
             self.unsure = True   # its reply may be lost with tasks in it: handed back at exit
             return []
@@ -102,7 +98,7 @@ class Fetcher:
         nothing pending, so the worker will hold nothing once its acks are settled. A stray
         is a claim made in its name whose reply never came (a call delivered late after a
         network cut): rare, so a busy worker looks once every STRAY_SWEEP seconds, not on
-        every claim (each look reads every queue's processing list)."""
+        every claim (each look reads its processing list of every queue it claimed from)."""
         now = time.monotonic()
         if now < self.next_sweep:
             return False
@@ -114,16 +110,17 @@ class Fetcher:
         size = self.prefetch.size()
         return size if size >= self.min_batch else self.min_batch
 
-    def _wait_and_claim(self, next_due: float | None, order: list[str]) -> ClaimResult:
-        """Idle: block on the queues' wake-up lists with the next claim queued behind."""
+    def _wait_and_claim(self, next_due: float | None) -> ClaimResult:
+        """Idle: block on the group's wake-up list with the next claim queued behind."""
         self.report.send_tally(force=True)
         timeout = IDLE_BLOCK if next_due is None else min(IDLE_BLOCK, next_due)
         nothing = ClaimResult([])
         stop = self.stop
         stop.blocking = True
         try:
-            return self.broker.wait_and_claim(self.worker_id, order, timeout, self._batch(),
-                                              self.result_ttl, holds_nothing=not self.pending)
+            return self.broker.wait_and_claim_group(
+                self.worker_id, self.group, timeout, self._batch(), self.result_ttl,
+                holds_nothing=not self.pending, excluded=self.containment.broken)
         except Interrupt:
             # Told to stop mid-read: the connection is unusable, and the queued claim may have
             # run. finish() hands back whatever this worker's lists hold.
@@ -152,8 +149,8 @@ class Fetcher:
         """An error reply that is no outage (WRONGTYPE, a counter that is not a number...):
         set the queue with the corrupt key aside and go on with the others. The failed call
         may have claimed tasks of healthy queues: hand them back (nothing of them started)."""
-        queues = self.containment.serving
-        found = self.outage.call(lambda: self.containment.explain(exc, queues))
+        suspects = self._suspects(exc)
+        found = self.outage.call(lambda: self.containment.explain(exc, suspects))
         if not found:
             now = time.monotonic()
             if refusal(exc):
@@ -163,11 +160,24 @@ class Fetcher:
                 log.error("Redis refused a claim and no queue key explains it (%s): retrying "
                           "with a pause", exc, extra=self.extra)
             self.stop.sleep(0.5 + random.random())
-        serving = self.containment.serving
-        kept = [t for t in self.pending if t.queue in serving]
+        broken = set(self.containment.broken)
+        kept = [t for t in self.pending if t.queue not in broken]
         self.pending.clear()
         self.pending.extend(kept)
         self._settle_and_hand_back()
+
+    def _suspects(self, exc: Exception) -> list[str]:
+        """The queues whose keys may explain a refused claim: the one claim.lua names (it
+        tells which queue failed), else those in line in the group's index, else the plain
+        names the group lists."""
+        named = str(exc).split("(TQQUEUE ", 1)
+        if len(named) == 2:
+            return [named[1].split(")", 1)[0]]
+        try:
+            line = [q for q, _ in self.broker.group_line(self.group, 16)]
+        except Exception:   # (the diagnosis is best effort: an outage is waited out above)
+            line = []
+        return line or self.group.names()
 
     def _resume(self, queues: list[str]) -> None:
         """Queues repaired: settle what finished while they were broken, then hand back the
@@ -180,6 +190,6 @@ class Fetcher:
         self.hand_back()
 
     def hand_back(self) -> int | None:
-        """Hand back what this worker's lists hold in the queues it serves (not started)."""
-        return self.outage.call(
-            lambda: self.broker.release(self.worker_id, self.containment.serving))
+        """Hand back what this worker's lists hold (nothing of it started), in every queue it
+        claimed from but those set aside as broken (their repair requeues them)."""
+        return self.outage.call(lambda: self.broker.release(self.worker_id))

@@ -279,8 +279,11 @@ class Broker(Registry, Claims, Indexes, Upkeep):
                 back.extend(i.decode() for i in ids)
         return back
 
-    def release(self, worker_id: str, queues: Sequence[str]) -> int:
-        """Hand back a worker's claims without counting an attempt (drain, lost connection)."""
+    def release(self, worker_id: str, queues: Sequence[str] | None = None) -> int:
+        """Hand back a worker's claims without counting an attempt (drain, lost connection):
+        in `queues`, else in every queue it may hold tasks of (queues_of)."""
+        if queues is None:
+            queues = self.queues_of(worker_id)
         return self.requeue_worker(worker_id, queues).requeued
 
     def queues_of(self, worker_id: str) -> list[str]:

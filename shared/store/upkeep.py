@@ -124,12 +124,12 @@ class Upkeep:
         pipe.execute()
 
     # -- promotion --------------------------------------------------------------------------
-    def promotion_connection(self, queue: str) -> AbstractConnection:
-        """A connected connection of its own, for blocking on `queue`'s soon list: on a
-        cluster to the primary of the queue's slot, else one that serves every queue."""
+    def promotion_connection(self) -> AbstractConnection:
+        """A connected connection of its own, for blocking on the agenda's soon list (on a
+        cluster, to the primary of the global keys' slot)."""
         if self.cluster:
             assert isinstance(self.link, ClusterLink)
-            conn: AbstractConnection = self.link.connection_for(self.qkeys(queue).soon)
+            conn: AbstractConnection = self.link.connection_for(self.keys.soon)
             return conn
         return dedicated(self.conn.connection_pool)
 

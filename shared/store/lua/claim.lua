@@ -180,20 +180,27 @@ while room(st) do
   seen[name] = true
   visits = visits + 1
   local q = queue_of(name)
-  local before = st.n
-  local got = take_from(st, q)
-  if type(got) == 'table' then   -- an error reply: the worker sets the queue aside
-    tally.flush()
-    return got
-  end
-  if st.n > before then rcall('SADD', procs, name) end
-  if got == 'left' then
-    if weighted then
-      local _, stride = match_rank(spec, name)
-      rcall('ZINCRBY', index, stride or STRIDE, name)
-    end
+  if rcall('EXISTS', q.prefix .. 'broken') == 1 then
+    rcall('ZREM', index, name)   -- set aside until its repair puts it in line again
   else
-    rcall('ZREM', index, name)   -- drained or paused: back in line with its next ready task
+    local before = st.n
+    local fine, got = pcall(take_from, st, q)
+    if not fine or type(got) == 'table' then
+      -- a corrupt key (or a refusal): the error names the queue, so the worker can look at
+      -- its keys and set it aside (an error code stays first: refusals are told apart)
+      tally.flush()
+      local err = type(got) == 'table' and (got.err or '?') or tostring(got)
+      return redis.error_reply(err .. ' (TQQUEUE ' .. name .. ')')
+    end
+    if st.n > before then rcall('SADD', procs, name) end
+    if got == 'left' then
+      if weighted then
+        local _, stride = match_rank(spec, name)
+        rcall('ZINCRBY', index, stride or STRIDE, name)
+      end
+    else
+      rcall('ZREM', index, name)   -- drained or paused: back in line with its next ready task
+    end
   end
 end
 tally.flush()
