@@ -12,6 +12,17 @@
 ]]
 local ns = ARGV[1]
 local out = {}
+-- a count of a corrupt key (the wrong type) is 0, as a pipeline's error for that count only
+local function n(...)
+  local r = redis.pcall(...)
+  if type(r) == 'table' then return 0 end
+  return r
+end
+local function head(key)
+  local r = redis.pcall('LINDEX', key, 0)
+  if type(r) ~= 'string' then return '' end
+  return r
+end
 for i = 2, #ARGV do
   local q = qkeys_of(ns, ARGV[i], KEYS[1])
   local broken = q.prefix .. 'broken'
@@ -21,14 +32,14 @@ for i = 2, #ARGV do
     for _ = 1, 16 do out[#out + 1] = 0 end
     for _ = 1, 10 do out[#out + 1] = '' end
   else
-    for lvl = 1, 10 do out[#out + 1] = rcall('LLEN', q.ready[lvl]) end
-    out[#out + 1] = rcall('ZCARD', q.sched)
-    out[#out + 1] = rcall('HLEN', q.run)
-    out[#out + 1] = rcall('ZCARD', q.dead)
-    out[#out + 1] = rcall('ZCARD', q.held)
-    out[#out + 1] = rcall('HEXISTS', q.flow, 'paused')
-    out[#out + 1] = rcall('EXISTS', broken)
-    for lvl = 1, 10 do out[#out + 1] = rcall('LINDEX', q.ready[lvl], 0) or '' end
+    for lvl = 1, 10 do out[#out + 1] = n('LLEN', q.ready[lvl]) end
+    out[#out + 1] = n('ZCARD', q.sched)
+    out[#out + 1] = n('HLEN', q.run)
+    out[#out + 1] = n('ZCARD', q.dead)
+    out[#out + 1] = n('ZCARD', q.held)
+    out[#out + 1] = n('HEXISTS', q.flow, 'paused')
+    out[#out + 1] = n('EXISTS', broken)
+    for lvl = 1, 10 do out[#out + 1] = head(q.ready[lvl]) end
   end
 end
 return out
