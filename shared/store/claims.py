@@ -293,13 +293,22 @@ class Claims:
                       picks: list[tuple[str, str]], max_tasks: int, acks: Sequence[Ack],
                       result_ttl: float, holds_nothing: bool) -> ClaimResult:
         """Claims from the picked queues (cluster: one call each, in their slots) until
-        max_tasks; acks of other queues are settled with calls of their own; holds_nothing
-        looks at every queue this worker may hold tasks of (its procs set)."""
+        max_tasks, after the acks (a call per queue of them) and, with holds_nothing, the look
+        for strays in every queue this worker may hold tasks of (its procs set): as claim.lua
+        orders them in one call."""
         by_queue: dict[str, list[Ack]] = {}
         for ack in acks:
             by_queue.setdefault(ack.task.queue, []).append(ack)
         state = self._state(worker_id, group.id)
         out = ClaimResult([])
+        if holds_nothing:
+            # acks first: then it holds nothing, and what its lists still hold is a stray
+            for q, mine in by_queue.items():
+                out.merge(self.claim(worker_id, [q], 0, acks=mine, result_ttl=result_ttl))
+            by_queue = {}
+            held = [m.decode() for m in self.link.call("SMEMBERS", self.keys.procs(worker_id))]
+            for q in held:
+                out.strays += self.claim(worker_id, [q], 0, holds_nothing=True).strays
         for q, gen in picks:
             want = max_tasks - len(out.tasks)
             if want <= 0:
@@ -309,12 +318,8 @@ class Claims:
             out.merge(got)
             verdict = "gone" if q in got.gone else "left"
             state.updates.append((q, verdict, gen, group.stride_of(q)))
-        for q, mine in by_queue.items():
+        for q, mine in by_queue.items():   # acks of queues it did not claim from now
             out.merge(self.claim(worker_id, [q], 0, acks=mine, result_ttl=result_ttl))
-        if holds_nothing:
-            held = [m.decode() for m in self.link.call("SMEMBERS", self.keys.procs(worker_id))]
-            for q in held:
-                out.strays += self.claim(worker_id, [q], 0, holds_nothing=True).strays
         out.gone = []
         out.next_due = 0.0 if not out.tasks and picks else None
         return out
