@@ -50,7 +50,9 @@ class Board:
     def scheduled(self, limit: int = SCHEDULED_LIMIT, queue: str | None = None
                   ) -> list[dict[str, Any]]:
         """The next `limit` delayed tasks and pending retries, soonest first."""
-        queues = [queue] if queue else self.client.queues()
+        # the queues first on the masters' agenda hold the soonest tasks (each queue's entry
+        # is at most its first task's due time): the first few are read, not every queue
+        queues = [queue] if queue else views.agenda_queues(self.broker, 2 * limit)
         due = sorted(views.firsts(self.broker, "scheduled", queues, limit))[:limit]
         if not due:
             return []
@@ -105,7 +107,8 @@ class Board:
         """Everything the page polls for, in one reply."""
         now = self.history.now()
         queues = self.client.queue_sizes()
-        limits = self.client.limits()
+        limits = self.client.limits_of([q for q, s in queues.items()
+                                        if s.get("limited") or s.get("paused")])
         for name, q in queues.items():   # each queue's limited types, for its row
             q["limits"] = {t: {"limits": e["effective"].describe(), "running": e["running"],
                                "held": e["held"], "set_by": "operator" if e["override"]
@@ -116,7 +119,7 @@ class Board:
             "now": now,
             "namespace": self.client.namespace,
             "redis": self.client.safe_url,
-            "stats": self.client.stats()["total"],
+            "stats": self.client.totals(),
             "rates": self.history.rates(60),
             "queues": queues,
             "dead": sum(q["dead"] for q in queues.values()),

@@ -73,6 +73,16 @@ class Admin:
         with translated(self.url):
             return views.queue_sizes(self.broker, queues)
 
+    def totals(self) -> dict[str, int]:
+        """The counters of every queue added up by event (enqueued, started, succeeded,
+        failed, retried, dead): stats()["total"], cheaply (one call on a standalone Redis)."""
+        queues = self.queues()
+        with translated(self.url):
+            got = views.counter_totals(self.broker, queues)
+        out = dict.fromkeys(EVENTS, 0)
+        out.update(got)
+        return out
+
     def stats(self) -> dict[str, Any]:
         """Counters (enqueued, started, succeeded, failed, retried, dead) in total/by type/queue."""
         queues = self.queues()
@@ -278,7 +288,11 @@ class Admin:
     def limits(self, queue: str | None = None) -> dict[str, dict[str, Any]]:
         """Flow control per queue: {"paused", "types": {type: {"effective", "declared",
         "override", "running" (leases held), "held" (tasks waiting for one)}}}."""
-        queues = [queue] if queue else self.queues()
+        return self.limits_of([queue] if queue else self.queues())
+
+    def limits_of(self, queues: list[str]) -> dict[str, dict[str, Any]]:
+        """limits() of these queues (the dashboard asks only for those queue_sizes() says are
+        limited or paused)."""
         with translated(self.url):
             heads = views.flow_heads(self.broker, queues)
             effective = {q: loads_or(h[1], {}) for q, h in zip(queues, heads, strict=True)}

@@ -45,6 +45,7 @@ from tq.store.groups import Group
 from .acks import Acks
 from .containment import Containment
 from .fetch import IDLE_BLOCK, Fetcher
+from .giveback import GiveBack
 from .loop import Loop
 from .outage import Outage
 from .pool import Pool
@@ -177,6 +178,8 @@ class WorkerProcess:
                           containment, outage, report, stop, self.group, prefetch)
         pool = Pool(cfg.async_concurrency, broker, runner, fetcher, acks, outage, report,
                     stop) if cfg.async_concurrency > 1 else None
+        if pool is None:
+            self.watch.duty = GiveBack(broker, wid, self.slot, fetcher).check
         return Loop(self.spec.master_pid, cfg.max_tasks_per_child, stop, fetcher, acks, runner,
                     pool, outage, report, prefetch)
 

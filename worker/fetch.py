@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections import deque
 
@@ -47,6 +48,7 @@ class Fetcher:
         self.prefetch = prefetch
         self.extra = {"worker": worker_id}
         self.pending: deque[Task] = deque()   # claimed, not started yet
+        self.lock = threading.Lock()   # the loop takes from pending, the watch thread too
         self.unsure = False   # a claim's reply may have been lost: lists hold unknown tasks
         self.next_sweep = 0.0            # see _sweep_due()
         self.unexplained_logged = -60.0  # when a refusal no key explains was last logged
@@ -77,6 +79,19 @@ class Fetcher:
             log_strays(got, self.extra)
         self.pending.extend(got.tasks)
         return bool(got.tasks)
+
+    def next_task(self) -> Task:
+        """The next claimed task to start (under the lock: see take_unstarted)."""
+        with self.lock:
+            return self.pending.popleft()
+
+    def take_unstarted(self) -> list[Task]:
+        """Every claimed task not started yet, taken out (the watch thread hands them back
+        while a long task runs: giveback.py)."""
+        with self.lock:
+            tasks = list(self.pending)
+            self.pending.clear()
+        return tasks
 
     def claim_more(self, k: int) -> list[Task]:
         """A claim that does not block (the async pool has work running); sends the acks too."""

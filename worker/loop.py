@@ -53,7 +53,7 @@ class Loop:
                     break
             if not fetcher.pending and not fetcher.fetch():
                 continue
-            task = fetcher.pending.popleft()
+            task = fetcher.next_task()
             if self.pool is not None and self.runner.is_async(task):
                 done += self.pool.run(task)
             else:

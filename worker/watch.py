@@ -16,6 +16,7 @@ from tq import exitcodes
 from tq.channel import BUSY, Slot
 
 log = logging.getLogger("tq.worker")
+PERIOD = 0.5   # s between the watch thread's rounds (its duty may ask for sooner)
 
 
 class Watch(threading.Thread):
@@ -41,6 +42,9 @@ class Watch(threading.Thread):
         self._shown = ""
         self.orphaned_at: float | None = None
         self._next_beat = 0.0
+        # one more duty (the hand-back of a batch behind a long task, giveback.py): called each
+        # round, it says how soon it wants the next (sooner than PERIOD)
+        self.duty: Callable[[float], float] | None = None
 
     def run(self) -> None:
         while True:
@@ -51,7 +55,10 @@ class Watch(threading.Thread):
                 self.orphaned_at = now
             if self.orphaned_at is not None:
                 self._orphan(now)
-            time.sleep(0.5)
+            wait = PERIOD
+            if self.duty is not None and self.orphaned_at is None:
+                wait = min(PERIOD, max(0.005, self.duty(now)))
+            time.sleep(wait)
 
     def _title(self, now: float) -> None:
         task = self.task

@@ -26,7 +26,7 @@ from .link import Link, pack_items
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
          "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey", "cancel",
-         "wfadd", "handoff", "unregister", "index", "pick", "sweep", "agenda", "unclaim", "sizes")
+         "wfadd", "handoff", "unregister", "index", "pick", "sweep", "agenda", "unclaim", "sizes", "counters")
 # Queue scripts whose reply is no table, so no signals ride on it (see Script): on a cluster
 # their queue is entered in the indexes after each call, as if it had got work and a master
 # were needed (rare operators' paths; a claim that finds nothing takes it out again).
@@ -177,6 +177,7 @@ class Scripts:
     agenda: Script
     unclaim: Script
     sizes: Script
+    counters: Script
 
     def load_all(self, conn: Redis) -> None:
         """Load every script, on every primary of a Redis Cluster (a failover's new primary

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ..ids import created_ms
 from .broker import Broker
-from .heads import oldest_created, queue_heads
+from .heads import queue_heads
 from .integrity import read_marks
 from .keys import PRIORITY_LEVELS
 from .scripts import SCRIPTS
@@ -24,10 +25,10 @@ SIZES_CHUNK = 500        # queues per sizes.lua call
 def queue_sizes(broker: Broker, queues: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Per queue: ready (total and by priority), scheduled, running, dead, held, paused,
     broken (its mark, or None), oldest_ready (when the oldest ready task was created, Unix
-    seconds; None when none is ready: heads.py). A script over chunks of queues on a
-    standalone Redis (a thousand queues in a few milliseconds), one pipeline on a cluster;
-    then the broken marks."""
-    step = 2 * PRIORITY_LEVELS + 6
+    seconds; None when none is ready: heads.py), limited (it has rate or concurrency
+    limits). A script over chunks of queues on a standalone Redis (a thousand queues in a few
+    milliseconds), one pipeline on a cluster; then the broken marks."""
+    counts = PRIORITY_LEVELS + 7
     if broker.cluster:
         pipe = broker.conn.pipeline(transaction=False)
         for q in queues:
@@ -38,16 +39,24 @@ def queue_sizes(broker: Broker, queues: Sequence[str]) -> dict[str, dict[str, An
             pipe.hlen(k.run)
             pipe.zcard(k.dead)
             pipe.zcard(k.held)
+            pipe.hexists(k.flow, "limits")
             pipe.hexists(k.flow, "paused")
             pipe.exists(k.broken)
             queue_heads(pipe, k)
-        replies = pipe.execute(raise_on_error=False)   # a corrupt key: that count only
+        raw = pipe.execute(raise_on_error=False)   # a corrupt key: that count only
+        step = counts + PRIORITY_LEVELS
+        replies = []
+        for i in range(len(queues)):   # the heads as the script gives them: the oldest
+            replies.extend(raw[i * step:i * step + counts])
+            heads = [h for h in raw[i * step + counts:(i + 1) * step] if isinstance(h, bytes)]
+            replies.append(min(heads, key=lambda h: created_ms(h.decode("ascii", "replace"))
+                                or 0) if heads else b"")
     else:
         replies = []
         for i in range(0, len(queues), SIZES_CHUNK):
             replies.extend(SCRIPTS.sizes(broker.link, [broker.keys.groups],
                                          [broker.namespace, *queues[i:i + SIZES_CHUNK]]))
-    counts = PRIORITY_LEVELS + 6
+    step = counts + 1
     broken = [q for i, q in enumerate(queues) if replies[i * step + counts - 1] == 1]
     marks = read_marks(broker.conn, broken, broker.qkeys)
     out: dict[str, dict[str, Any]] = {}
@@ -55,10 +64,18 @@ def queue_sizes(broker: Broker, queues: Sequence[str]) -> dict[str, dict[str, An
         r = [n if isinstance(n, int) else 0 for n in replies[i * step:i * step + counts]]
         by_priority = {9 - p: n for p, n in enumerate(r[:PRIORITY_LEVELS]) if n}
         out[q] = {"ready": sum(r[:PRIORITY_LEVELS]), "by_priority": by_priority,
-                  "scheduled": r[-6], "running": r[-5], "dead": r[-4],
-                  "held": r[-3], "paused": bool(r[-2]), "broken": marks.get(q),
-                  "oldest_ready": oldest_created(replies[i * step + counts:(i + 1) * step])}
+                  "scheduled": r[-7], "running": r[-6], "dead": r[-5], "held": r[-4],
+                  "limited": bool(r[-3]), "paused": bool(r[-2]), "broken": marks.get(q),
+                  "oldest_ready": _created(replies[i * step + counts])}
     return out
+
+
+def _created(head: Any) -> float | None:
+    """When the task of a head id was created (Unix seconds), None for none or not tq's."""
+    if not head:
+        return None
+    ms = created_ms(head.decode("ascii", "replace") if isinstance(head, bytes) else head)
+    return None if ms is None else ms / 1000
 
 
 def busiest(sizes: dict[str, dict[str, Any]], n: int) -> list[str]:
@@ -82,6 +99,27 @@ def totals(sizes: dict[str, dict[str, Any]]) -> dict[str, int]:
     out["paused"] = sum(1 for s in sizes.values() if s.get("paused"))
     out["broken"] = sum(1 for s in sizes.values() if s.get("broken"))
     return out
+
+
+def counter_totals(broker: Broker, queues: Sequence[str]) -> dict[str, int]:
+    """Every queue's counters added up by event ("succeeded" -> n): one script call per chunk
+    of queues on a standalone Redis, the counters read on a cluster."""
+    totals: dict[str, int] = {}
+    if broker.cluster:
+        for fields in counters(broker, queues):
+            for f, v in fields.items():
+                event = f.decode().rpartition(":")[2]
+                try:
+                    totals[event] = totals.get(event, 0) + int(v)
+                except ValueError:
+                    continue
+        return totals
+    for i in range(0, len(queues), SIZES_CHUNK):
+        flat = SCRIPTS.counters(broker.link, [broker.keys.groups],
+                                [broker.namespace, *queues[i:i + SIZES_CHUNK]])
+        for event, n in zip(flat[0::2], flat[1::2], strict=True):
+            totals[event.decode()] = totals.get(event.decode(), 0) + int(n)
+    return totals
 
 
 def counters(broker: Broker, queues: Sequence[str]) -> list[dict[bytes, bytes]]:
@@ -165,6 +203,12 @@ def limit_owners(broker: Broker, queues: Sequence[str], task_type: str
 
 
 # -- tasks by state -------------------------------------------------------------------------
+def agenda_queues(broker: Broker, n: int) -> list[str]:
+    """The n queues first on the masters' agenda (their earliest scheduled task soonest):
+    where the soonest scheduled tasks of all queues are."""
+    return [q.decode() for q in broker.conn.zrange(broker.keys.due, 0, n - 1)]
+
+
 def firsts(broker: Broker, state: str, queues: Sequence[str], n: int
            ) -> list[tuple[float, str, str]]:
     """The first n of each queue's schedule ("scheduled": soonest first) or dead letters

@@ -5,8 +5,9 @@
   KEYS: the groups hash (only names the call's node)
   ARGV: namespace, then the queues
   Returns: flat, per queue: its ready lists' lengths (10, priority 9 first), scheduled, running,
-           dead, held, paused (0/1), broken (0/1), then the head of each ready list (10: the
-           id ready there longest, '' when empty: its age, see heads.py)
+           dead, held, limited (0/1: it has rate or concurrency limits), paused (0/1), broken
+           (0/1), then the oldest of the heads of its ready lists (the id ready longest,
+           '' when none: its age, see heads.py; ids sort by their creation time)
   A queue with none of these keys (most of a thousand tenant queues, most of the time) costs
   one EXISTS.
 ]]
@@ -18,10 +19,16 @@ local function n(...)
   if type(r) == 'table' then return 0 end
   return r
 end
-local function head(key)
-  local r = redis.pcall('LINDEX', key, 0)
-  if type(r) ~= 'string' then return '' end
-  return r
+local function oldest(q)
+  local best = ''
+  for lvl = 1, 10 do
+    local r = redis.pcall('LINDEX', q.ready[lvl], 0)
+    if type(r) == 'string' and (#r == 16 or #r == 17) and string.find(r, '^[%w_%-]+$')
+        and (best == '' or r < best) then
+      best = r
+    end
+  end
+  return best
 end
 for i = 2, #ARGV do
   local q = qkeys_of(ns, ARGV[i], KEYS[1])
@@ -29,17 +36,18 @@ for i = 2, #ARGV do
   if rcall('EXISTS', q.ready[1], q.ready[2], q.ready[3], q.ready[4], q.ready[5], q.ready[6],
            q.ready[7], q.ready[8], q.ready[9], q.ready[10], q.sched, q.run, q.dead, q.held,
            q.flow, broken) == 0 then
-    for _ = 1, 16 do out[#out + 1] = 0 end
-    for _ = 1, 10 do out[#out + 1] = '' end
+    for _ = 1, 17 do out[#out + 1] = 0 end
+    out[#out + 1] = ''
   else
     for lvl = 1, 10 do out[#out + 1] = n('LLEN', q.ready[lvl]) end
     out[#out + 1] = n('ZCARD', q.sched)
     out[#out + 1] = n('HLEN', q.run)
     out[#out + 1] = n('ZCARD', q.dead)
     out[#out + 1] = n('ZCARD', q.held)
+    out[#out + 1] = n('HEXISTS', q.flow, 'limits')
     out[#out + 1] = n('HEXISTS', q.flow, 'paused')
     out[#out + 1] = n('EXISTS', broken)
-    for lvl = 1, 10 do out[#out + 1] = head(q.ready[lvl]) end
+    out[#out + 1] = oldest(q)
   end
 end
 return out
