@@ -114,7 +114,8 @@ def test_oldest_ready_age_per_queue(metrics: Metrics, client, broker: Broker, mo
     # Given a task a producer created 90 s ago at priority 5, newer ones behind it, a queue
     # with only a delayed task, and one emptied by a claim
     now_ms = int(time.time() * 1000)
-    monkeypatch.setattr(tq.client, "new_id", lambda: new_id(now_ms - 90_000))
+    monkeypatch.setattr(tq.packing, "new_id",
+                        lambda queue=None: new_id(now_ms - 90_000, queue=queue))
     old = client.enqueue("email", {"n": 1}, priority=5)
     monkeypatch.undo()
     client.enqueue("email", {"n": 2})
