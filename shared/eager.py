@@ -136,6 +136,11 @@ class EagerAdmin:
     def queues(self) -> list[str]:
         return sorted(self.store.queues)
 
+    def totals(self) -> dict[str, int]:
+        """As tq.Client.totals: stats()["total"]."""
+        total: dict[str, int] = self.stats()["total"]   # type: ignore[attr-defined]
+        return total
+
     def queue_sizes(self) -> dict[str, dict[str, Any]]:
         """Per queue, as tq.Client.queue_sizes: ready (tasks a paused queue holds), dead,
         paused; nothing is ever scheduled, running between calls, held or broken."""
@@ -147,7 +152,10 @@ class EagerAdmin:
                 by_priority[info.priority] = by_priority.get(info.priority, 0) + 1
             out[q] = {"ready": len(ready), "by_priority": by_priority, "scheduled": 0,
                       "running": 0, "dead": len(self._dead_in([q])), "held": 0,
-                      "paused": q in self.store.paused, "broken": None}
+                      "limited": bool(self.limits_of([q])[q]["types"]),
+                      "paused": q in self.store.paused, "broken": None,
+                      "oldest_ready": min((i.created_at for i in ready if i.created_at),
+                                          default=None)}
         return out
 
     def delete_queue(self, queue: str, force: bool = False) -> dict[str, Any]:
@@ -207,8 +215,12 @@ class EagerAdmin:
 
     def limits(self, queue: str | None = None) -> dict[str, dict[str, Any]]:
         """As tq.Client.limits: per queue, paused and each limited type's limits."""
+        return self.limits_of([queue] if queue else self.queues())
+
+    def limits_of(self, queues: list[str]) -> dict[str, dict[str, Any]]:
+        """As tq.Client.limits_of: limits() of these queues."""
         out: dict[str, dict[str, Any]] = {}
-        for q in [queue] if queue else self.queues():
+        for q in queues:
             types = {s.type for s in REGISTRY.values() if s.queue == q and s.limits}
             types |= {t for (oq, t) in self.store.overrides if oq == q}
             out[q] = {"paused": q in self.store.paused, "types": {}}

@@ -176,6 +176,7 @@ class WorkerProcess:
         acks = Acks(broker, wid, cfg.result_ttl, runner, containment, outage, report)
         fetcher = Fetcher(broker, wid, cfg.result_ttl, cfg.async_concurrency, acks,
                           containment, outage, report, stop, self.group, prefetch)
+        containment.suspects = fetcher.in_line
         pool = Pool(cfg.async_concurrency, broker, runner, fetcher, acks, outage, report,
                     stop) if cfg.async_concurrency > 1 else None
         if pool is None:

@@ -3,6 +3,8 @@ not claim from, and the acks it holds back for a broken queue until that queue i
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from tq.store.broker import Ack, Broker
 
 
@@ -15,6 +17,8 @@ class Containment:
         self.qkeys = broker.qkeys
         self.worker_id = worker_id
         self.held_acks: list[Ack] = []   # acks of tasks whose queue was found broken
+        # the queues to look at when a refusal names none (the fetcher's: those in line)
+        self.suspects: Callable[[], list[str]] = list
 
     @property
     def broken(self) -> list[str]:
@@ -25,10 +29,11 @@ class Containment:
     def any_broken(self) -> bool:
         return bool(self.quarantine.queues)
 
-    def explain(self, exc: Exception, queues: list[str]) -> bool:
-        """Does a corrupt key of one of `queues` explain an error reply? If so its queue is set
-        aside (see Quarantine.explains)."""
-        return self.quarantine.explains(queues, exc, self._proc)
+    def explain(self, exc: Exception, queues: list[str] | None = None) -> bool:
+        """Does a corrupt key of one of `queues` (else the suspects) explain an error reply?
+        If so its queue is set aside (see Quarantine.explains)."""
+        return self.quarantine.explains(self.suspects() if queues is None else queues, exc,
+                                        self._proc)
 
     def _proc(self, queue: str) -> str:
         return self.qkeys(queue).proc(self.worker_id)

@@ -183,11 +183,14 @@ class Fetcher:
 
     def _suspects(self, exc: Exception) -> list[str]:
         """The queues whose keys may explain a refused claim: the one claim.lua names (it
-        tells which queue failed), else those in line in the group's index, else the plain
-        names the group lists."""
+        tells which queue failed), else those of in_line()."""
         named = str(exc).split("(TQQUEUE ", 1)
         if len(named) == 2:
             return [named[1].split(")", 1)[0]]
+        return self.in_line()
+
+    def in_line(self) -> list[str]:
+        """The queues in line in the group's index, else the plain names the group lists."""
         try:
             line = [q for q, _ in self.broker.group_line(self.group, 16)]
         except Exception:   # (the diagnosis is best effort: an outage is waited out above)

@@ -24,92 +24,23 @@ from ..task import Task
 from .cluster import ClusterLink
 from .groups import Group
 from .link import pack_items
+from .results import Ack, ClaimResult, parse_claim, result_record
 from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    import redis
+
+    from .integrity import Quarantine
+    from .keys import Keys, QueueKeys
+    from .link import Link
+    from .scripts import Script
 
 DEFAULT_RESULT_TTL = 24 * 3600.0
 PROMOTE_LIMIT = "100"   # due tasks a claim promotes per queue (the masters promote the rest)
 PICK = 4                # queues a cluster claim asks the group's index for
 _FLAGS = ("0", "1", "2", "3")   # an ack's flags in claim.lua: bit 1 failures, bit 2 workflow
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
-@dataclass(slots=True)
-class Ack:
-    """A finished task's ack, waiting to be sent (possibly together with the next claim)."""
-
-    task: Task
-    record: str   # the result record (JSON) stored under the task's result key
-    result_ttl: float | None = None   # the handler's own; None: the claim's
-
-
-@dataclass(slots=True)
-class ClaimResult:
-    tasks: list[Task]
-    stale: list[str] = field(default_factory=list)   # acks refused by the fence
-    next_due: float | None = None                     # s until the next scheduled task
-    strays: int = 0   # tasks found in the worker's lists that it did not know it held
-    gone: list[str] = field(default_factory=list)     # named queues found without ready work
-
-    def merge(self, other: ClaimResult) -> None:
-        self.tasks.extend(other.tasks)
-        self.stale.extend(other.stale)
-        self.strays += other.strays
-        self.gone.extend(other.gone)
-        if other.next_due is not None:
-            self.next_due = other.next_due if self.next_due is None else \
-                min(self.next_due, other.next_due)
-
-
-def result_record(task: Task, result_json: str, worker_id: str, started: float,
-                  finished: float, sealed: str | None = None) -> str:
-    """The JSON stored for a succeeded task (result_json is already JSON; `sealed`: the
-    result encrypted by tq.protect, stored as "x" instead)."""
-    value = f'"x":"{sealed}"' if sealed is not None else f'"r":{result_json}'
-    if task.workflow is not None:   # a workflow member's result links back to it
-        value = f'"wf":"{task.workflow}",{value}'
-    return (f'{{"s":"succeeded","t":{_json_name(task.type)},"a":{task.failures + 1},'
-            f'"st":{int(started * 1000)},"f":{int(finished * 1000)},'
-            f'"w":{_json_name(worker_id)},{value}}}')
-
-
-_NAMES: dict[str, str] = {}
-
-
-def _json_name(name: str) -> str:
-    """A task type or worker id as JSON: a worker's few names, encoded once (every ack)."""
-    encoded = _NAMES.get(name)
-    if encoded is None:
-        encoded = _dumps(name)
-        if len(_NAMES) < 10_000:
-            _NAMES[name] = encoded
-    return encoded
-
-
-_QUEUE_NAMES: dict[bytes, str] = {}
-
-
-def _queue_name(raw: bytes) -> str:
-    name = _QUEUE_NAMES.get(raw)
-    if name is None:
-        name = raw.decode()
-        if len(_QUEUE_NAMES) < 100_000:
-            _QUEUE_NAMES[raw] = name
-    return name
-
-
-def parse_claim(reply: Any) -> ClaimResult:
-    """claim.lua's reply as a ClaimResult."""
-    claimed, stale, due, strays, gone = reply[:5]
-    from_body = Task.from_body
-    it = iter(claimed)   # flat: (queue, id, token, body, failures) per task
-    tasks = [from_body(tid.decode(), _queue_name(q), body, fails, token.decode())
-             for q, tid, token, body, fails in zip(it, it, it, it, it, strict=True)]
-    return ClaimResult(tasks, [s.decode() for s in stale] if stale else [],
-                       None if due < 0 else due / 1000, strays,
-                       [_queue_name(g) for g in gone] if gone else [])
+__all__ = ["DEFAULT_RESULT_TTL", "Ack", "ClaimResult", "Claims", "parse_claim", "result_record"]
 
 
 @dataclass
@@ -120,14 +51,32 @@ class _GroupState:
 
 
 class Claims:
-    """The claim path of Broker (a mixin: Broker supplies link, keys, cluster, block()...)."""
+    """The claim path of a Broker (which provides the attributes and methods below)."""
 
-    def _claims_init(self: Broker) -> None:
+    url: str
+    namespace: str
+    keys: Keys
+    link: Link | ClusterLink
+    conn: redis.Redis
+    cluster: bool
+    socket_timeout: float | None
+    replica_acks: int
+    quarantine: Quarantine
+
+    if TYPE_CHECKING:
+        def qkeys(self, queue: str) -> QueueKeys: ...
+        def block(self, queue: str) -> list[bytes]: ...
+        def replicated(self, script: Script, keys: Sequence[Any], args: Sequence[Any]
+                       ) -> Any: ...
+        def _pipelined_reply(self, reply: Any, script: Script, keys: Sequence[Any],
+                             args: Sequence[Any]) -> tuple[Any, bool]: ...
+
+    def _claims_init(self) -> None:
         self._packed: dict[tuple[str, ...], bytes] = {}   # fixed parts of claims, packed once
         self._group_state: dict[tuple[str, str], _GroupState] = {}
 
     # -- named queues -------------------------------------------------------------------
-    def claim(self: Broker, worker_id: str, queues: Sequence[str], max_tasks: int = 1, *,
+    def claim(self, worker_id: str, queues: Sequence[str], max_tasks: int = 1, *,
               acks: Sequence[Ack] = (), stats: dict[tuple[str, str], int] | None = None,
               result_ttl: float = DEFAULT_RESULT_TTL, holds_nothing: bool = False
               ) -> ClaimResult:
@@ -153,7 +102,7 @@ class Claims:
         rest = self._claim_args(max_tasks, acks, stats, result_ttl, holds_nothing, queues)
         return self._run_claim(("q", worker_id, *queues), keys, fixed, rest, bool(acks))
 
-    def _claim_each(self: Broker, worker_id: str, queues: Sequence[str], max_tasks: int,
+    def _claim_each(self, worker_id: str, queues: Sequence[str], max_tasks: int,
                     acks: Sequence[Ack], stats: dict[tuple[str, str], int] | None,
                     result_ttl: float, holds_nothing: bool) -> ClaimResult:
         """claim() on a cluster, where each queue lives in its own slot: one call per queue, in
@@ -177,7 +126,7 @@ class Claims:
             out.next_due = None
         return out
 
-    def wait_and_claim(self: Broker, worker_id: str, queues: Sequence[str], timeout: float,
+    def wait_and_claim(self, worker_id: str, queues: Sequence[str], timeout: float,
                        max_tasks: int = 1, result_ttl: float = DEFAULT_RESULT_TTL,
                        holds_nothing: bool = False) -> ClaimResult:
         """Block until a named queue may have work (or `timeout`), then claim, in one trip.
@@ -213,7 +162,7 @@ class Claims:
         return parse_claim(self._pipelined_reply(reply, script, keys, args)[0])
 
     # -- a consumer group ---------------------------------------------------------------
-    def claim_group(self: Broker, worker_id: str, group: Group, max_tasks: int = 1, *,
+    def claim_group(self, worker_id: str, group: Group, max_tasks: int = 1, *,
                     acks: Sequence[Ack] = (), result_ttl: float = DEFAULT_RESULT_TTL,
                     holds_nothing: bool = False, excluded: Sequence[str] = ()
                     ) -> ClaimResult:
@@ -229,7 +178,7 @@ class Claims:
         rest = self._claim_args(max_tasks, acks, None, result_ttl, holds_nothing, excluded)
         return self._run_claim(("g", worker_id, gid), keys, fixed, rest, bool(acks))
 
-    def wait_and_claim_group(self: Broker, worker_id: str, group: Group, timeout: float,
+    def wait_and_claim_group(self, worker_id: str, group: Group, timeout: float,
                              max_tasks: int = 1, result_ttl: float = DEFAULT_RESULT_TTL,
                              holds_nothing: bool = False, excluded: Sequence[str] = ()
                              ) -> ClaimResult:
@@ -262,13 +211,13 @@ class Claims:
                                             ("EVALSHA", script.sha, len(keys), *keys, *args))
         return parse_claim(self._pipelined_reply(reply, script, keys, args)[0])
 
-    def _state(self: Broker, worker_id: str, gid: str) -> _GroupState:
+    def _state(self, worker_id: str, gid: str) -> _GroupState:
         state = self._group_state.get((worker_id, gid))
         if state is None:
             state = self._group_state[(worker_id, gid)] = _GroupState()
         return state
 
-    def _pick_request(self: Broker, worker_id: str, group: Group, excluded: Sequence[str],
+    def _pick_request(self, worker_id: str, group: Group, excluded: Sequence[str],
                       k: int = PICK) -> tuple[list[Any], list[Any]]:
         gid = group.id
         state = self._state(worker_id, gid)
@@ -280,7 +229,7 @@ class Claims:
         args.extend(excluded)
         return keys, args
 
-    def _pick(self: Broker, worker_id: str, group: Group, excluded: Sequence[str]
+    def _pick(self, worker_id: str, group: Group, excluded: Sequence[str]
               ) -> list[tuple[str, str]]:
         """The queues in line for this worker (cluster), telling the index what its last
         claims found (their verdicts) in the same call."""
@@ -289,7 +238,7 @@ class Claims:
         self._state(worker_id, group.id).updates = []
         return _pairs(picks)
 
-    def _claim_picked(self: Broker, worker_id: str, group: Group,
+    def _claim_picked(self, worker_id: str, group: Group,
                       picks: list[tuple[str, str]], max_tasks: int, acks: Sequence[Ack],
                       result_ttl: float, holds_nothing: bool) -> ClaimResult:
         """Claims from the picked queues (cluster: one call each, in their slots) until
@@ -325,7 +274,7 @@ class Claims:
         return out
 
     # -- shared ---------------------------------------------------------------------------
-    def _claim_args(self: Broker, max_tasks: int, acks: Sequence[Ack],
+    def _claim_args(self, max_tasks: int, acks: Sequence[Ack],
                     stats: dict[tuple[str, str], int] | None, result_ttl: float,
                     holds_nothing: bool, queues: Sequence[str]) -> list[Any]:
         """claim.lua's ARGV after its fixed head (worker, namespace, mode, group)."""
@@ -341,7 +290,7 @@ class Claims:
                 args.extend((q, fieldname, n))
         return args
 
-    def _run_claim(self: Broker, cache_key: tuple[str, ...], keys: list[Any],
+    def _run_claim(self, cache_key: tuple[str, ...], keys: list[Any],
                    fixed: list[Any], rest: list[Any], has_acks: bool) -> ClaimResult:
         script = SCRIPTS.claim
         if has_acks and self.replica_acks:
@@ -360,7 +309,7 @@ class Claims:
             reply = script.call_packed(self.link, len(keys), n, [head, pack_items(rest)])
         return parse_claim(script.signalled(self.link, keys, reply))
 
-    def wait_for_work(self: Broker, queues: Sequence[str], timeout: float) -> bool:
+    def wait_for_work(self, queues: Sequence[str], timeout: float) -> bool:
         """Block until a named queue may have work (a wake token), for at most `timeout` s."""
         if timeout <= 0:
             return False
@@ -371,7 +320,7 @@ class Claims:
             return bool(self.link.wait_any(keys, timeout))
         return self.link.call("BLPOP", *keys, timeout) is not None
 
-    def block_limit(self: Broker, seconds: float) -> float:
+    def block_limit(self, seconds: float) -> float:
         """`seconds`, shortened to stay inside the socket timeout; callers block in slices."""
         # A block longer than the socket timeout would read as a dead connection; Redis ends
         # a block up to 1/hz (100 ms) late, so keep a margin.
@@ -380,7 +329,7 @@ class Claims:
             return seconds
         return min(seconds, limit - 1.0 if limit > 2 else limit / 2)
 
-    def fetch(self: Broker, worker_id: str, queues: Sequence[str], max_tasks: int = 1,
+    def fetch(self, worker_id: str, queues: Sequence[str], max_tasks: int = 1,
               block_seconds: float = 0.0) -> list[Task]:
         """Claim up to max_tasks, blocking up to block_seconds while the queues are empty."""
         from .connection import translated
@@ -395,7 +344,7 @@ class Claims:
                 self.wait_for_work(queues, remaining if got.next_due is None
                                    else min(remaining, got.next_due))
 
-    def ack(self: Broker, worker_id: str, task: Task, result: Any = None, *,
+    def ack(self, worker_id: str, task: Task, result: Any = None, *,
             started: float | None = None, result_ttl: float = DEFAULT_RESULT_TTL) -> bool:
         """Mark a claimed task succeeded; False if this worker no longer holds that claim."""
         from .connection import translated

@@ -17,15 +17,19 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import redis
-
 from ..ids import hint_of, queue_hint
 from .connection import translated
 from .groups import Group
+from .link import ResponseError
 from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    import redis
+
+    from .cluster import ClusterLink
+    from .integrity import Quarantine
+    from .keys import Keys, QueueKeys
+    from .link import Link
 
 PROMOTE_BATCH = 1000      # due tasks one promotion call moves (the agenda says to come back)
 AGENDA_BATCH = 100        # queues one agenda pass promotes
@@ -34,27 +38,40 @@ GROUP_IDLE = 900.0        # s without a master using a group before its index is
 
 
 class Indexes:
-    """The global indexes of Broker (a mixin: Broker supplies link, keys, block()...)."""
+    """The global indexes of a Broker (which provides the attributes and methods below)."""
 
-    def _indexes_init(self: Broker) -> None:
+    url: str
+    namespace: str
+    keys: Keys
+    link: Link | ClusterLink
+    conn: redis.Redis
+    cluster: bool
+    quarantine: Quarantine
+
+    if TYPE_CHECKING:
+        def qkeys(self, queue: str) -> QueueKeys: ...
+        def block(self, queue: str) -> list[bytes]: ...
+        def known_queues(self) -> list[str]: ...
+
+    def _indexes_init(self) -> None:
         self._hints: dict[str, list[str]] = {}
 
     # -- consumer groups ------------------------------------------------------------------
-    def register_group(self: Broker, group: Group) -> None:
+    def register_group(self, group: Group) -> None:
         """Publish a group's spec and that a master uses it (each heartbeat: idempotent, and
         a restarted Redis without persistence learns it again within a second)."""
         with translated(self.url):
             self.link.call("HSET", self.keys.groups, group.id, group.spec)
             self.link.call("ZADD", self.keys.groupseen, int(time.time() * 1000), group.id)
 
-    def group_line(self: Broker, group: Group, limit: int = 100) -> list[tuple[str, float]]:
+    def group_line(self, group: Group, limit: int = 100) -> list[tuple[str, float]]:
         """The queues in line in a group's ready index (those with ready work), first first."""
         with translated(self.url):
             raw = self.conn.zrange(self.keys.group_ready(group.id), 0, limit - 1,
                                    withscores=True)
         return [(q.decode(), s) for q, s in raw]
 
-    def forget_groups(self: Broker, idle: float = GROUP_IDLE) -> list[str]:
+    def forget_groups(self, idle: float = GROUP_IDLE) -> list[str]:
         """Drop the groups no master used for `idle` seconds, with their indexes."""
         cutoff = int((time.time() - idle) * 1000)
         with translated(self.url):
@@ -69,7 +86,7 @@ class Indexes:
         return old
 
     # -- the masters' agenda ----------------------------------------------------------------
-    def agenda(self: Broker, limit: int = AGENDA_BATCH
+    def agenda(self, limit: int = AGENDA_BATCH
                ) -> tuple[int, list[tuple[str, int]], int | None]:
         """(Redis now in ms, the queues due by now with their agenda time, the next later
         time or None)."""
@@ -79,7 +96,7 @@ class Indexes:
         nxt = int(float(later))
         return int(now), due, (None if nxt < 0 else nxt)
 
-    def promote_agenda(self: Broker, before: Callable[[str], None] | None = None,
+    def promote_agenda(self, before: Callable[[str], None] | None = None,
                        limit: int = AGENDA_BATCH) -> tuple[int, float | None, list[str]]:
         """Promote the due tasks of every queue the agenda says is due, after `before(queue)`
         (the master applies the queue's hand-offs there). Returns (tasks promoted, seconds
@@ -97,7 +114,7 @@ class Indexes:
                 try:
                     n, d = SCRIPTS.promote(self.link, self.block(queue),
                                            [queue, PROMOTE_BATCH, "1"])
-                except redis.exceptions.ResponseError as exc:
+                except ResponseError as exc:
                     if not self.quarantine.explains([queue], exc):
                         raise
                     continue
@@ -115,7 +132,7 @@ class Indexes:
             [q for q, _ in due]
 
     # -- the sweep ----------------------------------------------------------------------
-    def sweep(self: Broker, holder: str, every: float) -> tuple[int, int] | None:
+    def sweep(self, holder: str, every: float) -> tuple[int, int] | None:
         """If no other master swept within `every` seconds, enter every known queue that holds
         ready work in the ready index of the groups that consume it, and every queue with
         scheduled tasks or hand-offs in the agenda; drop groups no master uses any more.
@@ -149,7 +166,7 @@ class Indexes:
             return ready, due
 
     # -- a task's queue from its id ---------------------------------------------------------
-    def queues_for_id(self: Broker, task_id: str, fresh: bool = False) -> list[str]:
+    def queues_for_id(self, task_id: str, fresh: bool = False) -> list[str]:
         """The queues a task of this id may be in: those whose hint it carries (one, unless
         two names share a hint), or every known queue for an id without a hint. fresh: read
         the queue set again (the task was not in the queues the cached map named)."""

@@ -25,8 +25,9 @@ from .cluster import ClusterLink, is_cluster
 from .link import Link, pack_items
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
-         "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey", "cancel",
-         "wfadd", "handoff", "unregister", "index", "pick", "sweep", "agenda", "unclaim", "sizes", "counters")
+         "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey", "cancel", "wfadd",
+         "handoff", "unregister", "index", "pick", "sweep", "agenda", "unclaim", "sizes",
+         "counters")
 # Queue scripts whose reply is no table, so no signals ride on it (see Script): on a cluster
 # their queue is entered in the indexes after each call, as if it had got work and a master
 # were needed (rare operators' paths; a claim that finds nothing takes it out again).
