@@ -122,11 +122,11 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import dead, flow, keys, ops, queue, server, status, tasks, workflow
+    from . import dead, flow, keys, ops, protocol, queue, server, status, tasks, workflow
 
     for command in (*status.COMMANDS, *tasks.COMMANDS, *dead.COMMANDS, *server.COMMANDS,
                     *queue.COMMANDS, *flow.COMMANDS, *keys.COMMANDS, *ops.COMMANDS,
-                    *workflow.COMMANDS):
+                    *workflow.COMMANDS, *protocol.COMMANDS):
         cli.add_command(command)
 
 

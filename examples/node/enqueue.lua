@@ -1,0 +1,279 @@
+--[[ Shared helpers, prepended by scripts.py to every script that says `-- uses: _lib`.
+
+  Every queue script receives its queue's keys as one block of KEYS (see qkeys); keys that
+  depend on a task or a worker (results, unique locks, processing lists) are named from the
+  block's prefix, in the same {hash tag}, so each script stays in the slot of its queue.
+
+  The indexes that make claims cost with the work, not with the number of queues (the ready
+  index of each consumer group, the masters' agenda: see shared/store/keys.py) are global.
+  On a standalone Redis the scripts keep them in the same call (q.direct); on a Redis Cluster
+  they live in another slot, so a script only notes what changed (SIG) and its reply carries
+  that to the caller, which applies it (index.lua): see scripts.py.
+]]
+local rcall = redis.call
+-- Globals read once into locals (a global is a table lookup at every use; the hot scripts use
+-- these per task).
+local KEYS, ARGV = KEYS, ARGV
+local string, tonumber, unpack, ipairs, pairs, type = string, tonumber, unpack, ipairs, pairs, type
+-- Redis < 5 replicated scripts verbatim, which forbids writes after TIME; 5+ replicates effects.
+pcall(redis.replicate_commands)
+
+-- What this call changed in the global indexes, on a cluster (nil: nothing): ready = the
+-- queue got ready work, due = the earliest time it needs a master (ms). Returned to the
+-- caller with the reply (scripts.py wraps every script: reply_with_signals).
+local SIG = nil
+
+-- q.prefix ("ns:{Q}:"), the namespace and the queue name, read off its tasks key; direct:
+-- the groups hash (the global indexes) is reachable from this call (standalone Redis). On a
+-- cluster the caller passes a key of the queue's own slot instead ("ns:{Q}:groups").
+local function finish_q(q)
+  q.prefix = string.sub(q.tasks, 1, -6)
+  q.ns, q.name = string.match(q.prefix, '^(.-):{(.*)}:$')
+  q.direct = not string.find(q.groups, '}', 1, true)
+  return q
+end
+
+local function now_ms()
+  local t = rcall('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function int(n) return string.format('%d', n) end
+
+-- Consumer groups (shared/store/groups.py): the groups hash maps a group id to its spec,
+-- "W" (weighted) or "S" (strict), then a line per queue pattern: "stride<TAB>lua pattern".
+-- The rank (line number) of the first pattern a queue name matches and its stride; nil when
+-- the group does not consume the queue.
+local function match_rank(spec, name)
+  local rank = 0
+  for stride, pattern in string.gmatch(spec, '\n(%d+)\t([^\n]*)') do
+    rank = rank + 1
+    if string.find(name, pattern) then return rank, stride end
+  end
+  return nil
+end
+
+-- Queue `name` joins the ready index of group `gid` (g: the global keys' prefix): at the end
+-- of the line (the lowest pass of those waiting: no catching up, no starving) when weighted,
+-- at its pattern's rank when strict. A queue new to the index wakes one idle worker of the
+-- group; one already there has its token, or a worker that will claim from it (a claim that
+-- leaves work leaves a token). On a cluster each join counts in the group's gens hash, so a
+-- worker's later "drained" cannot take out a queue that got work meanwhile (pick.lua).
+local function join_index(g, gid, spec, name, rank, fenced)
+  local idx = g .. 'gready:' .. gid
+  local score = rank
+  if string.byte(spec, 1) ~= 83 then   -- not 'S' (strict): weighted
+    local first = rcall('ZRANGE', idx, 0, 0, 'WITHSCORES')
+    score = first[2] or '0'
+  end
+  if fenced then rcall('HINCRBY', g .. 'ggen:' .. gid, name, 1) end
+  if rcall('ZADD', idx, 'NX', score, name) == 1 then
+    local wake_key = g .. 'gwake:' .. gid
+    if rcall('LLEN', wake_key) == 0 then rcall('RPUSH', wake_key, '1') end
+  end
+end
+
+-- Queue `name` got ready work: it joins the index of every group that consumes it.
+local function index_ready(g, groups_key, name, fenced)
+  local groups = rcall('HGETALL', groups_key)
+  for i = 1, #groups, 2 do
+    local rank = match_rank(groups[i + 1], name)
+    if rank then join_index(g, groups[i], groups[i + 1], name, rank, fenced) end
+  end
+end
+
+-- Queue `name` needs a master at `at` (ms): the agenda keeps each queue's earliest such time;
+-- the masters block on the soon list and are told when the earliest of all moves earlier.
+local function index_due(g, name, at)
+  local key = g .. 'due'
+  rcall('ZADD', key, 'LT', int(at), name)
+  local first = rcall('ZRANGE', key, 0, 0)
+  if first[1] == name then
+    local soon_key = g .. 'soon'
+    if rcall('LLEN', soon_key) == 0 then rcall('RPUSH', soon_key, '1') end
+  end
+end
+
+-- Queue q got ready work: wake workers blocked on it, and enter it in the ready index of every
+-- group that consumes it (on a cluster: note it for the caller).
+local function wake_queue(q)   -- (workers blocked on this queue alone: broker.fetch, tests)
+  if rcall('LLEN', q.wake) == 0 then rcall('RPUSH', q.wake, '1') end
+end
+
+local function wake(q)
+  wake_queue(q)
+  if q.direct then
+    index_ready(q.ns .. ':', q.groups, q.name, false)
+  else
+    SIG = SIG or {}
+    SIG.ready = true
+  end
+end
+
+-- Queue q needs a master at `at` (Redis ms): a scheduled task falls due, a hand-off or a cancel
+-- waits (at 0); on a cluster: noted for the caller.
+local function agenda(q, at)
+  if q.direct then
+    index_due(q.ns .. ':', q.name, at)
+  else
+    SIG = SIG or {}
+    if not SIG.due or at < SIG.due then SIG.due = at end
+  end
+end
+
+-- The earliest scheduled task of q is now `due` (ms): wake blocked workers (a worker blocked
+-- on the queue sleeps until the earliest due time it knows of) and the masters (they promote
+-- on time, see supervisor/schedule.py).
+local function schedule_moved(q, due)
+  if rcall('LLEN', q.wake) == 0 then rcall('RPUSH', q.wake, '1') end
+  if rcall('LLEN', q.soon) == 0 then rcall('RPUSH', q.soon, '1') end
+  agenda(q, due)
+end
+
+-- The reply of a script, with what it changed in the global indexes on a cluster (see SIG):
+-- a last element {'~sig', ready (0/1), due (ms, -1: none)} that scripts.py takes off.
+local function reply_with_signals(reply)
+  if SIG == nil or type(reply) ~= 'table' or reply.err or reply.ok then return reply end
+  reply[#reply + 1] = {'~sig', SIG.ready and 1 or 0, SIG.due and int(SIG.due) or '-1'}
+  return reply
+end
+
+-- A master must look at q now (a hand-off to apply, a cancel request).
+local function soon(q)
+  if rcall('LLEN', q.soon) == 0 then rcall('RPUSH', q.soon, '1') end
+  agenda(q, 0)
+end
+
+
+-- uses: _lib
+--[[ enqueue: store bodies and make tasks ready or scheduled, for one queue.
+
+  KEYS: tasks, sched, wake, stats, soon, groups (standalone: ns:groups; cluster: ns:{Q}:groups,
+        see _lib's finish_q), then the ready lists the batch uses, then one unique-lock key
+        per task that has uniq_ttl_ms, in order
+  ARGV: n, then n x (id, body, ready key index, delay_ms, eta_ms, uniq_ttl_ms, type)
+        (ready key index: position in KEYS; delay_ms / eta_ms / uniq_ttl_ms are '' when
+        unused; eta_ms is absolute Unix ms)
+  Returns: n ids, in order: the new id, the id holding the unique lock (a duplicate), or ''
+           when the id was already taken by another task (the caller retries that task
+           with a fresh id). A repeated call (same id and body) returns the id again.
+           One more element, '+', when an enqueued counter of the batch started from zero:
+           the queue is new, or an idle master forgot it (drop.lua deletes its stats), or the
+           type is new to it; the caller adds the queue to the queue set (again).
+           On a cluster, what the global indexes must learn (see _lib's SIG) follows.
+  Due-ness uses Redis' clock: delay_ms counts from Redis TIME, not from the producer's clock.
+  This is the producer's hot path, so it only reads the clock and the schedule when a task
+  of the batch is delayed.
+]]
+local q = finish_q({tasks = KEYS[1], sched = KEYS[2], wake = KEYS[3], stats = KEYS[4],
+                    soon = KEYS[5], groups = KEYS[6]})
+local tasks, sched, stats = q.tasks, q.sched, q.stats
+local n = tonumber(ARGV[1])
+local now, earliest = nil, nil
+local out = {}
+local counts = {}
+local pushed, woke_schedule = false, false
+-- task i's fields start at ARGV[2 + (i - 1) * 7]
+local delayed = false
+local lock = 6   -- unique-lock keys follow the last ready key
+for i = 0, n - 1 do
+  local a = 2 + i * 7
+  if ARGV[a + 3] ~= '' or ARGV[a + 4] ~= '' then delayed = true end
+  local idx = tonumber(ARGV[a + 2])
+  if idx > lock then lock = idx end
+end
+lock = lock + 1
+-- A key of the wrong type (a mistaken write) would fail this script half-way, with some tasks
+-- stored and others not. Check the keys it writes first: then it is all or nothing, and the
+-- caller is told which key is corrupt (TQBROKEN). Bookkeeping at the end uses pcall instead.
+local function wrong(key, want)
+  local t = rcall('TYPE', key)['ok']
+  if t ~= 'none' and t ~= want then return key .. ' is a ' .. t .. ', not a ' .. want end
+end
+-- One ready task (enqueue one at a time, the usual call; ARGV[7] is its unique-lock ttl)
+-- writes its body, then pushes its id: a refused push takes the body back, so it needs no
+-- look at the key types first.
+local single = n == 1 and not delayed and ARGV[7] == ''
+if not single then
+  local bad = wrong(tasks, 'hash') or (delayed and wrong(sched, 'zset'))
+  for k = 7, lock - 1 do bad = bad or wrong(KEYS[k], 'list') end
+  if bad then return redis.error_reply('TQBROKEN ' .. bad) end
+end
+-- A write of the body or the id: its reply, or nil and the error reply to end with (single:
+-- a refusal is explained here, TQBROKEN naming the key, any other, such as OOM, as it is).
+local function write(cmd, key, want, ...)
+  if not single then return rcall(cmd, key, ...) end
+  local reply = redis.pcall(cmd, key, ...)
+  if type(reply) == 'table' and reply.err then
+    local bad = wrong(key, want)
+    return nil, bad and redis.error_reply('TQBROKEN ' .. bad) or reply
+  end
+  return reply
+end
+if delayed then
+  now = now_ms()
+  local first = rcall('ZRANGE', sched, 0, 0, 'WITHSCORES')
+  earliest = tonumber(first[2])
+end
+
+for i = 0, n - 1 do
+  local a = 2 + i * 7
+  local id, body, ready = ARGV[a], ARGV[a + 1], KEYS[tonumber(ARGV[a + 2])]
+  local delay, eta, uniq_ttl, ttype = ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local holder = false
+  local lock_key = nil
+  if uniq_ttl ~= '' then
+    lock_key = KEYS[lock]
+    lock = lock + 1
+    holder = rcall('GET', lock_key)
+  end
+  local stored, err
+  if not holder then
+    stored, err = write('HSETNX', tasks, 'hash', id, body)
+    if err then return err end
+  end
+  if holder then
+    out[#out + 1] = holder
+  elseif stored == 0 then
+    -- The same id and body: this call is a repeat of one whose reply was lost (the client
+    -- retries after a connection error), so the task is already here. Else a collision.
+    out[#out + 1] = rcall('HGET', tasks, id) == body and id or ''
+  else
+    if lock_key then rcall('SET', lock_key, id, 'PX', uniq_ttl) end
+    local due = nil
+    if delay ~= '' then due = now + tonumber(delay) elseif eta ~= '' then due = tonumber(eta) end
+    if due and due > now then
+      rcall('ZADD', sched, due, id)
+      if not earliest or due < earliest then
+        earliest = due
+        woke_schedule = true
+      end
+    else
+      -- A ready list that was empty may have workers blocked on the queue's wake list: it
+      -- gets them a token. One that was not has its token already, or a worker that will
+      -- claim it (claim.lua leaves a token when it takes only part of what is ready).
+      local len
+      len, err = write('RPUSH', ready, 'list', id)
+      if err then
+        rcall('HDEL', tasks, id)   -- (single: the body just written)
+        return err
+      end
+      if len == 1 then pushed = true end
+    end
+    counts[ttype] = (counts[ttype] or 0) + 1
+    out[#out + 1] = id
+  end
+end
+
+-- Counters and wake-ups: a corrupt one must not fail a batch that is stored (the workers'
+-- scripts find it and set the queue aside), hence pcall.
+-- A counter that starts from zero (its queue is new, or was forgotten and its stats hash
+-- deleted; or the type is new to the queue) asks the caller to (re)register the queue name.
+local fresh = false
+for ttype, c in pairs(counts) do
+  if redis.pcall('HINCRBY', stats, ttype .. ':enqueued', int(c)) == c then fresh = true end
+end
+if fresh then out[#out + 1] = '+' end
+if woke_schedule then pcall(schedule_moved, q, earliest) end
+if pushed then pcall(wake, q) end
+return reply_with_signals(out)
