@@ -8,11 +8,12 @@
 // (succeeded, dead or cancelled), 1 if some had not by --wait seconds, 2 for bad arguments.
 
 const { parseArgs } = require('node:util');
-const { createClient } = require('redis');
-const { Producer } = require('./tq');
+const { createClient, createCluster } = require('redis');
+const { Producer, clientFor } = require('./tq');
 
 const HELP = `usage: node producer.js --type TYPE [options]
-  --url URL          Redis (default: TQ_REDIS_URL, else redis://127.0.0.1:6379/0)
+  --url URL          Redis: redis://, rediss://, or redis+cluster://h:p,h:p for a Redis
+                     Cluster (default: TQ_REDIS_URL, else redis://127.0.0.1:6379/0)
   --namespace NS     tq's key prefix (default: tq)
   --type TYPE        the task type (a handler's name)
   --queue QUEUE      the queue (default: the type)
@@ -63,7 +64,7 @@ async function main() {
       delayMs: o.delay === undefined ? null : Math.round(Number(o.delay) * 1000),
     });
   }
-  const client = createClient({ url: o.url });
+  const client = clientFor(o.url, createClient, createCluster);
   client.on('error', (err) => console.error(`redis: ${err.message}`));
   await client.connect();
   const producer = new Producer(client, { namespace: o.namespace });

@@ -1,7 +1,8 @@
 'use strict';
 // A tq producer for Node.js: tq wire protocol 1 (docs/protocol.md) -- task ids, bodies, the
-// enqueue script, and waiting for results -- on the `redis` npm package. No tq code runs here;
-// the only thing taken from tq is enqueue.lua, the text `tq protocol script enqueue` prints.
+// enqueue script, and waiting for results -- on the `redis` npm package, for a standalone Redis
+// or a Redis Cluster. No tq code runs here; what is taken from tq is the text of two of its
+// scripts, as `tq protocol script enqueue` (and `... index`, a cluster's) print them.
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -16,8 +17,15 @@ const MAX_RETRIES = 1000;
 const MAX_SECONDS = 10 * 365 * 86400;
 const MAX_BODY_BYTES = 1024 * 1024;   // tq.Client's default max_payload_bytes
 
+function sha1(text) {
+  return crypto.createHash('sha1').update(text, 'utf8').digest('hex');
+}
+
 const ENQUEUE_LUA = fs.readFileSync(path.join(__dirname, 'enqueue.lua'), 'utf8');
-const ENQUEUE_SHA = crypto.createHash('sha1').update(ENQUEUE_LUA, 'utf8').digest('hex');
+const ENQUEUE_SHA = sha1(ENQUEUE_LUA);
+// the cluster's second step (docs/protocol.md, "Redis Cluster"): `tq protocol script index`
+const INDEX_LUA = fs.readFileSync(path.join(__dirname, 'index.lua'), 'utf8');
+const INDEX_SHA = sha1(INDEX_LUA);
 
 const CRC_TABLE = (() => {
   const table = new Int32Array(256);
@@ -103,15 +111,23 @@ function encodeBody({ type, queue = type, payload = {}, priority = 0, maxRetries
   return `{${head.join(',')}}`;
 }
 
-/** Key names of one namespace (docs/protocol.md, "Keys"; standalone Redis). */
-function queueKeys(ns, queue) {
-  const p = `${ns}:{${queue}}:`;
+/** Key names of one namespace (docs/protocol.md, "Keys"): on a Redis Cluster the global
+ *  ones carry the tag {#}, and the enqueue script gets a key of the queue's slot as groups. */
+function keysOf(ns, cluster) {
+  const g = cluster ? `${ns}:{#}:` : `${ns}:`;
   return {
-    tasks: `${p}tasks`, sched: `${p}sched`, wake: `${p}wake`, stats: `${p}stats`,
-    soon: `${p}soon`, groups: `${ns}:groups`, waiters: `${p}waiters`, events: `${p}events`,
-    dead: `${p}dead`, errors: `${p}errors`,
-    ready: (priority) => `${p}ready:${priority}`,
-    result: (id) => `${p}res:${id}`,
+    queues: `${g}queues`,
+    groups: `${g}groups`,
+    queue(name) {
+      const p = `${ns}:{${name}}:`;
+      return {
+        tasks: `${p}tasks`, sched: `${p}sched`, wake: `${p}wake`, stats: `${p}stats`,
+        soon: `${p}soon`, groups: cluster ? `${p}groups` : `${g}groups`, waiters: `${p}waiters`,
+        events: `${p}events`, dead: `${p}dead`, errors: `${p}errors`,
+        ready: (priority) => `${p}ready:${priority}`,
+        result: (id) => `${p}res:${id}`,
+      };
+    },
   };
 }
 
@@ -122,12 +138,26 @@ function fieldsOf(flat) {
   return out;
 }
 
+/** A node-redis client for a URL: redis://, rediss://, or redis+cluster://[user:pass@]h:p,h:p
+ *  (tq's spelling of a Redis Cluster's seed nodes). Not yet connected. */
+function clientFor(url, createClient, createCluster) {
+  const m = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?]+)/.exec(url);
+  if (!m) return createClient({ url });
+  const [, scheme, auth, seeds] = m;
+  const [username, password] = auth ? auth.split(':').map(decodeURIComponent) : [];
+  return createCluster({
+    rootNodes: seeds.split(',').map((hp) => ({ url: `${scheme}://${hp}` })),
+    defaults: { username: username || undefined, password: password || undefined },
+  });
+}
+
 class Producer {
-  /** client: a connected node-redis client (createClient({url})); namespace: tq's. */
+  /** client: a connected node-redis client or cluster (clientFor); namespace: tq's. */
   constructor(client, { namespace = 'tq' } = {}) {
     this.client = client;
+    this.cluster = typeof client.getSlotMaster === 'function';   // a RedisCluster
     this.ns = checkName('namespace', namespace);
-    this.queuesKey = `${namespace}:queues`;
+    this.keys = keysOf(namespace, this.cluster);
     this.reader = null;   // a second connection for blocking reads (XREAD BLOCK)
   }
 
@@ -135,15 +165,31 @@ class Producer {
     if (this.reader) await this.reader.quit();
   }
 
-  async evalEnqueue(keys, argv) {
-    const call = ['EVALSHA', ENQUEUE_SHA, String(keys.length), ...keys, ...argv];
+  /** A command, routed by its first key on a cluster. */
+  send(key, args) {
+    return this.cluster ? this.client.sendCommand(key, false, args) : this.client.sendCommand(args);
+  }
+
+  /** A transaction of commands whose keys share `key`'s slot. */
+  async transaction(key, commands, { atomic = true } = {}) {
+    const tx = this.cluster ? this.client.multi(key) : this.client.multi();
+    for (const args of commands) {
+      if (this.cluster) tx.addCommand(key, args);
+      else tx.addCommand(args);
+    }
+    return atomic ? tx.exec() : tx.execAsPipeline();
+  }
+
+  /** A script by its SHA1, loaded (on the node of `keys[0]`) when Redis does not have it. */
+  async evalScript(sha, source, keys, argv) {
+    const call = ['EVALSHA', sha, String(keys.length), ...keys, ...argv];
     try {
-      return await this.client.sendCommand(call);
+      return await this.send(keys[0], call);
     } catch (err) {
       if (!String(err.message).startsWith('NOSCRIPT')) throw err;
       // Redis restarted (or never saw the script): load it; the call did not run, so repeat it
-      await this.client.sendCommand(['SCRIPT', 'LOAD', ENQUEUE_LUA]);
-      return this.client.sendCommand(call);
+      await this.send(keys[0], ['SCRIPT', 'LOAD', source]);
+      return this.send(keys[0], call);
     }
   }
 
@@ -152,13 +198,13 @@ class Producer {
    *  events. Returns {ids, bodies, after} (after: the events stream id to read after). */
   async enqueue(queue, specs, { watch = true } = {}) {
     checkName('queue', queue);
-    const k = queueKeys(this.ns, queue);
+    const k = this.keys.queue(queue);
     const tasks = specs.map((s) => {
       const body = encodeBody({ ...s, queue });
       if (Buffer.byteLength(body, 'utf8') > MAX_BODY_BYTES) throw new Error('task body too large');
       return { ...s, id: newId(queue), body, priority: s.priority || 0 };
     });
-    await this.client.sendCommand(['SADD', this.queuesKey, queue]);   // the queue set, first
+    await this.send(this.keys.queues, ['SADD', this.keys.queues, queue]);   // the queue set, first
     let after = null;
     let todo = tasks;
     for (let round = 0; todo.length > 0; round++) {
@@ -166,10 +212,9 @@ class Producer {
       if (watch) {
         // Waiters before the tasks exist: none of them can finish unseen. One transaction (all
         // keys in the queue's slot): the stream's last id is read with the registration.
-        const reply = await this.client.multi()
-          .addCommand(['HSET', k.waiters, ...todo.flatMap((t) => [t.id, '1'])])
-          .addCommand(['XREVRANGE', k.events, '+', '-', 'COUNT', '1'])
-          .exec();
+        const reply = await this.transaction(k.waiters, [
+          ['HSET', k.waiters, ...todo.flatMap((t) => [t.id, '1'])],
+          ['XREVRANGE', k.events, '+', '-', 'COUNT', '1']]);
         if (after === null) after = reply[1].length ? reply[1][0][0] : '0-0';
       }
       const keys = [k.tasks, k.sched, k.wake, k.stats, k.soon, k.groups];
@@ -185,18 +230,27 @@ class Producer {
       }
       let reply;
       try {
-        reply = await this.evalEnqueue(keys, argv);
+        reply = await this.evalScript(ENQUEUE_SHA, ENQUEUE_LUA, keys, argv);
       } catch (err) {
-        if (watch) await this.client.sendCommand(['HDEL', k.waiters, ...todo.map((t) => t.id)]);
+        if (watch) await this.send(k.waiters, ['HDEL', k.waiters, ...todo.map((t) => t.id)]);
         throw err;   // TQBROKEN <key>: a corrupt key of the queue refused the batch, nothing stored
+      }
+      const last = reply[reply.length - 1];
+      if (Array.isArray(last) && last[0] === '~sig') {
+        // a cluster: what the global indexes (in the {#} slot) must learn, applied by index.lua
+        const [, ready, due] = reply.pop();
+        if (Number(ready) === 1 || Number(due) >= 0) {
+          await this.evalScript(INDEX_SHA, INDEX_LUA, [this.keys.groups],
+            ['1', queue, String(ready), String(due), '0']);
+        }
       }
       if (reply.length > todo.length && reply[todo.length] === '+') {
         // a counter started from zero: the queue is new or was forgotten, name it again
-        await this.client.sendCommand(['SADD', this.queuesKey, queue]);
+        await this.send(this.keys.queues, ['SADD', this.keys.queues, queue]);
       }
       const taken = todo.filter((t, i) => reply[i] === '');   // an id another task has
       if (watch && taken.length) {
-        await this.client.sendCommand(['HDEL', k.waiters, ...taken.map((t) => t.id)]);
+        await this.send(k.waiters, ['HDEL', k.waiters, ...taken.map((t) => t.id)]);
       }
       for (const t of taken) t.id = newId(queue);
       todo = taken;
@@ -204,26 +258,29 @@ class Producer {
     return { ids: tasks.map((t) => t.id), bodies: tasks.map((t) => t.body), after };
   }
 
-  /** What Redis says of finished tasks: id -> {state, result, attempts, record | error}
-   *  (unfinished ones are left out). */
-  async outcomes(queue, ids) {
-    const k = queueKeys(this.ns, queue);
-    const pipe = this.client.multi();
-    for (const id of ids) {
-      pipe.addCommand(['GET', k.result(id)]);
-      pipe.addCommand(['ZSCORE', k.dead, id]);
-      pipe.addCommand(['HGET', k.errors, id]);
-    }
-    const replies = await pipe.execAsPipeline();
+  /** What Redis says of finished tasks: id -> {state, result, attempts, record} (succeeded,
+   *  cancelled), {state: 'dead', error}, or {state: 'unknown'} (its body is gone and nothing
+   *  else is left: deleted, purged, or its record expired); unfinished ones are left out.
+   *  said: id -> the state an event gave (a success with result_ttl 0 leaves no record). */
+  async outcomes(queue, ids, said = new Map()) {
+    const k = this.keys.queue(queue);
+    // one transaction, one moment: a task that finishes meanwhile is seen whole
+    const replies = await this.transaction(k.tasks, ids.flatMap((id) => [
+      ['HEXISTS', k.tasks, id], ['GET', k.result(id)], ['ZSCORE', k.dead, id],
+      ['HGET', k.errors, id]]));
     const out = new Map();
     ids.forEach((id, i) => {
-      const [record, dead, error] = replies.slice(3 * i, 3 * i + 3);
+      const [body, record, dead, error] = replies.slice(4 * i, 4 * i + 4);
       if (record !== null) {
         const rec = JSON.parse(record);
         out.set(id, { state: rec.s, result: rec.r === undefined ? null : rec.r,
           attempts: rec.a, record: rec });
       } else if (dead !== null) {
         out.set(id, { state: 'dead', error: error === null ? null : JSON.parse(error) });
+      } else if (!body) {
+        const state = said.get(id);
+        out.set(id, state === 'succeeded' ? { state, result: null }
+          : { state: state === 'deleted' ? state : 'unknown' });
       }
     });
     return out;
@@ -232,7 +289,7 @@ class Producer {
   /** Block until every task of `ids` (of one queue, enqueued with watch) has finished, or
    *  timeoutMs passed; returns id -> outcome (see outcomes) for those that finished. */
   async wait(queue, ids, after, timeoutMs = 30000) {
-    const k = queueKeys(this.ns, queue);
+    const k = this.keys.queue(queue);
     if (!this.reader) {
       this.reader = this.client.duplicate();
       await this.reader.connect();
@@ -244,22 +301,18 @@ class Producer {
     let look = [...pending];  // ids to look up now
     while (pending.size) {
       if (look.length) {
-        for (const [id, outcome] of await this.outcomes(queue, look)) {
+        for (const [id, outcome] of await this.outcomes(queue, look, said)) {
           done.set(id, outcome);
           pending.delete(id);
-        }
-        for (const id of look) {
-          if (pending.has(id) && said.get(id) === 'succeeded') {   // result_ttl 0: no record
-            done.set(id, { state: 'succeeded', result: null });
-            pending.delete(id);
-          }
         }
         look = [];
       }
       const left = deadline - Date.now();
       if (!pending.size || left <= 0) break;
-      const got = await this.reader.sendCommand(['XREAD', 'COUNT', '100', 'BLOCK',
-        String(Math.max(1, Math.min(left, 5000))), 'STREAMS', k.events, after]);
+      const read = ['XREAD', 'COUNT', '100', 'BLOCK', String(Math.max(1, Math.min(left, 5000))),
+        'STREAMS', k.events, after];
+      const got = this.cluster ? await this.reader.sendCommand(k.events, true, read)
+        : await this.reader.sendCommand(read);
       if (!got) {
         // a quiet slice: the stream is capped, an event may have been trimmed away unread
         look = [...pending];
@@ -280,6 +333,6 @@ class Producer {
 }
 
 module.exports = {
-  PROTOCOL, ALPHABET, ENQUEUE_LUA, ENQUEUE_SHA, Producer, crc32, encodeBody, hintOf, newId,
-  pyFloat, queueKeys,
+  PROTOCOL, ALPHABET, ENQUEUE_LUA, ENQUEUE_SHA, INDEX_LUA, INDEX_SHA, Producer, clientFor, crc32,
+  encodeBody, hintOf, keysOf, newId, pyFloat,
 };

@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from master_proc import eventually
 
 import tq
 from tq.ids import ID_LENGTH, created_ms, hint_of, new_id, queue_hint
@@ -24,7 +25,7 @@ from tq.task import encode_body, encode_payload
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "node"
-FILES = ("package.json", "package-lock.json", "tq.js", "producer.js", "enqueue.lua")
+FILES = ("package.json", "package-lock.json", "tq.js", "producer.js", "enqueue.lua", "index.lua")
 TQ = str(Path(sys.executable).with_name("tq"))
 ALPHABET = set("-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
 
@@ -80,11 +81,13 @@ def check_id(task_id: str, queue: str, since_ms: int, until_ms: int) -> None:
 
 
 # -- the script it ships ------------------------------------------------------------------------
-def test_the_shipped_script_is_the_text_tq_loads_and_tq_protocol_prints():
+def test_the_shipped_scripts_are_the_text_tq_loads_and_tq_protocol_prints():
+    for name in ("enqueue", "index"):
+        assert (EXAMPLE / f"{name}.lua").read_bytes() == getattr(SCRIPTS, name).source.encode(), \
+            f"examples/node/{name}.lua is not what tq loads: is the change compatible with " \
+            f"the copies producers ship (docs/protocol.md, Versions)? Then `tq protocol " \
+            f"script {name} > examples/node/{name}.lua`"
     shipped = (EXAMPLE / "enqueue.lua").read_bytes()
-    assert shipped == SCRIPTS.enqueue.source.encode(), \
-        "examples/node/enqueue.lua is stale: `tq protocol script enqueue > " \
-        "examples/node/enqueue.lua` (and see docs/protocol.md, Versions)"
     printed = subprocess.run([TQ, "protocol", "script", "enqueue"], capture_output=True,
                              check=True).stdout
     assert printed == shipped
@@ -95,7 +98,8 @@ def test_the_shipped_script_is_the_text_tq_loads_and_tq_protocol_prints():
     assert version.stdout == "tq wire protocol 1\n"
 
 
-# -- end to end -------------------------------------------------------------------------------
+# -- end to end (a standalone Redis, and a Redis Cluster) --------------------------------------
+@pytest.mark.cluster_too
 def test_a_master_runs_what_node_enqueues_and_node_reads_the_outcomes(app, masters, redis_url,
                                                                       client, rconn):
     m = masters("-c", "2", "-A", "polyglotapp", "-Q", "greet,polyglot,boom")
@@ -144,7 +148,9 @@ def test_a_master_runs_what_node_enqueues_and_node_reads_the_outcomes(app, maste
         assert rconn.hlen(f"tq:{{{q}}}:waiters") == 0
 
 
-def test_tq_sees_what_node_enqueued_before_anything_runs(app, redis_url, client, rconn):
+@pytest.mark.cluster_too
+def test_tq_sees_what_node_enqueued_before_anything_runs(app, redis_url, client, rconn,
+                                                        backend):
     # Given tasks enqueued by Node with no master running
     since = int(time.time() * 1000)
     ready = produce(app, redis_url, "--type", "report", "--queue", "slow", "--count", "3",
@@ -167,11 +173,41 @@ def test_tq_sees_what_node_enqueued_before_anything_runs(app, redis_url, client,
     info = client.get(later[0]["id"])
     assert info.state == "scheduled" and info.payload == {"day": "2030-01-01", "i": 0}
     assert since / 1000 + 3590 < info.eta < until / 1000 + 3610   # Redis' clock + 3600 s
+    # the masters' agenda knows when (on a cluster: Node applied the script's report, index.lua)
+    agenda = "tq:{#}:due" if backend == "cluster" else "tq:due"
+    assert rconn.zscore(agenda, "slow") == info.eta * 1000
     assert client.stats()["by_queue_type"]["slow"]["report"]["enqueued"] == 4
     assert client.queue_sizes()["slow"]["ready"] == 3 and "slow" in client.queues()
     # and tq's client can cancel them like its own
     assert client.cancel(later[0]["id"]) == "cancelled"
     assert client.get(later[0]["id"]).state == "cancelled"
+
+
+@pytest.mark.cluster_too
+def test_a_waiting_node_producer_hears_of_a_cancel_and_a_delete(app, redis_url, client, rconn):
+    # Given Node waiting for two delayed tasks (no master)
+    proc = subprocess.Popen([shutil.which("node") or "node", "producer.js", "--url", redis_url,
+                             "--type", "report", "--count", "2", "--delay", "3600",
+                             "--wait", "60"], cwd=app, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        ids = eventually(lambda: [i.decode() for i in rconn.zrange("tq:{report}:sched", 0, -1)]
+                         if rconn.zcard("tq:{report}:sched") == 2 else None, 30,
+                         what="the delayed tasks")
+        assert rconn.hlen("tq:{report}:waiters") == 2
+        # When an operator cancels one and deletes the other
+        assert client.cancel(ids[0]) == "cancelled"
+        client.delete_scheduled([ids[1]], "report")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # Then Node hears of both at once (the events stream), not at its --wait deadline
+    assert proc.returncode == 0, err
+    states = {x["id"]: x["state"] for x in map(json.loads, out.splitlines())}
+    assert states == {ids[0]: "cancelled", ids[1]: "deleted"}
+    assert rconn.hlen("tq:{report}:waiters") == 0
 
 
 # -- ids and bodies, against tq's own code ------------------------------------------------------

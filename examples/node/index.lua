@@ -1,0 +1,142 @@
+--[[ Shared helpers, prepended by scripts.py to every script that says `-- uses: _lib`.
+
+  Every queue script receives its queue's keys as one block of KEYS (see qkeys); keys that
+  depend on a task or a worker (results, unique locks, processing lists) are named from the
+  block's prefix, in the same {hash tag}, so each script stays in the slot of its queue.
+
+  The indexes that make claims cost with the work, not with the number of queues (the ready
+  index of each consumer group, the masters' agenda: see shared/store/keys.py) are global.
+  On a standalone Redis the scripts keep them in the same call (q.direct); on a Redis Cluster
+  they live in another slot, so a script only notes what changed (SIG) and its reply carries
+  that to the caller, which applies it (index.lua): see scripts.py.
+]]
+local rcall = redis.call
+-- Globals read once into locals (a global is a table lookup at every use; the hot scripts use
+-- these per task).
+local KEYS, ARGV = KEYS, ARGV
+local string, tonumber, unpack, ipairs, pairs, type = string, tonumber, unpack, ipairs, pairs, type
+-- Redis < 5 replicated scripts verbatim, which forbids writes after TIME; 5+ replicates effects.
+pcall(redis.replicate_commands)
+
+-- What this call changed in the global indexes, on a cluster (nil: nothing): ready = the
+-- queue got ready work, due = the earliest time it needs a master (ms). Returned to the
+-- caller with the reply (scripts.py wraps every script: reply_with_signals).
+local SIG = nil
+
+local function int(n) return string.format('%d', n) end
+
+-- Consumer groups (shared/store/groups.py): the groups hash maps a group id to its spec,
+-- "W" (weighted) or "S" (strict), then a line per queue pattern: "stride<TAB>lua pattern".
+-- The rank (line number) of the first pattern a queue name matches and its stride; nil when
+-- the group does not consume the queue.
+local function match_rank(spec, name)
+  local rank = 0
+  for stride, pattern in string.gmatch(spec, '\n(%d+)\t([^\n]*)') do
+    rank = rank + 1
+    if string.find(name, pattern) then return rank, stride end
+  end
+  return nil
+end
+
+-- Queue `name` joins the ready index of group `gid` (g: the global keys' prefix): at the end
+-- of the line (the lowest pass of those waiting: no catching up, no starving) when weighted,
+-- at its pattern's rank when strict. A queue new to the index wakes one idle worker of the
+-- group; one already there has its token, or a worker that will claim from it (a claim that
+-- leaves work leaves a token). On a cluster each join counts in the group's gens hash, so a
+-- worker's later "drained" cannot take out a queue that got work meanwhile (pick.lua).
+local function join_index(g, gid, spec, name, rank, fenced)
+  local idx = g .. 'gready:' .. gid
+  local score = rank
+  if string.byte(spec, 1) ~= 83 then   -- not 'S' (strict): weighted
+    local first = rcall('ZRANGE', idx, 0, 0, 'WITHSCORES')
+    score = first[2] or '0'
+  end
+  if fenced then rcall('HINCRBY', g .. 'ggen:' .. gid, name, 1) end
+  if rcall('ZADD', idx, 'NX', score, name) == 1 then
+    local wake_key = g .. 'gwake:' .. gid
+    if rcall('LLEN', wake_key) == 0 then rcall('RPUSH', wake_key, '1') end
+  end
+end
+
+-- Queue `name` got ready work: it joins the index of every group that consumes it.
+local function index_ready(g, groups_key, name, fenced)
+  local groups = rcall('HGETALL', groups_key)
+  for i = 1, #groups, 2 do
+    local rank = match_rank(groups[i + 1], name)
+    if rank then join_index(g, groups[i], groups[i + 1], name, rank, fenced) end
+  end
+end
+
+-- Queue `name` needs a master at `at` (ms): the agenda keeps each queue's earliest such time;
+-- the masters block on the soon list and are told when the earliest of all moves earlier.
+local function index_due(g, name, at)
+  local key = g .. 'due'
+  rcall('ZADD', key, 'LT', int(at), name)
+  local first = rcall('ZRANGE', key, 0, 0)
+  if first[1] == name then
+    local soon_key = g .. 'soon'
+    if rcall('LLEN', soon_key) == 0 then rcall('RPUSH', soon_key, '1') end
+  end
+end
+
+-- Queue q needs a master at `at` (Redis ms): a scheduled task falls due, a hand-off or a cancel
+-- waits (at 0); on a cluster: noted for the caller.
+local function agenda(q, at)
+  if q.direct then
+    index_due(q.ns .. ':', q.name, at)
+  else
+    SIG = SIG or {}
+    if not SIG.due or at < SIG.due then SIG.due = at end
+  end
+end
+
+-- A master must look at q now (a hand-off to apply, a cancel request).
+local function soon(q)
+  if rcall('LLEN', q.soon) == 0 then rcall('RPUSH', q.soon, '1') end
+  agenda(q, 0)
+end
+
+
+-- uses: _lib
+--[[ index: what queue scripts changed in the global indexes, applied on a Redis Cluster, where
+  those indexes live in another slot than the queues (on a standalone Redis the queue scripts
+  apply it themselves: see _lib's wake and agenda).
+
+  KEYS: the groups hash (the global keys' prefix + 'groups')
+  ARGV: n, then n x (queue, ready '1'/'0', due ms or '-1'), then m, then m x (queue, seen,
+        due ms or '-1')
+  Returns: n + m
+  ready: the queue got ready work: it joins the ready index of every group that consumes it.
+  due:   the queue needs a master by then (a due task, a hand-off, a cancel): the agenda keeps
+         the earliest.
+  The m entries reschedule (a master promoted the queue, promote.lua): its agenda entry becomes
+  `due` (or goes), unless it moved since the master read it as `seen` (a task due earlier was
+  scheduled meanwhile: that entry stands).
+  Idempotent, so a caller may repeat it.
+]]
+local groups_key = KEYS[1]
+local g = string.sub(groups_key, 1, -7)   -- "ns:{#}:" (cluster) or "ns:" (standalone)
+local n = tonumber(ARGV[1])
+local a = 2
+for _ = 1, n do
+  local name, ready, due = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+  a = a + 3
+  if ready == '1' then index_ready(g, groups_key, name, true) end
+  if due >= 0 then index_due(g, name, due) end
+end
+local m = tonumber(ARGV[a] or '0')
+a = a + 1
+local agenda_key = g .. 'due'
+for _ = 1, m do
+  local name, seen, due = ARGV[a], ARGV[a + 1], ARGV[a + 2]
+  a = a + 3
+  local now = rcall('ZSCORE', agenda_key, name)
+  if now and tonumber(now) == tonumber(seen) then
+    if tonumber(due) >= 0 then
+      rcall('ZADD', agenda_key, due, name)
+    else
+      rcall('ZREM', agenda_key, name)
+    end
+  end
+end
+return n + m
