@@ -4,8 +4,9 @@
 //
 //   node producer.js --type greet --count 3 --payload '{"name": "Ada"}'
 //
-// Task k's payload is --payload with "i": k added. Exit status: 0 once every task finished
-// (succeeded, dead or cancelled), 1 if some had not by --wait seconds, 2 for bad arguments.
+// Task k's payload is --payload with "i": k added. Exit status: 0 once every task ended
+// (succeeded, dead, cancelled, deleted or gone), 1 if some had not by --wait seconds or
+// something failed, 2 for bad arguments.
 
 const { parseArgs } = require('node:util');
 const { createClient, createCluster } = require('redis');

@@ -298,14 +298,24 @@ class Producer {
     const pending = new Set(ids);
     const done = new Map();
     const said = new Map();   // id -> state its event gave (a result may be kept for 0 s)
-    let look = [...pending];  // ids to look up now
+    let look = [];            // ids whose keys to look at now
+    let lookedAll = 0;        // when every pending task's keys were last looked at
+    let quiet = false;        // the stream was read up to now: no event is on its way
+    const gone = new Set();   // seen gone with no event read yet (one may be on its way)
     while (pending.size) {
+      if (Date.now() - lookedAll >= 5000) look = [...pending];   // (see the quiet slice)
       if (look.length) {
+        if (look.length === pending.size) lookedAll = Date.now();
         for (const [id, outcome] of await this.outcomes(queue, look, said)) {
+          if (outcome.state === 'unknown' && !quiet && !gone.has(id)) {
+            gone.add(id);   // gone for sure once the events up to now are read: look again
+            continue;
+          }
           done.set(id, outcome);
           pending.delete(id);
         }
         look = [];
+        quiet = false;
       }
       const left = deadline - Date.now();
       if (!pending.size || left <= 0) break;
@@ -314,8 +324,10 @@ class Producer {
       const got = this.cluster ? await this.reader.sendCommand(k.events, true, read)
         : await this.reader.sendCommand(read);
       if (!got) {
-        // a quiet slice: the stream is capped, an event may have been trimmed away unread
+        // A quiet slice. The stream is capped and a purge sends no event: every few seconds
+        // (and after such a slice) the keys are looked at, whatever the events said.
         look = [...pending];
+        quiet = true;
         continue;
       }
       const entries = got[0][1];

@@ -184,29 +184,32 @@ def test_tq_sees_what_node_enqueued_before_anything_runs(app, redis_url, client,
 
 
 @pytest.mark.cluster_too
-def test_a_waiting_node_producer_hears_of_a_cancel_and_a_delete(app, redis_url, client, rconn):
-    # Given Node waiting for two delayed tasks (no master)
+def test_a_waiting_node_producer_hears_of_a_cancel_a_delete_and_a_purge(app, redis_url, client,
+                                                                        rconn):
+    # Given Node waiting for three delayed tasks (no master)
     proc = subprocess.Popen([shutil.which("node") or "node", "producer.js", "--url", redis_url,
-                             "--type", "report", "--count", "2", "--delay", "3600",
+                             "--type", "report", "--count", "3", "--delay", "3600",
                              "--wait", "60"], cwd=app, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         ids = eventually(lambda: [i.decode() for i in rconn.zrange("tq:{report}:sched", 0, -1)]
-                         if rconn.zcard("tq:{report}:sched") == 2 else None, 30,
+                         if rconn.zcard("tq:{report}:sched") == 3 else None, 30,
                          what="the delayed tasks")
-        assert rconn.hlen("tq:{report}:waiters") == 2
-        # When an operator cancels one and deletes the other
+        assert rconn.hlen("tq:{report}:waiters") == 3
+        # When an operator cancels one, deletes one, and purges the queue
         assert client.cancel(ids[0]) == "cancelled"
         client.delete_scheduled([ids[1]], "report")
+        assert client.purge("report") == 1
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    # Then Node hears of both at once (the events stream), not at its --wait deadline
+    # Then Node hears of the first two (events) and finds the purged one gone (a purge sends
+    # no event: its keys say so), long before its --wait deadline
     assert proc.returncode == 0, err
     states = {x["id"]: x["state"] for x in map(json.loads, out.splitlines())}
-    assert states == {ids[0]: "cancelled", ids[1]: "deleted"}
+    assert states == {ids[0]: "cancelled", ids[1]: "deleted", ids[2]: "unknown"}
     assert rconn.hlen("tq:{report}:waiters") == 0
 
 
