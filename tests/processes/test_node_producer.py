@@ -20,8 +20,10 @@ from master_proc import eventually
 
 import tq
 from tq.ids import ID_LENGTH, created_ms, hint_of, new_id, queue_hint
+from tq.packing import pack
+from tq.store.keys import Keys
 from tq.store.scripts import SCRIPTS
-from tq.task import encode_body, encode_payload
+from tq.task import MAX_PAYLOAD_BYTES
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "node"
@@ -73,6 +75,14 @@ def node_eval(app: Path, script: str, data: object) -> object:
     return json.loads(done.stdout)
 
 
+def client_body(task_type: str, payload: dict, queue: str | None = None, priority: int = 0,
+                max_retries: int | None = None, timeout: float | None = None) -> str:
+    """The body tq.Client.enqueue writes for these inputs (tq.packing.pack, without keys)."""
+    _, args, _ = pack(task_type, payload, queue, priority, None, None, max_retries, timeout,
+                      None, None, ring=None, max_bytes=MAX_PAYLOAD_BYTES, keys=Keys())
+    return args[1]
+
+
 def check_id(task_id: str, queue: str, since_ms: int, until_ms: int) -> None:
     """An id of tq's format: 17 characters of the alphabet, its time, its queue's hint."""
     assert len(task_id) == ID_LENGTH and set(task_id) <= ALPHABET, task_id
@@ -116,7 +126,7 @@ def test_a_master_runs_what_node_enqueues_and_node_reads_the_outcomes(app, maste
         payload = {**template, "i": i}
         assert x["result"] == {"hello": template["name"], "i": i, "type": "greet",
                                "queue": "greet", "max_retries": 0, "attempt": 1}
-        assert x["body"] == encode_body("greet", "greet", encode_payload(payload))
+        assert x["body"] == client_body("greet", payload)
         check_id(x["id"], "greet", since, until)
         # and tq's client finds each by its id alone (the id's hint names the queue)
         info = client.get(x["id"])
@@ -131,8 +141,7 @@ def test_a_master_runs_what_node_enqueues_and_node_reads_the_outcomes(app, maste
         assert x["state"] == "succeeded"
         assert x["result"] == {"hello": None, "i": i, "type": "greet", "queue": "polyglot",
                                "max_retries": 2, "attempt": 1}   # the task's own, not 0
-        assert x["body"] == encode_body("greet", "polyglot", encode_payload({"i": i}),
-                                        priority=7, max_retries=2, timeout=2.5)
+        assert x["body"] == client_body("greet", {"i": i}, "polyglot", 7, 2, 2.5)
         assert x["body"] == f'{{"t":"greet","r":7,"m":2,"o":2.5,"p":{{"i":{i}}}}}'
         assert client.get(x["id"]).queue == "polyglot"
 
@@ -165,7 +174,7 @@ def test_tq_sees_what_node_enqueued_before_anything_runs(app, redis_url, client,
     for i, x in enumerate(ready):
         check_id(x["id"], "slow", since, until)
         assert rconn.hget("tq:{slow}:tasks", x["id"]).decode() == x["body"] == \
-            encode_body("report", "slow", encode_payload({"i": i}), 3, 5, 60.0)
+            client_body("report", {"i": i}, "slow", 3, 5, 60)
         info = client.get(x["id"])
         assert (info.state, info.type, info.queue, info.priority, info.payload,
                 info.max_retries, info.timeout) == ("queued", "report", "slow", 3, {"i": i},
@@ -283,10 +292,8 @@ def test_bodies_are_byte_for_byte_what_tq_client_writes(app):
     got = node_eval(app, "console.log(JSON.stringify(input.map((c) => tq.encodeBody(c))))",
                     cases)
     for case, body in zip(cases, got, strict=True):
-        timeout = case.get("timeout")
-        want = encode_body(case["type"], case["queue"], encode_payload(case["payload"]),
-                           case.get("priority", 0), case.get("maxRetries"),
-                           None if timeout is None else float(timeout))
+        want = client_body(case["type"], case["payload"], case["queue"],
+                           case.get("priority", 0), case.get("maxRetries"), case.get("timeout"))
         assert body == want, case
         decoded = tq.Task.from_body("X", case["queue"], body.encode())
         assert decoded.malformed is None and decoded.payload == case["payload"]
