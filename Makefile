@@ -31,8 +31,14 @@ fuzz: $(BIN)/tq-master
 bench: $(BIN)/tq-master
 	$(BIN)/python bench/core.py
 
+# ruff on everything; mypy on the package as it is installed (tq, its subpackages), from a tree
+# of links that mirrors setup.cfg's package_dir
 lint: $(BIN)/tq-master
 	$(BIN)/ruff check .
+	rm -rf .lint && mkdir -p .lint/tq
+	for f in shared/*; do ln -s ../../$$f .lint/tq/; done
+	for d in supervisor worker dashboard systemd; do ln -s ../../$$d .lint/tq/$$d; done
+	MYPYPATH=.lint $(BIN)/mypy -p tq
 
 clean:
 	-[ -x $(BIN)/tq ] && $(BIN)/tq -q embedded stop   # do not orphan the embedded redis-server

@@ -233,7 +233,7 @@ def create_app(client: Client, token: str | None = None,
         ops = {("dead", "retry"): client.retry_dead, ("dead", "delete"): client.delete_dead,
                ("scheduled", "run"): client.run_now,
                ("scheduled", "delete"): client.delete_scheduled}
-        op = ops.get((f.state, action))
+        op = ops.get((f.state, str(action)))
         if op is None:
             raise ValueError("bulk actions: dead tasks retry or delete, scheduled tasks run "
                              "or delete")

@@ -25,7 +25,8 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-from flask import Request, Response
+from flask import Request
+from werkzeug.wrappers import Response
 
 SESSION_COOKIE = "tq_session"
 MIN_TOKEN_LENGTH = 16
@@ -128,8 +129,8 @@ class Guard:
     def bearer(self, request: Request) -> bool:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
-        return bool(self.token) and scheme.lower() == "bearer" and hmac.compare_digest(
-            value.strip().encode(), self.token.encode())
+        return self.token is not None and scheme.lower() == "bearer" and \
+            hmac.compare_digest(value.strip().encode(), self.token.encode())
 
     def authenticated(self, request: Request) -> bool:
         if not self.token:
@@ -152,7 +153,8 @@ class Guard:
                                                                  self.csrf.encode())
 
     def login(self, token: str) -> bool:
-        return bool(self.token) and hmac.compare_digest(token.encode(), self.token.encode())
+        return self.token is not None and hmac.compare_digest(token.encode(),
+                                                              self.token.encode())
 
     def set_session(self, response: Response, secure: bool) -> None:
         response.set_cookie(SESSION_COOKIE, self.new_session(), httponly=True,

@@ -106,7 +106,7 @@ class EagerClient(EagerAdmin):
             if held is not None and held[1] > time.monotonic():
                 return held[0]
         info, payload_json = self._new(type, payload, queue, priority, max_retries)
-        if lock is not None:
+        if lock is not None and window is not None:
             self.store.unique[lock] = (info.id, time.monotonic() + window)
         self._submit(Pending(info, payload_json))
         return info.id

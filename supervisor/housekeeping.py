@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from tq.config import Config, protect_settings
 from tq.errors import TQError
-from tq.periodic_tasks import Periodic, Scheduler
+from tq.periodic_tasks import Periodic
 from tq.store.broker import Broker
 from tq.store.grants import REFUSALS, note, refusal
 from tq.store.groups import Group
@@ -29,6 +29,7 @@ from .cancels import Cancels
 from .children import ChildRecord
 from .forget import Forgetter, check_every
 from .handoff import Handoffs
+from .periodic import Scheduler
 from .recovery import Recovery
 from .schedule import Promoter
 from .services import Services

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tq.store.broker import Broker
 from tq.store.grants import REFUSALS, note, refusal
@@ -47,7 +47,7 @@ class Promoter:
     def due_in(self, now: float) -> float:
         return max(0.0, self.next_at - now)
 
-    def on_readable(self, fds: list[int] | tuple[int, ...] = ()) -> None:
+    def on_readable(self, fds: Sequence[int] = ()) -> None:
         """A token arrived (or the block timed out): look at the agenda at once."""
         conn = self._conn
         if conn is None or conn._sock is None or conn._sock.fileno() not in fds:

@@ -3,9 +3,11 @@ producers written in other languages (docs/protocol.md)."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from ..store.scripts import NAMES, SCRIPTS
+from ..store.scripts import NAMES, SCRIPTS, Script
 
 # The version of the contract docs/protocol.md states: key names, bodies, ids, the enqueue
 # script's KEYS/ARGV/reply, result and error records. It changes only when a producer or
@@ -27,11 +29,12 @@ def protocol(ctx: click.Context) -> None:
 def script(name: str, sha: bool) -> None:
     """Print the exact text tq loads for a Lua script (its helpers included): what a producer
     in another language ships and calls with EVALSHA."""
-    s = getattr(SCRIPTS, name)
+    s: Script = getattr(SCRIPTS, name)
     if sha:
         click.echo(s.sha)
     else:   # byte for byte (click.echo may alter what it prints): its SHA1 must be tq's
-        click.get_binary_stream("stdout").write(s.source.encode("utf-8"))
+        sys.stdout.buffer.write(s.source.encode("utf-8"))
+        sys.stdout.flush()
 
 
 COMMANDS = (protocol,)

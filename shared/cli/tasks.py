@@ -98,7 +98,8 @@ def enqueue(ctx: click.Context, task_type: str | None, payload: dict[str, Any] |
             max_retries: int | None, timeout: float | None, file: IO[bytes] | None,
             as_json: bool) -> None:
     """Enqueue a task of TYPE, or many from a JSONL file; prints the new ids."""
-    options = {k: v for k, v in (("priority", priority), ("delay", delay), ("queue", queue),
+    options: dict[str, Any] = {k: v for k, v in (("priority", priority), ("delay", delay),
+                                                 ("queue", queue),
                                  ("max_retries", max_retries), ("timeout", timeout))
                if v is not None}
     if file is None:

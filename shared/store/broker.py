@@ -66,12 +66,12 @@ class Broker(Registry, Claims, Indexes, Upkeep):
     (registry.py) and the master's upkeep (upkeep.py) are its mixins."""
 
     def __init__(self, url: str | None = None, namespace: str = "tq", *,
-                 conn: redis.Redis | None = None, retries: int = 0,
+                 conn: Any = None, retries: int = 0,
                  socket_timeout: float | None = 10.0, client_name: str | None = None) -> None:
         self.url = resolve_url(url)
         self.safe_url = redact(self.url)
         self.namespace = namespace
-        self.conn = conn if conn is not None else connect(
+        self.conn: Any = conn if conn is not None else connect(
             self.url, socket_timeout=socket_timeout, retries=retries, client_name=client_name)
         self.cluster = is_cluster(self.conn)
         self.keys = Keys(namespace, cluster=self.cluster)

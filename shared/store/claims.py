@@ -23,16 +23,14 @@ from typing import TYPE_CHECKING, Any
 from ..task import Task
 from .cluster import ClusterLink
 from .groups import Group
-from .link import pack_items
+from .link import Link, pack_items
 from .results import Ack, ClaimResult, parse_claim, result_record
 from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
-    import redis
 
     from .integrity import Quarantine
     from .keys import Keys, QueueKeys
-    from .link import Link
     from .scripts import Script
 
 DEFAULT_RESULT_TTL = 24 * 3600.0
@@ -57,7 +55,7 @@ class Claims:
     namespace: str
     keys: Keys
     link: Link | ClusterLink
-    conn: redis.Redis
+    conn: Any   # a redis.Redis, or a redis.RedisCluster
     cluster: bool
     socket_timeout: float | None
     replica_acks: int
@@ -255,7 +253,8 @@ class Claims:
             for q, mine in by_queue.items():
                 out.merge(self.claim(worker_id, [q], 0, acks=mine, result_ttl=result_ttl))
             by_queue = {}
-            held = [m.decode() for m in self.link.call("SMEMBERS", self.keys.procs(worker_id))]
+            members: Any = self.link.call("SMEMBERS", self.keys.procs(worker_id))
+            held = [m.decode() for m in members]
             for q in held:
                 out.strays += self.claim(worker_id, [q], 0, holds_nothing=True).strays
         for q, gen in picks:
@@ -306,6 +305,7 @@ class Claims:
                     self._packed.clear()
                 head = self._packed[cache_key] = pack_items([*keys, *fixed])
             n = len(keys) + len(fixed) + len(rest)
+            assert isinstance(self.link, Link)
             reply = script.call_packed(self.link, len(keys), n, [head, pack_items(rest)])
         return parse_claim(script.signalled(self.link, keys, reply))
 

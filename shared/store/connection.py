@@ -89,7 +89,7 @@ def resolve_url(url: str | None = None, *, config_file: str | None = None,
 
 def connect(url: str, *, socket_timeout: float | None = 10.0, retries: int = 0,
             client_name: str | None = None,
-            single_connection: bool = False) -> redis.Redis:   # or a redis.RedisCluster
+            single_connection: bool = False) -> Any:   # a redis.Redis or redis.RedisCluster
     """A Redis client for `url` (not yet connected). RESP2, bytes replies.
 
     retries: how many times redis-py may silently repeat a command after a connection error.
@@ -142,8 +142,9 @@ def sentinel_master(url: str, options: dict[str, Any]) -> redis.Redis:
     if not parts or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
         raise ValueError("the path must be /SERVICE or /SERVICE/DB")
     params = parsed.params
-    sentinel_kwargs = {k: params.pop(f"sentinel_{k}") for k in ("username", "password")
-                       if f"sentinel_{k}" in params}
+    sentinel_kwargs: dict[str, Any] = {k: params.pop(f"sentinel_{k}")
+                                       for k in ("username", "password")
+                                       if f"sentinel_{k}" in params}
     sentinel_kwargs["socket_timeout"] = options.get("socket_timeout") or 5.0
     sentinel_kwargs["socket_connect_timeout"] = 5.0
     if parsed.tls:
@@ -152,7 +153,7 @@ def sentinel_master(url: str, options: dict[str, Any]) -> redis.Redis:
     return manager.master_for(parts[0], redis_class=redis.Redis,
                               db=int(parts[1]) if len(parts) == 2 else 0,
                               username=parsed.username, password=parsed.password,
-                              **options, **params)
+                              **options, **params)   # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -201,7 +202,8 @@ def eviction_policy(conn: redis.Redis) -> str:
         reply = conn.config_get("maxmemory-policy")
     except redis.exceptions.ResponseError:   # renamed or disabled CONFIG, or NOPERM
         return UNKNOWN_POLICY
-    value = reply.get("maxmemory-policy") or reply.get(b"maxmemory-policy")
+    raw: dict[Any, Any] = dict(reply)
+    value = raw.get("maxmemory-policy") or raw.get(b"maxmemory-policy")
     if value is None:
         return UNKNOWN_POLICY
     return value.decode() if isinstance(value, bytes) else str(value)

@@ -17,7 +17,6 @@ from typing import Any
 import redis
 
 from ..errors import NoPermission
-from .cluster import is_cluster
 from .link import not_permitted
 from .scripts import NAMES, SCRIPTS, Script
 
@@ -26,11 +25,11 @@ log = logging.getLogger("tq.store")
 # What a master and its children send outside the Lua scripts (redis-py's connection set-up
 # and this module's check included; the scripts' own commands are read from their source).
 # INFO / CONFIG GET belong to the eviction check, which names them itself.
-MASTER = ("blpop", "client|setname", "command|info", "evalsha", "exists", "expire", "get",
-          "hdel", "hexists", "hget", "hgetall", "hincrby", "hkeys", "hlen", "hmget", "hscan",
-          "hset", "hsetnx", "lindex", "llen", "lrange", "lrem", "mget", "ping", "sadd", "scan",
-          "script|load", "set", "smembers", "srem", "time", "type", "zcard", "zrange",
-          "zrevrange", "zscore")
+MASTER = ("blpop", "client|setname", "command|info", "del", "evalsha", "exists", "expire",
+          "get", "hdel", "hexists", "hget", "hgetall", "hincrby", "hkeys", "hlen", "hmget",
+          "hscan", "hset", "hsetnx", "lindex", "llen", "lrange", "lrem", "mget", "ping", "sadd",
+          "scan", "script|load", "set", "smembers", "srem", "time", "type", "zadd", "zcard",
+          "zrange", "zrangebyscore", "zrevrange", "zscore")
 # The tq CLI and the dashboard (same user) also send these, which a master never does:
 # client.wait()'s XREAD, a queue repair's RENAME, a queue delete's HVALS, limits' ZLEXCOUNT.
 OPERATOR = ("hvals", "rename", "xread", "zlexcount")
@@ -58,18 +57,19 @@ def master_commands(cluster: bool = False, replica_acks: bool = False) -> list[s
     return sorted(used)
 
 
-def missing(conn: redis.Redis, key: str, commands: Sequence[str]) -> list[str] | None:
+def missing(conn: redis.Redis | redis.RedisCluster, key: str, commands: Sequence[str]
+            ) -> list[str] | None:
     """Which of `commands` this connection's user may not run, or '~read' / '~write' when
     `key` is outside its key patterns, on every primary of a cluster; [SCRIPTING] when it may
     not run scripts at all; None when Redis cannot tell (before 7.0: no redis.acl_check_cmd).
     Nothing is run: each command is checked with as many words as its arity asks (COMMAND
     INFO), the namespace's `key` in every place."""
-    targets = [n.redis_connection for n in conn.get_primaries()] if is_cluster(conn) \
-        else [conn]
+    targets = [n.redis_connection for n in conn.get_primaries()] \
+        if isinstance(conn, redis.RedisCluster) else [conn]
     lines = _lines(targets[0], key, commands)
     if lines is None:
         return None
-    flat = [w for line in lines for w in (len(line.words), *line.words)]
+    flat: list[Any] = [w for line in lines for w in (len(line.words), *line.words)]
     refused: list[Line] = []
     for target in targets:
         try:

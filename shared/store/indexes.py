@@ -24,7 +24,6 @@ from .link import ResponseError
 from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
-    import redis
 
     from .cluster import ClusterLink
     from .integrity import Quarantine
@@ -44,7 +43,7 @@ class Indexes:
     namespace: str
     keys: Keys
     link: Link | ClusterLink
-    conn: redis.Redis
+    conn: Any   # a redis.Redis, or a redis.RedisCluster
     cluster: bool
     quarantine: Quarantine
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +57,7 @@ def _integer(value: Any) -> bool:
         return False
 
 
-def diagnose(conn: redis.Redis, q: QueueKeys, procs: list[str] = ()) -> list[Problem]:
+def diagnose(conn: redis.Redis, q: QueueKeys, procs: Sequence[str] = ()) -> list[Problem]:
     """What is wrong with a queue's keys (and the given processing lists): [] if nothing."""
     types = expected_types(q)
     types.update({p: "list" for p in procs})

@@ -66,7 +66,7 @@ try:   # hiredis (a dependency) packs a whole command in C; redis-py's packer ad
 
     def _pack(args: tuple[object, ...]) -> list[bytes]:
         try:
-            return [_hiredis_pack(args)]
+            return [_hiredis_pack(args)]   # type: ignore[arg-type]  # (it checks itself)
         except TypeError as exc:
             raise redis.exceptions.DataError(str(exc)) from None
 except ImportError:  # pragma: no cover - hiredis is installed with tq

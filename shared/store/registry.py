@@ -11,8 +11,8 @@ from .connection import translated
 from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
-    import redis
 
+    from .cluster import ClusterLink
     from .keys import Keys
     from .link import Link
 
@@ -22,8 +22,8 @@ class Registry:
 
     url: str
     keys: Keys
-    link: Link
-    conn: redis.Redis
+    link: Link | ClusterLink
+    conn: Any   # a redis.Redis, or a redis.RedisCluster
 
     def heartbeat(self, master_id: str, master_info: dict[str, Any],
                   workers: dict[str, dict[str, Any]]) -> int:

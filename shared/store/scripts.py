@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from redis import Redis
+from redis import Redis, RedisCluster
 from redis.exceptions import NoScriptError
 
-from .cluster import ClusterLink, is_cluster
+from .cluster import ClusterLink
 from .link import Link, pack_items
 
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
@@ -180,11 +180,11 @@ class Scripts:
     sizes: Script
     counters: Script
 
-    def load_all(self, conn: Redis) -> None:
+    def load_all(self, conn: Redis | RedisCluster) -> None:
         """Load every script, on every primary of a Redis Cluster (a failover's new primary
         loads them on its first NOSCRIPT, see Script.__call__)."""
         targets = [n.redis_connection for n in conn.get_primaries()] \
-            if is_cluster(conn) else [conn]
+            if isinstance(conn, RedisCluster) else [conn]
         for target in targets:
             pipe = target.pipeline(transaction=False)
             for name in NAMES:

@@ -19,7 +19,6 @@ from .link import dedicated
 from .scripts import SCRIPTS
 
 if TYPE_CHECKING:
-    import redis
     from redis.connection import AbstractConnection
 
     from .keys import Keys, QueueKeys
@@ -36,8 +35,8 @@ class Upkeep:
     block, forget_queue and register_queues)."""
 
     keys: Keys
-    link: Link
-    conn: redis.Redis
+    link: Link | ClusterLink
+    conn: Any   # a redis.Redis, or a redis.RedisCluster
     cluster: bool
 
     if TYPE_CHECKING:
