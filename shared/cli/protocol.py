@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..store.scripts import NAMES, SCRIPTS, Script
+from ..store.scripts import NAMES, script_text
 
 # The version of the contract docs/protocol.md states: key names, bodies, ids, the enqueue
 # script's KEYS/ARGV/reply, result and error records. It changes only when a producer or
@@ -29,11 +29,11 @@ def protocol(ctx: click.Context) -> None:
 def script(name: str, sha: bool) -> None:
     """Print the exact text tq loads for a Lua script (its helpers included): what a producer
     in another language ships and calls with EVALSHA."""
-    s: Script = getattr(SCRIPTS, name)
+    source, digest = script_text(name)
     if sha:
-        click.echo(s.sha)
+        click.echo(digest)
     else:   # byte for byte (click.echo may alter what it prints): its SHA1 must be tq's
-        sys.stdout.buffer.write(s.source.encode("utf-8"))
+        sys.stdout.buffer.write(source.encode("utf-8"))
         sys.stdout.flush()
 
 

@@ -193,3 +193,10 @@ class Scripts:
 
 
 SCRIPTS = Scripts()
+
+
+def script_text(name: str) -> tuple[str, str]:
+    """A script's exact text as tq loads it (its helpers included) and its SHA1: what a
+    producer in another language ships and calls with EVALSHA (docs/protocol.md)."""
+    script: Script = getattr(SCRIPTS, name)
+    return script.source, script.sha

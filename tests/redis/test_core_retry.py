@@ -205,7 +205,7 @@ def test_purge_deletes_waiting_tasks_only(any_client, any_broker, any_rconn):
     assert any_client.purge("t") == 2500   # 2499 ready + 1 scheduled, in chunks
     sizes = any_client.queue_sizes()
     assert sizes["t"] == {"ready": 0, "by_priority": {}, "scheduled": 0, "running": 1,
-                          "dead": 1, "held": 0, "paused": False, "broken": None,
+                          "dead": 1, "held": 0, "limited": False, "paused": False, "broken": None,
                           "oldest_ready": None}
     assert any_rconn.hlen(K.queue("t").tasks) == 2   # the running one and the dead one
     assert any_broker.ack("w", running)
