@@ -136,9 +136,11 @@ def test_queue_sizes_by_priority(any_client, any_broker):
     # the oldest ready task's creation time, read from the heads of the ready lists
     assert before - 0.001 <= sizes["a"].pop("oldest_ready") <= after
     assert sizes["a"] == {"ready": 5, "by_priority": {7: 2, 0: 3}, "scheduled": 0,
-                          "running": 0, "dead": 0, "held": 0, "limited": False, "paused": False, "broken": None}
+                          "running": 0, "dead": 0, "held": 0, "limited": False, "paused": False,
+                          "broken": None}
     assert sizes["b"] == {"ready": 0, "by_priority": {}, "scheduled": 1, "running": 1,
-                          "dead": 0, "held": 0, "limited": False, "paused": False, "broken": None,
+                          "dead": 0, "held": 0, "limited": False, "paused": False,
+                          "broken": None,
                           "oldest_ready": None}
     assert any_client.queues() == ["a", "b"]
 
