@@ -92,7 +92,6 @@ end
 
 -- A master must look at q now (a hand-off to apply, a cancel request).
 local function soon(q)
-  if rcall('LLEN', q.soon) == 0 then rcall('RPUSH', q.soon, '1') end
   agenda(q, 0)
 end
 

@@ -45,7 +45,8 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 |                              |        | expires after a day                                     |
 | ns:{Q}:uniq:DIGEST           | string | id of the task holding a unique_for lock                |
 | ns:{Q}:wake                  | list   | wake-up token for workers blocked on an empty queue     |
-| ns:{Q}:soon                  | list   | token for the master: the earliest scheduled task moved |
+| ns:{Q}:soon                  | -      | (no longer written: the masters' agenda, ns:due, took   |
+|                              |        | its place; still named in a queue's key block)          |
 | ns:{Q}:seq                   | string | claim counter (fencing tokens)                          |
 | ns:{Q}:stats                 | hash   | "type:event" -> count                                   |
 | ns:{Q}:policy                | hash   | type -> handler policy (JSON), published by workers     |

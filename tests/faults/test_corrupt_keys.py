@@ -24,7 +24,6 @@ CORRUPTIONS = {
     "run": ("SET", "oops"),
     "sched": ("SET", "oops"),
     "wake": ("SET", "oops"),
-    "soon": ("SET", "oops"),
     "stats": ("SET", "oops"),
     "seq": ("SET", "not-a-number"),
     "fails": ("LPUSH", "oops"),

@@ -185,12 +185,11 @@ local function agenda(q, at)
   end
 end
 
--- The earliest scheduled task of q is now `due` (ms): wake blocked workers (a worker blocked
--- on the queue sleeps until the earliest due time it knows of) and the masters (they promote
+-- The earliest scheduled task of q is now `due` (ms): wake workers blocked on the queue (they
+-- sleep until the earliest due time they know of) and tell the masters' agenda (they promote
 -- on time, see supervisor/schedule.py).
 local function schedule_moved(q, due)
   if rcall('LLEN', q.wake) == 0 then rcall('RPUSH', q.wake, '1') end
-  if rcall('LLEN', q.soon) == 0 then rcall('RPUSH', q.soon, '1') end
   agenda(q, due)
 end
 
@@ -378,7 +377,6 @@ local CANCELLED = '{"s":"cancelled"}'
 
 -- A master must look at q now (a hand-off to apply, a cancel request).
 local function soon(q)
-  if rcall('LLEN', q.soon) == 0 then rcall('RPUSH', q.soon, '1') end
   agenda(q, 0)
 end
 

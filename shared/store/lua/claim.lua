@@ -41,7 +41,7 @@ local result_ttl = tonumber(result_px)
 local n_acks, n_stats = tonumber(ARGV[A_NACKS]), tonumber(ARGV[A_NSTATS])
 local holds_nothing = ARGV[A_HOLDS] == '1'
 local nq = tonumber(ARGV[A_NQ])
-local procs = ns .. ':procs:' .. worker   -- (mode 'g') queues where this worker claimed
+local procs = ns .. ':procs:' .. worker   -- queues where this worker claimed (standalone)
 
 local names, by_name = {}, {}
 for i = 1, nq do
@@ -118,8 +118,10 @@ if not group_mode then
   for _, name in ipairs(names) do
     local q = by_name[name]
     if room(st) then
+      local before = st.n
       local got = take_from(st, q)
       if type(got) == 'table' then return got end   -- an error reply
+      if st.n > before and q.direct then rcall('SADD', procs, name) end
       if got == 'left' then
         -- a worker may have been woken by this queue's token while claiming from an earlier
         -- queue, or took only part of it: leave a token so another worker wakes (the queue
