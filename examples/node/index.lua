@@ -26,16 +26,24 @@ local SIG = nil
 local function int(n) return string.format('%d', n) end
 
 -- Consumer groups (shared/store/groups.py): the groups hash maps a group id to its spec,
--- "W" (weighted) or "S" (strict), then a line per queue pattern: "stride<TAB>lua pattern".
--- The rank (line number) of the first pattern a queue name matches and its stride; nil when
--- the group does not consume the queue.
-local function match_rank(spec, name)
-  local rank = 0
-  for stride, pattern in string.gmatch(spec, '\n(%d+)\t([^\n]*)') do
-    rank = rank + 1
-    if string.find(name, pattern) then return rank, stride end
+-- "W" (weighted) or "S" (strict), "\n=" when it names plain queues (in its gnames hash: name
+-- -> "rank<TAB>stride"), then a line per glob: "rank<TAB>stride<TAB>lua pattern". The rank of
+-- the first of its patterns a queue matches, and its stride; nil when it does not consume it.
+local function match_rank(g, gid, spec, name)
+  local rank, stride = nil, nil
+  if string.find(spec, '\n=', 1, true) then
+    local e = rcall('HGET', g .. 'gnames:' .. gid, name)
+    if e then
+      local r, st = string.match(e, '^(%d+)\t(%d+)')
+      rank, stride = tonumber(r), st
+    end
   end
-  return nil
+  for r, st, pattern in string.gmatch(spec, '\n(%d+)\t(%d+)\t([^\n]*)') do
+    r = tonumber(r)
+    if rank and r > rank then break end
+    if string.find(name, pattern) then return r, st end
+  end
+  return rank, stride
 end
 
 -- Queue `name` joins the ready index of group `gid` (g: the global keys' prefix): at the end
@@ -62,7 +70,7 @@ end
 local function index_ready(g, groups_key, name, fenced)
   local groups = rcall('HGETALL', groups_key)
   for i = 1, #groups, 2 do
-    local rank = match_rank(groups[i + 1], name)
+    local rank = match_rank(g, groups[i], groups[i + 1], name)
     if rank then join_index(g, groups[i], groups[i + 1], name, rank, fenced) end
   end
 end

@@ -7,8 +7,10 @@ queue in the ready index of every group whose patterns match it when it gets rea
 (lua/_lib.lua: wake); claims take it out when they drain it. So a claim, and an idle worker's
 wait, cost with the queues that hold work, not with the queues a worker consumes.
 
-    ns:groups              hash  group id -> spec: "W" or "S", then per pattern
-                                 "\\n<stride>\\t<lua pattern>" (its rank is its line)
+    ns:groups              hash  group id -> spec: "W" or "S", "\\n=" when it names plain
+                                 queues, then per glob "\\n<rank>\\t<stride>\\t<lua pattern>"
+    ns:gnames:<id>         hash  plain queue name -> "<rank>\\t<stride>" (a lookup, however
+                                 many names a -Q lists)
     ns:groupseen           zset  group id -> last heartbeat of a master using it (Redis ms)
     ns:gready:<id>         zset  queue -> pass (weighted) or rank (strict): queues in line
     ns:gwake:<id>          list  a token for one idle worker of the group
@@ -93,15 +95,28 @@ class Group:
 
     @property
     def spec(self) -> str:
-        """What the groups hash holds for it (read by the Lua scripts, see module doc)."""
+        """What the groups hash holds for it (read by the Lua scripts, see module doc): its
+        globs; its plain names are in names()."""
         lines = [("S" if self.strict else "W")]
-        for p, w in zip(self.patterns, self.weights, strict=True):
-            lines.append(f"{stride(w)}\t{lua_pattern(p)}")
+        if any(not is_pattern(p) for p in self.patterns):
+            lines.append("=")
+        for rank, (p, w) in enumerate(zip(self.patterns, self.weights, strict=True), 1):
+            if is_pattern(p):
+                lines.append(f"{rank}\t{stride(w)}\t{lua_pattern(p)}")
         return "\n".join(lines)
 
     @property
+    def names_map(self) -> dict[str, str]:
+        """Its plain queue names -> "rank<TAB>stride" (the gnames hash)."""
+        out: dict[str, str] = {}
+        for rank, (p, w) in enumerate(zip(self.patterns, self.weights, strict=True), 1):
+            if not is_pattern(p) and p not in out:
+                out[p] = f"{rank}\t{stride(w)}"
+        return out
+
+    @property
     def id(self) -> str:
-        return hashlib.sha1(self.spec.encode()).hexdigest()[:12]
+        return _group_id(self.patterns, self.weights, self.strict)
 
     def rank(self, queue: str) -> int | None:
         """1-based index of the first pattern `queue` matches (None: not consumed)."""
@@ -127,17 +142,36 @@ class Group:
         return [q for _, q in sorted(ranked)]
 
 
+@lru_cache(maxsize=256)
+def _group_id(patterns: tuple[str, ...], weights: tuple[int, ...], strict: bool) -> str:
+    text = "\n".join([("S" if strict else "W"), *(f"{w}\t{p}" for p, w in
+                                                   zip(patterns, weights, strict=True))])
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+@lru_cache(maxsize=256)
+def _plain(patterns: tuple[str, ...]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i, p in enumerate(patterns, 1):
+        if not is_pattern(p):
+            out.setdefault(p, i)
+    return out
+
+
 @lru_cache(maxsize=4096)
 def _rank(patterns: tuple[str, ...], queue: str) -> int | None:
+    rank = _plain(patterns).get(queue)
     for i, p in enumerate(patterns, 1):
-        if p == queue or (is_pattern(p) and fnmatch.fnmatchcase(queue, p)):
+        if rank is not None and i > rank:
+            break
+        if is_pattern(p) and fnmatch.fnmatchcase(queue, p):
             return i
-    return None
+    return rank
 
 
-_SPEC_LINE = re.compile(r"\n(\d+)\t([^\n]*)")
+_SPEC_LINE = re.compile(r"\n(\d+)\t(\d+)\t([^\n]*)")
 
 
 def spec_patterns(spec: str) -> list[str]:
     """The Lua patterns of a spec read back from Redis (for tests and diagnostics)."""
-    return [m.group(2) for m in _SPEC_LINE.finditer(spec)]
+    return [m.group(3) for m in _SPEC_LINE.finditer(spec)]

@@ -54,14 +54,23 @@ class Indexes:
 
     def _indexes_init(self) -> None:
         self._hints: dict[str, list[str]] = {}
+        self._names_sent: dict[str, int] = {}   # group id -> link.connects when its names went
 
     # -- consumer groups ------------------------------------------------------------------
     def register_group(self, group: Group) -> None:
         """Publish a group's spec and that a master uses it (each heartbeat: idempotent, and
-        a restarted Redis without persistence learns it again within a second)."""
+        a restarted Redis without persistence learns it again within a second). Its plain
+        names (a hash: a -Q of a thousand names is one lookup) once per connection, first."""
+        gid = group.id
         with translated(self.url):
-            self.link.call("HSET", self.keys.groups, group.id, group.spec)
-            self.link.call("ZADD", self.keys.groupseen, int(time.time() * 1000), group.id)
+            names = group.names_map
+            if names and self._names_sent.get(gid) != self.link.connects:
+                flat = [x for kv in names.items() for x in kv]
+                for i in range(0, len(flat), 2000):
+                    self.link.call("HSET", self.keys.group_names(gid), *flat[i:i + 2000])
+                self._names_sent[gid] = self.link.connects
+            self.link.call("HSET", self.keys.groups, gid, group.spec)
+            self.link.call("ZADD", self.keys.groupseen, int(time.time() * 1000), gid)
 
     def group_line(self, group: Group, limit: int = 100) -> list[tuple[str, float]]:
         """The queues in line in a group's ready index (those with ready work), first first."""
@@ -81,6 +90,7 @@ class Indexes:
                 self.link.call("DEL", self.keys.group_ready(gid))
                 self.link.call("DEL", self.keys.group_wake(gid))
                 self.link.call("DEL", self.keys.group_gens(gid))
+                self.link.call("DEL", self.keys.group_names(gid))
                 self.link.call("ZREM", self.keys.groupseen, gid)
         return old
 

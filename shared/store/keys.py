@@ -22,6 +22,7 @@ untagged names below, which older tq versions of a fleet being upgraded also use
 |                              | zset   | heartbeat of a master using it                          |
 | ns:gready:G                  | zset   | group G's ready index: queue -> pass or rank            |
 | ns:gwake:G                   | list   | a wake-up token for one idle worker of group G          |
+| ns:gnames:G                  | hash   | the plain queue names group G lists -> rank and stride  |
 | ns:ggen:G                    | hash   | queue -> joins to G's index (fences drained verdicts)   |
 | ns:due                       | zset   | the masters' agenda: queue -> earliest time (Redis ms)  |
 |                              |        | it needs a master (a due task, a hand-off, a cancel)    |
@@ -127,6 +128,9 @@ class Keys:
 
     def group_wake(self, group_id: str) -> str:
         return f"{self.global_prefix}gwake:{group_id}"
+
+    def group_names(self, group_id: str) -> str:
+        return f"{self.global_prefix}gnames:{group_id}"
 
     def group_gens(self, group_id: str) -> str:
         return f"{self.global_prefix}ggen:{group_id}"
