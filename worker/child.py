@@ -208,6 +208,7 @@ class WorkerProcess:
         assert self.group is not None
         b.register_group(self.group)   # before its first claim: producers enter queues in it
         b.register_queues(self.group.names())
+        b.sweep_group(self.group)      # and what waited before the group existed is in line
         policies: dict[str, dict[str, dict[str, Any]]] = {}
         for spec in REGISTRY.values():
             policies.setdefault(spec.queue, {})[spec.type] = spec.policy()

@@ -153,26 +153,38 @@ class Indexes:
             if got is None:
                 return None
             self.forget_groups()
-            queues = [q for q in self.known_queues() if q not in self.quarantine.queues]
-            if not self.cluster:
-                ready = due = 0
-                for i in range(0, len(queues), SWEEP_CHUNK):
-                    r, d = SCRIPTS.sweep(self.link, [self.keys.groups],
-                                         [self.namespace, *queues[i:i + SWEEP_CHUNK]])
-                    ready, due = ready + int(r), due + int(d)
-                return ready, due
-            found: list[Any] = []
+            return self._sweep([q for q in self.known_queues()
+                                if q not in self.quarantine.queues])
+
+    def sweep_group(self, group: Group) -> tuple[int, int]:
+        """The sweep of the known queues a group consumes, now (no turn to wait for): a
+        worker of a group that starts, so that work queued before it is in line at once."""
+        with translated(self.url):
+            return self._sweep(group.matching([q for q in self.known_queues()
+                                               if q not in self.quarantine.queues]))
+
+    def _sweep(self, queues: list[str]) -> tuple[int, int]:
+        """sweep.lua over `queues`: in chunks on a standalone Redis; on a cluster a call per
+        queue in its slot, then what they found in the indexes' slot (index.lua)."""
+        if not self.cluster:
             ready = due = 0
-            for q in queues:
-                r, d = SCRIPTS.sweep(self.link, [self.qkeys(q).groups], [self.namespace, q])
-                if r == b"1" or int(d) >= 0:
-                    found.extend((q, r, d))
-                    ready += r == b"1"
-                    due += int(d) >= 0
-            for i in range(0, len(found), 3 * SWEEP_CHUNK):
-                part = found[i:i + 3 * SWEEP_CHUNK]
-                SCRIPTS.index(self.link, [self.keys.groups], [len(part) // 3, *part, 0])
+            for i in range(0, len(queues), SWEEP_CHUNK):
+                r, d = SCRIPTS.sweep(self.link, [self.keys.groups],
+                                     [self.namespace, *queues[i:i + SWEEP_CHUNK]])
+                ready, due = ready + int(r), due + int(d)
             return ready, due
+        found: list[Any] = []
+        ready = due = 0
+        for q in queues:
+            r, d = SCRIPTS.sweep(self.link, [self.qkeys(q).groups], [self.namespace, q])
+            if r == b"1" or int(d) >= 0:
+                found.extend((q, r, d))
+                ready += r == b"1"
+                due += int(d) >= 0
+        for i in range(0, len(found), 3 * SWEEP_CHUNK):
+            part = found[i:i + 3 * SWEEP_CHUNK]
+            SCRIPTS.index(self.link, [self.keys.groups], [len(part) // 3, *part, 0])
+        return ready, due
 
     # -- a task's queue from its id ---------------------------------------------------------
     def queues_for_id(self, task_id: str, fresh: bool = False) -> list[str]:
