@@ -173,7 +173,8 @@ class Claims:
         gid = group.id
         keys = [self.keys.group_ready(gid), self.keys.group_wake(gid)]
         fixed = [worker_id, self.namespace, "g", gid]
-        rest = self._claim_args(max_tasks, acks, None, result_ttl, holds_nothing, excluded)
+        rest = self._claim_args(max_tasks, acks, None, result_ttl, holds_nothing, excluded,
+                                promote="0")
         return self._run_claim(("g", worker_id, gid), keys, fixed, rest, bool(acks))
 
     def wait_and_claim_group(self, worker_id: str, group: Group, timeout: float,
@@ -203,7 +204,8 @@ class Claims:
                                       result_ttl, holds_nothing)
         keys = [self.keys.group_ready(gid), wake]
         args = [worker_id, self.namespace, "g", gid,
-                *self._claim_args(max_tasks, (), None, result_ttl, holds_nothing, excluded)]
+                *self._claim_args(max_tasks, (), None, result_ttl, holds_nothing, excluded,
+                                  promote="0")]
         script = SCRIPTS.claim
         _, reply = self.link.call_pipelined(("BLPOP", wake, block),
                                             ("EVALSHA", script.sha, len(keys), *keys, *args))
@@ -275,9 +277,11 @@ class Claims:
     # -- shared ---------------------------------------------------------------------------
     def _claim_args(self, max_tasks: int, acks: Sequence[Ack],
                     stats: dict[tuple[str, str], int] | None, result_ttl: float,
-                    holds_nothing: bool, queues: Sequence[str]) -> list[Any]:
-        """claim.lua's ARGV after its fixed head (worker, namespace, mode, group)."""
-        args: list[Any] = [max_tasks, PROMOTE_LIMIT, int(result_ttl * 1000), len(acks),
+                    holds_nothing: bool, queues: Sequence[str], promote: str = PROMOTE_LIMIT
+                    ) -> list[Any]:
+        """claim.lua's ARGV after its fixed head (worker, namespace, mode, group); promote:
+        how many due tasks a claim promotes per queue ("0": the masters do)."""
+        args: list[Any] = [max_tasks, promote, int(result_ttl * 1000), len(acks),
                            len(stats or ()), "1" if holds_nothing else "0", len(queues),
                            *queues]
         for ack in acks:

@@ -1,8 +1,9 @@
 --[[ Taking ready tasks of one queue for a worker: a part of claim.lua, prepended by scripts.py
   to the scripts that say `-- uses: ..., _take`. Needs _lib and _admit.
 
-  Priorities 9..0 within a queue, FIFO within a level; due scheduled tasks are promoted first,
-  so a due retry is claimable in the same call.
+  Priorities 9..0 within a queue, FIFO within a level; due scheduled tasks are promoted first
+  (claims that name their queues: a due retry is claimable in the same call; a group's claims
+  leave it to the masters, who promote from their agenda on time).
 ]]
 local MAX_BURY = 1000   -- malformed entries buried (or limited tasks set aside) per call
 
@@ -61,7 +62,7 @@ local function take_from(st, q)
   local is_paused, limits = flow_of(q)
   if is_paused then return 'paused' end
   local queue, now, tally = q.name, st.now, st.tally
-  promote(q, queue, now, st.promote_limit)
+  if st.promote_limit > 0 then promote(q, queue, now, st.promote_limit) end
   local leased_now, held_now = {}, {}   -- types of concurrency limits: leased / held here
   local drained = false
   -- Malformed entries do not count against max_tasks: pop on until enough good tasks (or the
