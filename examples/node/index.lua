@@ -25,82 +25,116 @@ local SIG = nil
 
 local function int(n) return string.format('%d', n) end
 
--- Consumer groups (shared/store/groups.py): the groups hash maps a group id to its spec,
--- "W" (weighted) or "S" (strict), "\n=" when it names plain queues (in its gnames hash: name
--- -> "rank<TAB>stride"), then a line per glob: "rank<TAB>stride<TAB>lua pattern". The rank of
--- the first of its patterns a queue matches, and its stride; nil when it does not consume it.
-local function match_rank(g, gid, spec, name)
-  local rank, stride = nil, nil
-  if string.find(spec, '\n=', 1, true) then
-    local e = rcall('HGET', g .. 'gnames:' .. gid, name)
-    if e then
-      local r, st = string.match(e, '^(%d+)\t(%d+)')
-      rank, stride = tonumber(r), st
+-- The global indexes' helpers (consumer groups' ready indexes, the masters' agenda), made the
+-- first time a call needs them: most calls do not, and Redis runs a script's whole text on
+-- every call (each `local function` a closure for the collector).
+local IDX = nil
+local function indexes()
+  if IDX then return IDX end
+  IDX = {}
+
+  -- Consumer groups (shared/store/groups.py): the groups hash maps a group id to its spec,
+  -- "W" (weighted) or "S" (strict), "\n=" when it names plain queues (in its gnames hash:
+  -- name -> "rank<TAB>stride"), then a line per glob: "rank<TAB>stride<TAB>lua pattern".
+  -- The rank of the first of its patterns a queue matches, and its stride; nil when it does
+  -- not consume it.
+  function IDX.match_rank(g, gid, spec, name)
+    local rank, stride = nil, nil
+    if string.find(spec, '\n=', 1, true) then
+      local e = rcall('HGET', g .. 'gnames:' .. gid, name)
+      if e then
+        local r, st = string.match(e, '^(%d+)\t(%d+)')
+        rank, stride = tonumber(r), st
+      end
+    end
+    for r, st, pattern in string.gmatch(spec, '\n(%d+)\t(%d+)\t([^\n]*)') do
+      r = tonumber(r)
+      if rank and r > rank then break end
+      if string.find(name, pattern) then return r, st end
+    end
+    return rank, stride
+  end
+
+  -- Queue `name` joins the ready index of group `gid` (g: the global keys' prefix): at the
+  -- end of the line (the lowest pass of those waiting: no catching up, no starving) when
+  -- weighted, at its pattern's rank when strict. A queue new to the index wakes one idle
+  -- worker of the group; one already there has its token, or a worker that will claim from
+  -- it (a claim that leaves work leaves a token). On a cluster each join counts in the
+  -- group's gens hash, so a worker's later "drained" cannot take out a queue that got work
+  -- meanwhile (pick.lua).
+  function IDX.join(g, gid, spec, name, rank, fenced)
+    local idx = g .. 'gready:' .. gid
+    local score = rank
+    if string.byte(spec, 1) ~= 83 then   -- not 'S' (strict): weighted
+      local first = rcall('ZRANGE', idx, 0, 0, 'WITHSCORES')
+      score = first[2] or '0'
+    end
+    if fenced then rcall('HINCRBY', g .. 'ggen:' .. gid, name, 1) end
+    if rcall('ZADD', idx, 'NX', score, name) == 1 then
+      local wake_key = g .. 'gwake:' .. gid
+      if rcall('LLEN', wake_key) == 0 then rcall('RPUSH', wake_key, '1') end
     end
   end
-  for r, st, pattern in string.gmatch(spec, '\n(%d+)\t(%d+)\t([^\n]*)') do
-    r = tonumber(r)
-    if rank and r > rank then break end
-    if string.find(name, pattern) then return r, st end
-  end
-  return rank, stride
-end
 
--- Queue `name` joins the ready index of group `gid` (g: the global keys' prefix): at the end
--- of the line (the lowest pass of those waiting: no catching up, no starving) when weighted,
--- at its pattern's rank when strict. A queue new to the index wakes one idle worker of the
--- group; one already there has its token, or a worker that will claim from it (a claim that
--- leaves work leaves a token). On a cluster each join counts in the group's gens hash, so a
--- worker's later "drained" cannot take out a queue that got work meanwhile (pick.lua).
-local function join_index(g, gid, spec, name, rank, fenced)
-  local idx = g .. 'gready:' .. gid
-  local score = rank
-  if string.byte(spec, 1) ~= 83 then   -- not 'S' (strict): weighted
-    local first = rcall('ZRANGE', idx, 0, 0, 'WITHSCORES')
-    score = first[2] or '0'
+  -- Queue `name` got ready work: it joins the index of every group that consumes it.
+  function IDX.ready(g, groups_key, name, fenced)
+    local groups = rcall('HGETALL', groups_key)
+    for i = 1, #groups, 2 do
+      local rank = IDX.match_rank(g, groups[i], groups[i + 1], name)
+      if rank then IDX.join(g, groups[i], groups[i + 1], name, rank, fenced) end
+    end
   end
-  if fenced then rcall('HINCRBY', g .. 'ggen:' .. gid, name, 1) end
-  if rcall('ZADD', idx, 'NX', score, name) == 1 then
-    local wake_key = g .. 'gwake:' .. gid
-    if rcall('LLEN', wake_key) == 0 then rcall('RPUSH', wake_key, '1') end
-  end
-end
 
--- Queue `name` got ready work: it joins the index of every group that consumes it.
-local function index_ready(g, groups_key, name, fenced)
-  local groups = rcall('HGETALL', groups_key)
-  for i = 1, #groups, 2 do
-    local rank = match_rank(g, groups[i], groups[i + 1], name)
-    if rank then join_index(g, groups[i], groups[i + 1], name, rank, fenced) end
+  -- Queue `name` needs a master at `at` (ms): the agenda keeps each queue's earliest such
+  -- time; the masters block on the soon list and are told when the earliest of all moves
+  -- earlier.
+  function IDX.due(g, name, at)
+    local key = g .. 'due'
+    rcall('ZADD', key, 'LT', int(at), name)
+    local first = rcall('ZRANGE', key, 0, 0)
+    if first[1] == name then
+      local soon_key = g .. 'soon'
+      if rcall('LLEN', soon_key) == 0 then rcall('RPUSH', soon_key, '1') end
+    end
   end
-end
 
--- Queue `name` needs a master at `at` (ms): the agenda keeps each queue's earliest such time;
--- the masters block on the soon list and are told when the earliest of all moves earlier.
-local function index_due(g, name, at)
-  local key = g .. 'due'
-  rcall('ZADD', key, 'LT', int(at), name)
-  local first = rcall('ZRANGE', key, 0, 0)
-  if first[1] == name then
-    local soon_key = g .. 'soon'
-    if rcall('LLEN', soon_key) == 0 then rcall('RPUSH', soon_key, '1') end
+  -- Queue q got ready work: wake workers blocked on it, and enter it in the ready index of
+  -- every group that consumes it (on a cluster: note it for the caller).
+  function IDX.wake(q)
+    if rcall('LLEN', q.wake) == 0 then rcall('RPUSH', q.wake, '1') end
+    if q.direct then
+      IDX.ready(q.ns .. ':', q.groups, q.name, false)
+    else
+      SIG = SIG or {}
+      SIG.ready = true
+    end
   end
-end
 
--- Queue q needs a master at `at` (Redis ms): a scheduled task falls due, a hand-off or a cancel
--- waits (at 0); on a cluster: noted for the caller.
-local function agenda(q, at)
-  if q.direct then
-    index_due(q.ns .. ':', q.name, at)
-  else
-    SIG = SIG or {}
-    if not SIG.due or at < SIG.due then SIG.due = at end
+  -- Queue q needs a master at `at` (Redis ms): a scheduled task falls due, a hand-off or a
+  -- cancel waits (at 0); on a cluster: noted for the caller.
+  function IDX.agenda(q, at)
+    if q.direct then
+      IDX.due(q.ns .. ':', q.name, at)
+    else
+      SIG = SIG or {}
+      if not SIG.due or at < SIG.due then SIG.due = at end
+    end
   end
-end
 
--- A master must look at q now (a hand-off to apply, a cancel request).
-local function soon(q)
-  agenda(q, 0)
+  -- The earliest scheduled task of q is now `due` (ms): wake workers blocked on the queue
+  -- (they sleep until the earliest due time they know of) and tell the masters' agenda (they
+  -- promote on time, see supervisor/schedule.py).
+  function IDX.schedule_moved(q, due)
+    if rcall('LLEN', q.wake) == 0 then rcall('RPUSH', q.wake, '1') end
+    IDX.agenda(q, due)
+  end
+
+  function IDX.reply(reply)
+    if SIG == nil or type(reply) ~= 'table' or reply.err or reply.ok then return reply end
+    reply[#reply + 1] = {'~sig', SIG.ready and 1 or 0, SIG.due and int(SIG.due) or '-1'}
+    return reply
+  end
+  return IDX
 end
 
 
@@ -128,8 +162,8 @@ local a = 2
 for _ = 1, n do
   local name, ready, due = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   a = a + 3
-  if ready == '1' then index_ready(g, groups_key, name, true) end
-  if due >= 0 then index_due(g, name, due) end
+  if ready == '1' then indexes().ready(g, groups_key, name, true) end
+  if due >= 0 then indexes().due(g, name, due) end
 end
 local m = tonumber(ARGV[a] or '0')
 a = a + 1

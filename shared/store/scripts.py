@@ -47,8 +47,13 @@ def _source(name: str) -> str:
 
 
 _DEFINES = re.compile(r"^local (?:function (\w+)|([\w, ]+?) =)", re.M)
-_WORD = re.compile(r"[A-Za-z_]\w*")
+_WORD = re.compile(r"(?<![.\w])[A-Za-z_]\w*")   # not a field (q.wake)
 _COMMENTS = re.compile(r"^--\[\[(?s:.*?)\]\]|^[ \t]*--.*$", re.M)   # block, whole-line
+_STRINGS = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"")   # a name in one is no use
+
+
+def _names_used(text: str) -> set[str]:
+    return set(_WORD.findall(_STRINGS.sub("", _COMMENTS.sub("", text))))
 
 
 def used_lib(lib: str, script: str) -> str:
@@ -74,7 +79,7 @@ def used_lib(lib: str, script: str) -> str:
             x.strip() for x in m.group(2).split(",")} if m else set()
         chunks.append((names, "".join(lines[begin:end])))
     head = "".join(lines[:starts[0]]) if starts else lib
-    wanted = set(_WORD.findall(_COMMENTS.sub("", script)))
+    wanted = _names_used(script)
     used = [False] * len(chunks)
     grew = True
     while grew:
@@ -82,7 +87,7 @@ def used_lib(lib: str, script: str) -> str:
         for k, (names, text) in enumerate(chunks):
             if not used[k] and (not names or names & wanted):
                 used[k] = grew = True
-                wanted.update(_WORD.findall(_COMMENTS.sub("", text)))
+                wanted.update(_names_used(text))
     return head + "".join(text for (_, text), u in zip(chunks, used, strict=True) if u)
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
+from metrics_scrape import scrape
 from needs import unavailable
-from prometheus_client.parser import text_string_to_metric_families
 from redis_server import free_port
 
 import tq
@@ -27,19 +27,6 @@ from tq.tally import Tally
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.cluster_too   # each test: on a standalone Redis, then on a Cluster
-
-
-def scrape(address: tuple[str, int] | None) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """{sample name: {sorted labels: value}} from one GET /metrics at (host, port)."""
-    assert address is not None
-    host, port = address
-    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
-    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    return out
 
 
 @pytest.fixture

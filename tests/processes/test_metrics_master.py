@@ -6,8 +6,8 @@ import signal
 
 import pytest
 from master_proc import eventually
+from metrics_scrape import scrape
 from redis_server import free_port
-from test_metrics import scrape
 
 from tq.dashboard.api import Board
 

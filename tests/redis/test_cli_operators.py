@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from master_proc import eventually
+from metrics_scrape import scrape
 from redis_server import free_port
-from test_metrics import scrape
 
 import tq
 from tq.cli import cli

@@ -348,13 +348,18 @@ def test_absurd_durations_are_refused_before_anything_is_written(any_client, any
 
 
 def test_an_earlier_due_time_leaves_a_token_for_the_master(any_client, any_broker, any_rconn):
-    soon = K.queue("t").soon
+    # the masters block on the agenda's soon list: a token when the earliest time of all
+    # moves earlier, and the agenda keeps each queue's earliest
+    soon, due = K.soon, K.due
     any_client.enqueue("t", {}, delay=60)
     assert any_rconn.lpop(soon) == b"1"                 # the first scheduled task
+    first = any_rconn.zscore(due, "t")
     any_client.enqueue("t", {}, delay=120)
     assert any_rconn.llen(soon) == 0                    # later than the earliest: no news
+    assert any_rconn.zscore(due, "t") == first
     any_client.enqueue_many([{"type": "t", "delay": 30}] * 3)
     assert any_rconn.llen(soon) == 1                    # earlier: one token, not three
+    assert any_rconn.zscore(due, "t") < first
     any_rconn.delete(soon)
     any_client.enqueue("t", {})
     assert any_rconn.llen(soon) == 0                    # ready tasks are the workers' business

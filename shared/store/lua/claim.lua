@@ -197,7 +197,7 @@ while room(st) do
     if st.n > before then rcall('SADD', procs, name) end
     if got == 'left' then
       if weighted then
-        local _, stride = match_rank(ns .. ':', ARGV[A_GROUP], spec, name)
+        local _, stride = indexes().match_rank(ns .. ':', ARGV[A_GROUP], spec, name)
         rcall('ZINCRBY', index, stride or STRIDE, name)
       end
     else

@@ -18,9 +18,7 @@
   This is the producer's hot path, so it only reads the clock and the schedule when a task
   of the batch is delayed.
 ]]
-local q = finish_q({tasks = KEYS[1], sched = KEYS[2], wake = KEYS[3], stats = KEYS[4],
-                    soon = KEYS[5], groups = KEYS[6]})
-local tasks, sched, stats = q.tasks, q.sched, q.stats
+local tasks, sched, stats = KEYS[1], KEYS[2], KEYS[4]   -- (KEYS[5] is no longer used)
 local n = tonumber(ARGV[1])
 local now, earliest = nil, nil
 local out = {}
@@ -127,6 +125,13 @@ for ttype, c in pairs(counts) do
   if redis.pcall('HINCRBY', stats, ttype .. ':enqueued', int(c)) == c then fresh = true end
 end
 if fresh then out[#out + 1] = '+' end
-if woke_schedule then pcall(schedule_moved, q, earliest) end
-if pushed then pcall(wake, q) end
-return reply_with_signals(out)
+-- (The usual call wakes no one: its queue has work, and a token or a worker that will claim
+-- it. The helpers are made only when one is needed, see _lib's indexes.)
+if woke_schedule or pushed then
+  local q = finish_q({tasks = tasks, sched = sched, stats = stats, groups = KEYS[6]})
+  q.wake = KEYS[3]
+  if woke_schedule then pcall(indexes().schedule_moved, q, earliest) end
+  if pushed then pcall(indexes().wake, q) end
+  if SIG then return indexes().reply(out) end
+end
+return out

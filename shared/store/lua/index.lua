@@ -22,8 +22,8 @@ local a = 2
 for _ = 1, n do
   local name, ready, due = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   a = a + 3
-  if ready == '1' then index_ready(g, groups_key, name, true) end
-  if due >= 0 then index_due(g, name, due) end
+  if ready == '1' then indexes().ready(g, groups_key, name, true) end
+  if due >= 0 then indexes().due(g, name, due) end
 end
 local m = tonumber(ARGV[a] or '0')
 a = a + 1

@@ -29,11 +29,11 @@ for i = 2, #ARGV do
   end
   if not q.direct then return {ready and '1' or '0', int(due)} end
   if ready then
-    index_ready(ns .. ':', groups_key, name, false)
+    indexes().ready(ns .. ':', groups_key, name, false)
     readies = readies + 1
   end
   if due >= 0 then
-    index_due(ns .. ':', name, due)
+    indexes().due(ns .. ':', name, due)
     dues = dues + 1
   end
 end
