@@ -16,6 +16,11 @@ from tq import exitcodes
 from tq.channel import BUSY, HELD_AT_FORK, ChildState, PipeReader, Slot
 from tq.config import Config
 
+# The child's code, imported once here before the first fork: each child would otherwise import
+# the worker package after its fork (~50 ms of every start and restart; a child that crashed
+# kept its queue's work waiting that long).
+from tq.worker.child import ChildSpec, main
+
 log = logging.getLogger("tq.master")
 
 HEALTHY_AFTER = 60.0     # a minute without a crash resets the restart backoff
@@ -196,7 +201,6 @@ def fork_child(index: int, worker_id: str, generation: int, master_pid: int, con
     pid = os.fork()
     if pid == 0:   # the child: never returns; it lets them in once it has its handlers
         os.close(r)
-        from tq.worker.child import ChildSpec, main
         main(ChildSpec(index, worker_id, master_pid, config, slot, w, tuple(close_fds),
                        preloaded))
     signal.pthread_sigmask(signal.SIG_SETMASK, held)
