@@ -1,12 +1,16 @@
 """Cost against the number of queues: one master consuming N queues, standalone and cluster.
 
-    python bench/queues.py [--quick] [--sizes 1,10,100,1000] [--no-cluster] [--no-standalone]
+    python bench/queues.py [--quick] [--tasks N] [--sizes 1,10,100,1000] [--no-cluster]
+                           [--no-standalone]
 
 For each N, in one run, next to N = 1 of the same run: no-op tasks/s with `-c 2` while one
-queue holds all the work (20,000 tasks; 10,000 on the cluster) and while the same work is
-spread over all N queues; Redis CPU per task (per primary on the cluster); the Redis CPU an
-idle master `-c 2` costs with N empty queues; the connections the master and its children
-hold to each primary; `client.get(id)` without `queue=`, p50.
+queue holds all the work (20,000 tasks, --tasks; 10,000 on the cluster) and while the same work is
+spread over all N queues; Redis CPU per task (per primary on the cluster) from the children's
+first claim to the last ack; the Redis CPU a master spends starting (launch to all children
+ready, with the work waiting: registration, the first sweep); the Redis CPU an idle master
+`-c 2` costs with N empty queues; the connections the master and its children hold to each
+primary; `client.get(id)` without `queue=`, p50. A throwaway run at N = 1 warms the machine
+first (the first run of a process reads slow).
 """
 
 from __future__ import annotations
@@ -96,9 +100,10 @@ def run_master(t: Target, queues: list[str]) -> Master:
         del os.environ["TQ_QUEUES"]
 
 
-def throughput(t: Target, n_queues: int, tasks: int, spread: bool) -> tuple[float, list[float]]:
-    """tasks/s and Redis CPU (us per task, per primary): all the work in the first queue, or
-    spread evenly over all of them."""
+def throughput(t: Target, n_queues: int, tasks: int, spread: bool
+               ) -> tuple[float, list[float], float]:
+    """tasks/s, Redis CPU (us per task, per primary) and the Redis CPU of the master's start
+    (ms, all primaries): all the work in the first queue, or spread evenly over all of them."""
     t.flush()
     qs = names(n_queues)
     client = tq.Client(t.url)
@@ -109,10 +114,11 @@ def throughput(t: Target, n_queues: int, tasks: int, spread: bool) -> tuple[floa
     total = per * len(busy)
     cost = read_cost(t, client)
     progress = Progress(client, busy, per)
-    cpu0 = t.cpu()
+    launch = t.cpu()
     m = run_master(t, qs)
     try:
         m.wait_children(2, client)
+        cpu0 = t.cpu()
         t0 = time.perf_counter()
         deadline = time.monotonic() + 600
         while progress.poll() < total:
@@ -120,12 +126,13 @@ def throughput(t: Target, n_queues: int, tasks: int, spread: bool) -> tuple[floa
                 raise RuntimeError("tasks did not finish")
             time.sleep(0.02)
         done = time.perf_counter()
+        cpu1 = t.cpu()   # (before the master's drain and exit: not the tasks' cost)
     finally:
         m.stop()
-        cpu = [b - a - progress.reads * c
-               for a, b, c in zip(cpu0, t.cpu(), cost, strict=True)]
         client.close()
-    return rate(total, done - t0), [max(c, 0.0) / total * 1e6 for c in cpu]
+    cpu = [b - a - progress.reads * c for a, b, c in zip(cpu0, cpu1, cost, strict=True)]
+    start = sum(b - a for a, b in zip(launch, cpu0, strict=True)) * 1000
+    return rate(total, done - t0), [max(c, 0.0) / total * 1e6 for c in cpu], start
 
 
 def idle(t: Target, n_queues: int) -> tuple[list[float], list[int], float]:
@@ -165,9 +172,10 @@ def per_primary(values: list[float], fmt: str = "{:.1f}") -> str:
 def run(t: Target, sizes: list[int], tasks: int) -> None:
     rows = []
     base: dict[str, float] = {}
+    throughput(t, 1, tasks // 4, spread=False)   # warm-up, not shown
     for n in sizes:
-        one, one_cpu = throughput(t, n, tasks, spread=False)
-        allq, all_cpu = throughput(t, n, tasks, spread=True)
+        one, one_cpu, start = throughput(t, n, tasks, spread=False)
+        allq, all_cpu, _ = throughput(t, n, tasks, spread=True)
         cpu_idle, conns, get_ms = idle(t, n)
         if not base:
             base = {"one": one, "one_cpu": sum(one_cpu), "all": allq,
@@ -178,19 +186,22 @@ def run(t: Target, sizes: list[int], tasks: int) -> None:
             f"{per_primary(one_cpu)} ({sum(one_cpu) / base['one_cpu']:.2f}x)",
             f"{allq:,.0f} ({allq / base['all']:.2f}x)",
             f"{per_primary(all_cpu)} ({sum(all_cpu) / base['all_cpu']:.2f}x)",
+            f"{start:.0f}",
             per_primary(cpu_idle, "{:.2f}"),
             per_primary(conns, "{:.0f}"),
             f"{get_ms:.2f} ({get_ms / base['get']:.1f}x)",
         ])
     print_table(f"One master -c 2 consuming N queues, {t.name} ({tasks:,} no-op tasks)",
                 ["N queues", "tasks/s, one busy", "Redis us/task", "tasks/s, all busy",
-                 "Redis us/task", "idle Redis %", "tq conns", "get() p50 ms"], rows)
+                 "Redis us/task", "start Redis ms", "idle Redis %", "tq conns",
+                 "get() p50 ms"], rows)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer tasks")
     parser.add_argument("--sizes", default="1,10,100,1000")
+    parser.add_argument("--tasks", type=int, default=20_000, help="tasks per case, standalone")
     parser.add_argument("--no-cluster", action="store_true")
     parser.add_argument("--no-standalone", action="store_true")
     args = parser.parse_args()
@@ -201,7 +212,7 @@ def main() -> None:
             try:
                 run(Target("standalone redis-server", srv.url,
                            lambda: srv.client().flushall(), lambda: [srv.client()]),
-                    sizes, 5_000 if args.quick else 20_000)
+                    sizes, 5_000 if args.quick else args.tasks)
             finally:
                 srv.stop()
         if not args.no_cluster:
@@ -214,8 +225,9 @@ def main() -> None:
                     sizes, 3_000 if args.quick else 10_000)
             finally:
                 cluster.stop()
-    print("Redis us/task and idle %: per primary; tq conns: clients named tq-* per primary "
-          "(the master and its children);\n  get(): a task id looked up without its queue.")
+    print("Redis us/task and idle %: per primary; start Redis ms: launch to children ready, one "
+          "busy queue, all primaries;\n  tq conns: clients named tq-* per primary (the master "
+          "and its children); get(): a task id looked up without its queue.")
 
 
 if __name__ == "__main__":

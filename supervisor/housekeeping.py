@@ -70,7 +70,10 @@ class Housekeeping:
         self.forgetter = Forgetter(broker)
         self.scheduler = Scheduler(self._periodic_client)   # periodic tasks (tq.periodic)
         self.scheduler.add(master.config.periodic or [])
-        self.next_second = self.next_expired = self.next_forget = self.next_sweep = 0.0
+        self.next_second = self.next_expired = self.next_forget = 0.0
+        # The first sweep after one interval: at start the process that makes a group (this
+        # master or its first child) sweeps for it at once (see register_group).
+        self.next_sweep = time.monotonic() + SWEEP_EVERY
         self.master_id = ""   # set by the master: the sweep lock's holder
         self.next_error_log = 0.0
         self.redis_down = False
@@ -171,7 +174,9 @@ class Housekeeping:
             self.broker.register_queues([q for q in self.master.serving()
                                          if not is_pattern(q)])
             for group in self.master.groups():
-                self.broker.register_group(group)
+                if self.broker.register_group(group):   # new (or Redis lost it): fill its index
+                    self.broker.sweep_group(group)
+                    self.next_sweep = max(self.next_sweep, now + SWEEP_EVERY)   # just done
             if now >= self.next_sweep:
                 self.next_sweep = now + SWEEP_EVERY
                 self.broker.sweep(self.master_id, SWEEP_EVERY)
@@ -181,8 +186,10 @@ class Housekeeping:
                 self.recovery.expired(config.heartbeat_ttl)
             after = config.forget_queues_after
             if after and now >= self.next_forget and self.master.status == "running":
+                first = self.next_forget == 0.0
                 self.next_forget = now + check_every(after)
-                self.forgetter.run(after, self.master.serving())
+                if not first:   # (not while it starts: a pass reads every known queue's sizes)
+                    self.forgetter.run(after, self.master.serving())
             self.services.record(done)
         except OUTAGE as exc:
             if not self.redis_down:

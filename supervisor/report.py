@@ -21,7 +21,7 @@ def child_info(c: ChildRecord, host: str, master_id: str) -> dict[str, Any]:
     return {
         "id": c.worker_id, "index": c.index, "pid": c.pid, "host": host, "hostid": host_id(),
         "master": master_id,
-        "queues": c.queues, "generation": c.generation,
+        "queues": c.queues, "generation": c.generation, "procs": 1,
         "state": "stopping" if (c.stop_reason or c.kill_reason) and st.state != BUSY
         else st.state_name,
         "task": st.task or None, "type": st.type or None, "queue": st.queue or None,

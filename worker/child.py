@@ -206,9 +206,12 @@ class WorkerProcess:
 
     def _register(self, b: Broker) -> None:
         assert self.group is not None
-        b.register_group(self.group)   # before its first claim: producers enter queues in it
+        # before its first claim: producers enter queues in it; whoever made the group sweeps
+        # for it, so what waited before the group existed is in line at once
+        made = b.register_group(self.group)
         b.register_queues(self.group.names())
-        b.sweep_group(self.group)      # and what waited before the group existed is in line
+        if made:
+            b.sweep_group(self.group)
         policies: dict[str, dict[str, dict[str, Any]]] = {}
         for spec in REGISTRY.values():
             policies.setdefault(spec.queue, {})[spec.type] = spec.policy()
@@ -228,7 +231,9 @@ class WorkerProcess:
         """This worker's registry entry (the master writes it each second while it lives)."""
         return {"id": self.wid, "host": os.uname().nodename, "hostid": host_id(),
                 "pid": os.getpid(), "master": self.spec.master_pid, "index": self.spec.index,
-                "queues": self.queues, "started": self.started, **fields}
+                "queues": self.queues, "started": self.started,
+                "procs": 1,   # its queues are in its procs set (Broker.queues_of)
+                **fields}
 
     def _orphan_beat(self, **fields: Any) -> bool:
         """For the watch thread once the master is gone (see Watch)."""

@@ -288,17 +288,22 @@ class Broker(Registry, Claims, Indexes, Upkeep):
 
     def queues_of(self, worker_id: str) -> list[str]:
         """The queues whose lists of a worker may hold tasks: its procs set (every queue it
-        claimed from through its group) and the plain names in its registry entry (tq before
-        groups); without either, a key scan."""
+        claimed from through its group); for a worker of tq before groups (its registry entry
+        has no "procs" mark) also the plain names of that entry; without either, a key scan.
+        (Not the entry's names for a worker that keeps its procs set: a worker of a thousand
+        queues would cost a requeue call per queue at each death.)"""
         with translated(self.url):
             found = {m.decode() for m in self.conn.smembers(self.keys.procs(worker_id))}
             raw = self.conn.get(self.keys.worker(worker_id))
             if raw:
                 try:
-                    queues = json.loads(raw).get("queues")
+                    entry = json.loads(raw)
+                    queues = entry.get("queues")
+                    if entry.get("procs"):
+                        return sorted(found)
                     if isinstance(queues, list) and all(isinstance(q, str) for q in queues):
                         found.update(q for q in queues if not is_pattern(q))
-                except ValueError:
+                except (ValueError, AttributeError):
                     pass
             if found:
                 return sorted(found)

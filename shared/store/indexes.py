@@ -57,10 +57,12 @@ class Indexes:
         self._names_sent: dict[str, int] = {}   # group id -> link.connects when its names went
 
     # -- consumer groups ------------------------------------------------------------------
-    def register_group(self, group: Group) -> None:
+    def register_group(self, group: Group) -> bool:
         """Publish a group's spec and that a master uses it (each heartbeat: idempotent, and
         a restarted Redis without persistence learns it again within a second). Its plain
-        names (a hash: a -Q of a thousand names is one lookup) once per connection, first."""
+        names (a hash: a -Q of a thousand names is one lookup) once per connection, first.
+        True when this call made the group: its index starts empty, so the caller sweeps
+        for it (sweep_group) -- work queued before is then in line at once."""
         gid = group.id
         with translated(self.url):
             names = group.names_map
@@ -69,8 +71,9 @@ class Indexes:
                 for i in range(0, len(flat), 2000):
                     self.link.call("HSET", self.keys.group_names(gid), *flat[i:i + 2000])
                 self._names_sent[gid] = self.link.connects
-            self.link.call("HSET", self.keys.groups, gid, group.spec)
+            made = self.link.call("HSET", self.keys.groups, gid, group.spec)
             self.link.call("ZADD", self.keys.groupseen, int(time.time() * 1000), gid)
+        return int(made) == 1
 
     def group_line(self, group: Group, limit: int = 100) -> list[tuple[str, float]]:
         """The queues in line in a group's ready index (those with ready work), first first."""
@@ -157,8 +160,9 @@ class Indexes:
                                 if q not in self.quarantine.queues])
 
     def sweep_group(self, group: Group) -> tuple[int, int]:
-        """The sweep of the known queues a group consumes, now (no turn to wait for): a
-        worker of a group that starts, so that work queued before it is in line at once."""
+        """The sweep of the known queues a group consumes, now (no turn to wait for): by the
+        process whose register_group made the group, so that work queued before it is in
+        line at once."""
         with translated(self.url):
             return self._sweep(group.matching([q for q in self.known_queues()
                                                if q not in self.quarantine.queues]))
