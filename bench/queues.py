@@ -149,6 +149,7 @@ def idle(t: Target, n_queues: int) -> tuple[list[float], list[int], float]:
         time.sleep(IDLE_SECONDS)
         cpu = [(b - a) / (time.perf_counter() - t0) * 100
                for a, b in zip(cpu0, t.cpu(), strict=True)]
+        client.close()   # (not counted: the bench's own)
         conns = t.connections()
         tid = client.enqueue("nobody", {}, queue="bq-zz-unserved")  # not consumed: it stays
         reader = tq.Client(t.url)
