@@ -4,7 +4,9 @@
 
 Cases (issue 3): no-op tasks/s with -c 2 (20,000 queued, default settings) and with a handler
 that makes one Redis round trip (INCR); CPU-bound ~20 ms tasks, -c 2 vs -c 1; pickup latency at
-idle (enqueue -> handler start, 300 tasks 20 ms apart); recovery after SIGKILL of a busy child;
+idle (enqueue -> handler start, 300 tasks 20 ms apart); a mixed batch (seven 10 ms tasks
+claimed with a 20 s one, -c 3: the time until the seven are done); recovery after SIGKILL of
+a busy child;
 memory of the master and of an idle child. Baselines run in this process on the same server.
 """
 
@@ -196,6 +198,29 @@ def baseline_latency(srv: RedisServer, count: int, gap: float) -> list[float]:
     return sorted(float(x) * 1000 for x in data)
 
 
+def mixed_batch(srv: RedisServer) -> tuple[float, str]:
+    """Seconds from enqueue_many of one 20 s task and seven 10 ms tasks to the last of the
+    seven done, -c 3 after 3,000 no-op tasks (the children batch); and the long one's state
+    then ('running': the short ones did not wait behind it)."""
+    srv.client().flushall()
+    client = tq.Client(srv.url)
+    m = Master(srv.url, "-c", "3", "--drain-timeout", "1")
+    try:
+        m.wait_children(3, client)
+        client.enqueue_many([{"type": "noop"}] * 3000)
+        wait_succeeded(client, 3000)
+        t0 = time.perf_counter()
+        ids = client.enqueue_many([("slow", {"s": 20.0})] + [("slow", {"s": 0.01})] * 7)
+        for tid in ids[1:]:
+            client.wait(tid, timeout=30)
+        took = time.perf_counter() - t0
+        state = client.get(ids[0]).state
+    finally:
+        m.stop()
+        client.close()
+    return took, state
+
+
 def recovery(srv: RedisServer) -> float:
     srv.client().flushall()
     r = srv.client()
@@ -257,6 +282,9 @@ def main() -> None:
         c2 = throughput(srv, "cpu", n_cpu, 2, {"loops": loops})
         rows.append(["20 ms CPU-bound tasks/s, -c 1", c1, "", ""])
         rows.append(["20 ms CPU-bound tasks/s, -c 2", c2, "", f"{c2 / c1:.2f} x -c 1"])
+        took, state = mixed_batch(srv)
+        rows.append(["mixed batch: 7 x 10 ms behind a 20 s task, -c 3 (s)", took, "",
+                     f"the long one {state}"])
         lat, master_mb, child_mb = latency(srv, 300, 0.02)
         blat = baseline_latency(srv, 300, 0.02)
         rows.append(["pickup latency p50 (ms), idle", pct(lat, 0.5), pct(blat, 0.5),
