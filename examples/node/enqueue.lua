@@ -95,8 +95,14 @@ local function indexes()
   end
 
   -- Queue `name` got ready work: it joins the index of every group that consumes it.
+  -- (read once per call: a sweep enters hundreds of queues; no script changes the groups)
+  local groups_read = {}
   function IDX.ready(g, groups_key, name, fenced)
-    local groups = rcall('HGETALL', groups_key)
+    local groups = groups_read[groups_key]
+    if not groups then
+      groups = rcall('HGETALL', groups_key)
+      groups_read[groups_key] = groups
+    end
     for i = 1, #groups, 2 do
       local rank = IDX.match_rank(g, groups[i], groups[i + 1], name)
       if rank then IDX.join(g, groups[i], groups[i + 1], name, rank, fenced) end

@@ -71,7 +71,7 @@ class Indexes:
                 for i in range(0, len(flat), 2000):
                     self.link.call("HSET", self.keys.group_names(gid), *flat[i:i + 2000])
                 self._names_sent[gid] = self.link.connects
-            made = self.link.call("HSET", self.keys.groups, gid, group.spec)
+            made: Any = self.link.call("HSET", self.keys.groups, gid, group.spec)
             self.link.call("ZADD", self.keys.groupseen, int(time.time() * 1000), gid)
         return int(made) == 1
 
