@@ -21,9 +21,6 @@ pcall(redis.replicate_commands)
 local QBLOCK = 29
 -- LMPOP (Redis 7) pops from the first non-empty of many lists in one call; 6.2 LPOPs each.
 local HAS_LMPOP = (redis.REDIS_VERSION_NUM or 0) >= 0x070000
-local SUFFIXES = {'tasks', 'sched', 'run', 'fails', 'errors', 'dead', 'wake', 'seq', 'stats',
-                  'policy', 'waiters', 'events', 'soon', 'done', 'flow', 'held', 'wf', 'out'}
-
 -- What this call changed in the global indexes, on a cluster (nil: nothing): ready = the
 -- queue got ready work, due = the earliest time it needs a master (ms). Returned to the
 -- caller with the reply (scripts.py wraps every script: reply_with_signals).
@@ -42,12 +39,19 @@ local function finish_q(q)
   return q
 end
 
+-- (Tables built whole by one constructor: filled key by key, a queue's 28 names cost a table
+-- rehash at each power of two. Its slots for finish_q's fields too.)
 local function qkeys(base)
-  local q = {ready = {}}
-  for i = 1, 10 do q.ready[i] = KEYS[base + i - 1] end   -- ready[1] is priority 9
-  for i, suffix in ipairs(SUFFIXES) do q[suffix] = KEYS[base + 9 + i] end
-  q.groups = KEYS[base + 28]
-  return finish_q(q)
+  local K = KEYS
+  return finish_q({
+    ready = {K[base], K[base + 1], K[base + 2], K[base + 3], K[base + 4], K[base + 5],
+             K[base + 6], K[base + 7], K[base + 8], K[base + 9]},   -- ready[1] is priority 9
+    tasks = K[base + 10], sched = K[base + 11], run = K[base + 12], fails = K[base + 13],
+    errors = K[base + 14], dead = K[base + 15], wake = K[base + 16], seq = K[base + 17],
+    stats = K[base + 18], policy = K[base + 19], waiters = K[base + 20], events = K[base + 21],
+    soon = K[base + 22], done = K[base + 23], flow = K[base + 24], held = K[base + 25],
+    wf = K[base + 26], out = K[base + 27],
+    groups = K[base + 28], prefix = false, name = false, ns = false, direct = false})
 end
 
 -- The same keys named from the namespace and queue name: a claim that picks its queues from
@@ -55,11 +59,16 @@ end
 -- was given one key of the queue. groups: as in a block (see finish_q).
 local function qkeys_of(ns, name, groups)
   local p = ns .. ':{' .. name .. '}:'
-  local q = {ready = {}}
-  for i = 1, 10 do q.ready[i] = p .. 'ready:' .. (10 - i) end
-  for _, suffix in ipairs(SUFFIXES) do q[suffix] = p .. suffix end
-  q.groups = groups
-  return finish_q(q)
+  return {
+    ready = {p .. 'ready:9', p .. 'ready:8', p .. 'ready:7', p .. 'ready:6', p .. 'ready:5',
+             p .. 'ready:4', p .. 'ready:3', p .. 'ready:2', p .. 'ready:1', p .. 'ready:0'},
+    tasks = p .. 'tasks', sched = p .. 'sched', run = p .. 'run', fails = p .. 'fails',
+    errors = p .. 'errors', dead = p .. 'dead', wake = p .. 'wake', seq = p .. 'seq',
+    stats = p .. 'stats', policy = p .. 'policy', waiters = p .. 'waiters',
+    events = p .. 'events', soon = p .. 'soon', done = p .. 'done', flow = p .. 'flow',
+    held = p .. 'held', wf = p .. 'wf', out = p .. 'out',
+    groups = groups, prefix = p, ns = ns, name = name,
+    direct = not string.find(groups, '}', 1, true)}
 end
 
 local function proc_key(q, worker) return q.prefix .. 'proc:' .. worker end

@@ -19,13 +19,16 @@ local function n(...)
   if type(r) == 'table' then return 0 end
   return r
 end
-local function oldest(q)
+-- (the heads only of the lists that hold something: most queues use one priority)
+local function oldest(q, lens)
   local best = ''
   for lvl = 1, 10 do
-    local r = redis.pcall('LINDEX', q.ready[lvl], 0)
-    if type(r) == 'string' and (#r == 16 or #r == 17) and string.find(r, '^[%w_%-]+$')
-        and (best == '' or r < best) then
-      best = r
+    if lens[lvl] > 0 then
+      local r = redis.pcall('LINDEX', q.ready[lvl], 0)
+      if type(r) == 'string' and (#r == 16 or #r == 17) and string.find(r, '^[%w_%-]+$')
+          and (best == '' or r < best) then
+        best = r
+      end
     end
   end
   return best
@@ -39,15 +42,21 @@ for i = 2, #ARGV do
     for _ = 1, 17 do out[#out + 1] = 0 end
     out[#out + 1] = ''
   else
-    for lvl = 1, 10 do out[#out + 1] = n('LLEN', q.ready[lvl]) end
+    local lens = {}
+    for lvl = 1, 10 do
+      lens[lvl] = n('LLEN', q.ready[lvl])
+      out[#out + 1] = lens[lvl]
+    end
     out[#out + 1] = n('ZCARD', q.sched)
     out[#out + 1] = n('HLEN', q.run)
     out[#out + 1] = n('ZCARD', q.dead)
     out[#out + 1] = n('ZCARD', q.held)
-    out[#out + 1] = n('HEXISTS', q.flow, 'limits')
-    out[#out + 1] = n('HEXISTS', q.flow, 'paused')
+    local flow = redis.pcall('HMGET', q.flow, 'limits', 'paused')
+    if flow.err then flow = {false, false} end
+    out[#out + 1] = flow[1] and 1 or 0
+    out[#out + 1] = flow[2] and 1 or 0
     out[#out + 1] = n('EXISTS', broken)
-    out[#out + 1] = oldest(q)
+    out[#out + 1] = oldest(q, lens)
   end
 end
 return out
