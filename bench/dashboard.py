@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from _common import RedisServer, print_table
+from dashboard_support import BIG, make_huge
 
 import tq
 from tq.store.broker import Broker
@@ -127,38 +128,15 @@ def browser_load(base: str) -> float | None:
         driver.quit()
 
 
-BIG = 900_000   # characters of each huge value: a payload under tq's 1 MiB default limit
-
-
 def fill_huge(url: str, n: int) -> dict[str, str]:
-    """n tasks of each state whose payload, error and result are ~0.9 MB each; returns an id
-    of each kind (for the one-task requests)."""
+    """n tasks of each state whose payload, error and result are ~0.9 MB each
+    (tests/dashboard_support.py); an id of each kind."""
     client, broker = tq.Client(url), Broker(url)
-    big = {"blob": "x" * BIG}
-    ids: dict[str, str] = {}
-    for state in ("dead", "retry", "done", "running"):
-        q = f"huge-{state}"
-        client.enqueue_many([{"type": q, "payload": big, "max_retries": 0 if state == "dead"
-                              else 3} for _ in range(n)])
-        for task in broker.fetch("w-bench", [q], max_tasks=n):
-            ids[state] = task.id
-            if state == "done":
-                broker.ack("w-bench", task, {"blob": "z" * BIG})
-            elif state != "running":
-                message = "ValueError: " + "y" * BIG
-                broker.fail("w-bench", task, message, retry=state == "retry", delay=3600,
-                            traceback="Traceback (most recent call last):\n  File \"app.py\","
-                            f" line 1, in handle\n{message}\n")
-    ids["scheduled"] = client.enqueue_many([{"type": "huge-later", "payload": big,
-                                             "delay": 60 + i} for i in range(n)])[0]
-    ids["ready"] = client.enqueue_many([{"type": "huge-ready", "payload": big}] * n)[0]
-    wf = client.workflow(tq.chain(tq.step("huge-wf", big), tq.step("huge-wf", big)))
-    (first,) = broker.fetch("w-bench", ["huge-wf"], max_tasks=1)
-    broker.ack("w-bench", first, {"blob": "z" * BIG})
-    ids["workflow"] = wf.id
-    client.close()
-    broker.close()
-    return ids
+    try:
+        return make_huge(client, broker, n)
+    finally:
+        client.close()
+        broker.close()
 
 
 def json_paths(ids: dict[str, str]) -> list[tuple[str, str]]:
@@ -220,6 +198,32 @@ def serve(url: str, tmp: str) -> tuple[subprocess.Popen[bytes], str]:
     return dash, base
 
 
+def again_and_in_full(base: str, ids: dict[str, str]) -> list[list[object]]:
+    """The dead letters asked again with their ETag (a page's refresh when nothing changed),
+    and one payload in full, on request (each when the dashboard answers them)."""
+    import urllib.error
+
+    rows: list[list[object]] = []
+    with urllib.request.urlopen(base + "/api/failed?limit=50") as r:
+        etag = r.headers.get("ETag")
+    if etag:
+        ask = urllib.request.Request(base + "/api/failed?limit=50",
+                                     headers={"If-None-Match": etag})
+        try:
+            with urllib.request.urlopen(ask) as r:
+                size = len(r.read())
+        except urllib.error.HTTPError as exc:   # 304
+            size = len(exc.read())
+        rows.append(["dead letters again, unchanged (ETag: 304)", "/api/failed", size])
+    path = f"/api/tasks/{ids['dead']}/value/payload"
+    try:
+        _, _, size = timed(base + path, 1)
+        rows.append(["one payload in full, on request", path, size])
+    except urllib.error.HTTPError:
+        pass
+    return rows
+
+
 def huge_main(n: int) -> None:
     import json
 
@@ -239,6 +243,7 @@ def huge_main(n: int) -> None:
                 since = h["start"] + len(h["processed"]) - 1
                 _, _, size = timed(f"{base}/api/overview?since={since}", 1)
                 rows.insert(1, ["overview poll, each second after", "/api/overview?since", size])
+                rows.extend(again_and_in_full(base, ids))
                 idle = idle_tab(base, 12.0)
                 if idle is not None:
                     rows.append(["Chromium: an idle overview tab, 12 s", "(all requests)", idle])

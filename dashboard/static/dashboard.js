@@ -108,6 +108,9 @@ function valueText(t, part, pretty) {
   try { return json(JSON.parse(preview)); } catch (err) { return preview; }
 }
 
+// A long text shortened for a table cell (the full one shows above it, or on its page).
+const clip = (text, n) => (text.length > n ? `${text.slice(0, n)}…` : text);
+
 const valueUrl = (t, part) =>
   `/api/tasks/${encodeURIComponent(t.id)}/value/${part}?queue=${encodeURIComponent(t.queue)}`;
 
@@ -685,11 +688,11 @@ function drawTask(t) {
   }
   const rows = (t.history || []).map((h, i) => el("tr", {},
     el("td", {class: "num"}, i + 1), el("td", {}, clock(h.at)), el("td", {}, `failed (${h.kind || "error"})`),
-    el("td", {}, h.worker || "–"), el("td", {}, h.message || "")));
+    el("td", {}, h.worker || "–"), el("td", {class: "message"}, clip(h.message || "", 300))));
   const last = (t.history || []).length + 1;
   if (t.error) {
     rows.push(el("tr", {}, el("td", {class: "num"}, last), el("td", {}, clock(t.failed_at)),
-      el("td", {}, `${t.state === "dead" ? "dead" : "failed"} (${t.error_kind || "error"})`), el("td", {}, t.worker || "–"), el("td", {}, t.error)));
+      el("td", {}, `${t.state === "dead" ? "dead" : "failed"} (${t.error_kind || "error"})`), el("td", {}, t.worker || "–"), el("td", {class: "message"}, clip(t.error, 300))));
   }
   if (t.state === "running" || t.state === "succeeded") {
     rows.push(el("tr", {}, el("td", {class: "num"}, num(t.attempts)), el("td", {}, clock(t.started_at)),

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-import traceback
 
 import pytest
+from dashboard_support import BIG, MESSAGE, TB_LAST, fail_long, make_huge
 from test_dashboard_api import HOST
 
 import tq
@@ -18,9 +18,6 @@ from tq.dashboard.app import create_app
 from tq.excerpt import ELLIPSIS
 from tq.store import peek
 
-BIG = 900_000
-MESSAGE = "ValueError: " + "y" * BIG
-TB_LAST = "ValueError: the last line of the traceback"
 ROW = 16 * 1024   # a list's row: 1 KiB of each value, a traceback's head and tail, a history
 LIST = tasks.PAGE_BYTES + ROW
 TASK_PAGE = 4 * values.PAGE_PREVIEW + values.PAGE_TAIL + 16 * 1024
@@ -39,38 +36,6 @@ def web(client: tq.Client):
     return create_app(client).test_client()
 
 
-def fail(broker, task, message: str = MESSAGE, retry: bool = False) -> None:
-    try:
-        raise ValueError(message[len("ValueError: "):])
-    except ValueError:
-        tb = traceback.format_exc() + f"{TB_LAST}\n"   # (the message in it, then a line)
-    broker.fail("w-test", task, message, traceback=tb, retry=retry, delay=3600)
-
-
-def fill(client: tq.Client, broker, n: int = 2) -> dict[str, str]:
-    """n huge tasks of every state; an id of each kind."""
-    big = {"blob": "x" * BIG}
-    ids: dict[str, str] = {}
-    for state in ("dead", "retry", "done", "running"):
-        q = f"huge-{state}"
-        client.enqueue_many([{"type": q, "payload": big, "max_retries": 0 if state == "dead"
-                              else 3} for _ in range(n)])
-        for task in broker.fetch("w-test", [q], max_tasks=n):
-            ids[state] = task.id
-            if state == "done":
-                broker.ack("w-test", task, {"blob": "z" * BIG})
-            elif state != "running":
-                fail(broker, task, retry=state == "retry")
-    ids["scheduled"] = client.enqueue_many([{"type": "huge-later", "payload": big,
-                                             "delay": 60 + i} for i in range(n)])[0]
-    ids["ready"] = client.enqueue_many([{"type": "huge-ready", "payload": big}] * n)[0]
-    wf = client.workflow(tq.chain(tq.step("huge-wf", big), tq.step("huge-wf", big)))
-    (first,) = broker.fetch("w-test", ["huge-wf"], max_tasks=1)
-    broker.ack("w-test", first, {"blob": "z" * BIG})
-    ids["workflow"] = wf.id
-    return ids
-
-
 def json_gets(app) -> set[str]:
     return {r.rule for r in app.url_map.iter_rules() if "GET" in r.methods
             and r.rule not in ("/", "/login", "/static/<path:filename>")
@@ -80,7 +45,7 @@ def json_gets(app) -> set[str]:
 @pytest.mark.cluster_too
 def test_every_json_reply_is_bounded_with_huge_tasks(web, client, broker):
     # Given huge tasks in every state (one reply of each list held 21.6 MB before)
-    ids = fill(client, broker)
+    ids = make_huge(client, broker)
     # Then every JSON GET of the dashboard (a new one must be added here) stays in its bound
     assert json_gets(web.application) == set(BOUNDS)
     sizes = {}
@@ -105,7 +70,7 @@ def test_every_json_reply_is_bounded_with_huge_tasks(web, client, broker):
 
 
 def test_previews_are_valid_json_and_say_what_was_cut(web, client, broker):
-    ids = fill(client, broker, n=1)
+    ids = make_huge(client, broker, n=1)
     (dead,) = web.get("/api/failed", headers=HOST).get_json()
     # the payload: null, and a preview that parses, with its size as stored
     stored = broker.conn.hget(broker.qkeys("huge-dead").tasks, ids["dead"])
@@ -141,7 +106,7 @@ def test_a_history_of_long_errors_stays_bounded(web, client, broker):
         if i:   # its retry is scheduled: run it now
             assert client.run_now([tid], "flaky") == 1
         (task,) = broker.fetch("w-test", ["flaky"], 1)
-        fail(broker, task, f"ValueError: attempt {i} " + "h" * 100_000, retry=True)
+        fail_long(broker, task, f"ValueError: attempt {i} " + "h" * 100_000, retry=True)
     # Then its page and its row stay bounded, each earlier message cut
     one = web.get(f"/api/tasks/{tid}", headers=HOST)
     assert len(one.get_data()) <= TASK_PAGE
@@ -155,7 +120,7 @@ def test_a_history_of_long_errors_stays_bounded(web, client, broker):
 
 @pytest.mark.cluster_too
 def test_each_value_in_full_on_request(web, client, broker, monkeypatch):
-    ids = fill(client, broker, n=1)
+    ids = make_huge(client, broker, n=1)
     dead, done = ids["dead"], ids["done"]
 
     def full(tid: str, part: str, queue: str = "") -> tuple[int, bytes, dict]:
@@ -192,7 +157,7 @@ def test_a_page_cut_short_by_its_size_goes_on_with_its_cursor(web, client, broke
     for i in range(30):
         client.enqueue("send", {"n": i, "pad": "p" * 4000}, queue="q", max_retries=0)
     for task in broker.fetch("w-test", ["q"], 30):
-        fail(broker, task, "ValueError: " + "e" * 2000)
+        fail_long(broker, task, "ValueError: " + "e" * 2000)
     dead = sorted(broker.conn.zrange(broker.qkeys("q").dead, 0, -1))
     # When the list is read page by page
     seen, cursor, sizes = [], "", []
@@ -215,7 +180,7 @@ def test_a_page_cut_short_by_its_size_goes_on_with_its_cursor(web, client, broke
 
 
 def test_an_unchanged_reply_is_sent_as_304(web, client, broker):
-    fill(client, broker, n=1)
+    make_huge(client, broker, n=1)
     first = web.get("/api/failed?limit=50", headers=HOST)
     etag = first.headers["ETag"]
     again = web.get("/api/failed?limit=50", headers={**HOST, "If-None-Match": etag})
@@ -223,13 +188,13 @@ def test_an_unchanged_reply_is_sent_as_304(web, client, broker):
     # a change: a full reply with a new tag
     client.enqueue("x", {}, queue="x", max_retries=0)
     (task,) = broker.fetch("w-test", ["x"], 1)
-    fail(broker, task, "ValueError: new")
+    fail_long(broker, task, "ValueError: new")
     changed = web.get("/api/failed?limit=50", headers={**HOST, "If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["ETag"] != etag
 
 
 def test_the_overview_carries_no_payload(web, client, broker):
-    fill(client, broker, n=1)
+    make_huge(client, broker, n=1)
     broker.conn.hset(broker.keys.periodic, "nightly", json.dumps(
         {"schedule": "0 3 * * *", "type": "t", "payload": {"blob": "x" * 1000}, "tz": "UTC"}))
     got = web.get("/api/overview", headers=HOST)
