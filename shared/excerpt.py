@@ -50,11 +50,17 @@ def utf8_tail(raw: bytes) -> str:
 
 
 def string_head(raw: bytes) -> str:
-    """The text of the first bytes of a JSON string literal (cut anywhere after its quote)."""
+    """The text of the first bytes of a JSON string literal (cut anywhere after its quote, or
+    whole)."""
     text = utf8_head(raw)
     if not text.startswith('"'):
         return text
-    body = _whole_escapes(text[1:])   # (a cut literal has no closing quote)
+    try:   # a whole literal (a value cut elsewhere, around it)
+        whole = json.loads(text)
+        return whole if isinstance(whole, str) else text
+    except ValueError:
+        pass
+    body = _whole_escapes(text[1:])
     try:
         out = json.loads('"' + body + '"')
     except ValueError:

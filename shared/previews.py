@@ -188,7 +188,8 @@ def _reduced(record: Any, main: str) -> tuple[bytes | None, dict[Any, Any]]:
     """A record (error or result) for tq.info to read: as stored when it came whole; else
     from its outline, each cut value replaced (text by '', a result by null), with the cuts
     by member name (a history item's message by ("h", index)). A record cut as a whole (its
-    members could not be read) is read from its beginning, closed, its `main` value cut."""
+    members could not be read) is read from its beginning, closed, its `main` value cut
+    (a beginning that is no record: all of it as the `main` value)."""
     if record is None or isinstance(record, bytes):
         return record, {}
     doc = from_outline(record)
@@ -198,8 +199,8 @@ def _reduced(record: Any, main: str) -> tuple[bytes | None, dict[Any, Any]]:
             closed = json.loads(close_json(utf8_head(doc.head)))
         except ValueError:
             closed = None
-        if not isinstance(closed, dict):
-            return None, {}
+        if not isinstance(closed, dict):   # not a record tq wrote: its beginning, as text
+            return b"{}", {main: doc}
         for part in (main, "x"):
             if part in closed:
                 cuts[part] = Cut(json.dumps(closed.pop(part)).encode(), doc.size)

@@ -13,6 +13,7 @@ from dashboard_support import BIG, MESSAGE, TB_LAST, fail_long, make_huge
 from test_dashboard_api import HOST
 
 import tq
+from tq import previews
 from tq.dashboard import api, tasks, values
 from tq.dashboard.app import create_app
 from tq.excerpt import ELLIPSIS
@@ -238,6 +239,29 @@ def test_encrypted_payloads_previewed_and_opened_in_full(redis_url, client, brok
         keyed.close()
 
 
+def test_records_tq_did_not_write_cost_a_preview_too(web, client, broker):
+    # error records that are not JSON, or JSON with more tokens than a peek may walk: each
+    # row still shows, bounded, with what there is to read of them
+    ids = client.enqueue_many([("odd", {"n": i}) for i in range(3)])
+    for task in broker.fetch("w-test", ["odd"], 3):
+        broker.fail("w-test", task, "short", retry=False)
+    errors = broker.qkeys("odd").errors
+    broker.conn.hset(errors, ids[0], "<html>" + "x" * 500_000)
+    broker.conn.hset(errors, ids[1], json.dumps(
+        {"kind": "error", "message": "dense " + "m" * 3000,
+         "history": [{"message": str(i)} for i in range(100_000)]}))
+    reply = web.get("/api/tasks?state=dead&queue=odd", headers=HOST)
+    assert reply.status_code == 200 and len(reply.get_data()) <= 3 * ROW
+    rows = {i["id"]: i for i in reply.get_json()["items"]}
+    assert rows[ids[0]]["error"].startswith("<html>xxx") and rows[ids[0]]["truncated"]
+    assert rows[ids[1]]["error"].startswith("dense mmm") and rows[ids[1]]["error"].endswith(
+        ELLIPSIS)
+    assert rows[ids[2]]["error"] == "short" and rows[ids[2]]["truncated"] == {}
+    for tid in ids[:2]:
+        page = web.get(f"/api/tasks/{tid}", headers=HOST)
+        assert page.status_code == 200 and len(page.get_data()) <= TASK_PAGE
+
+
 @pytest.mark.parametrize("shape", ["dense", "deep", "wide"])
 def test_a_peek_is_bounded_whatever_the_shape_of_a_value(client, broker, shape):
     # a result of many small tokens (more than a peek may walk), nested deep, or with many
@@ -259,3 +283,21 @@ def test_a_peek_is_bounded_whatever_the_shape_of_a_value(client, broker, shape):
     preview = page.get_json()["result_preview"]
     assert isinstance(json.loads(preview), type(value))
     assert re.match(r'[\[{]', preview)
+
+
+@pytest.mark.parametrize("indent", [None, 1])
+def test_a_peek_reads_the_members_of_a_record_as_json_would(client, broker, indent):
+    # quotes after runs of backslashes, brackets and braces inside strings, numbers and
+    # literals, whitespace between tokens: each member's value read back is the stored one
+    record = {"kind": "error", "message": 'a "q" \\" \\\\" ] } [ { ' + "m" * 200,
+              "traceback": "\\" * 7 + '"' + "\\" * 8 + "t" * 200, "at": 1.5e12, "worker": None,
+              "ok": True, "history": [{"message": "h]}\"" + str(i) * 50, "at": i}
+                                      for i in range(3)]}
+    tid = client.enqueue("rec", {})
+    (task,) = broker.fetch("w-test", ["rec"], 1)
+    broker.fail("w-test", task, "x", retry=False)
+    broker.conn.hset(broker.qkeys("rec").errors, tid, json.dumps(record, indent=indent))
+    (got,) = peek.peek_many(broker, [(tid, "rec")], 600)
+    outline = previews.from_outline(got.error)
+    assert isinstance(outline, previews.Outlined)   # (read member by member)
+    assert previews._plain(outline) == record

@@ -44,6 +44,7 @@ def test_the_head_of_a_cut_json_string_is_a_prefix_of_its_text(ascii_only):
         assert "\ufffd" not in head
         assert not head or not "\ud800" <= head[-1] <= "\udbff"   # no half of a pair
         json.dumps(head)   # (a str any JSON encoder takes)
+    assert string_head(literal) == TEXT   # whole
 
 
 def test_the_tail_of_a_traceback_starts_at_a_line():
