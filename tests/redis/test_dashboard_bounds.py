@@ -301,3 +301,15 @@ def test_a_peek_reads_the_members_of_a_record_as_json_would(client, broker, inde
     outline = previews.from_outline(got.error)
     assert isinstance(outline, previews.Outlined)   # (read member by member)
     assert previews._plain(outline) == record
+
+
+def test_a_message_of_backslashes_is_read_in_steps(web, client, broker):
+    # 300,000 backslashes (600,000 escaped) before a closing quote: counted 64 bytes a step
+    tid = client.enqueue("slashes", {}, max_retries=0)
+    (task,) = broker.fetch("w-test", ["slashes"], 1)
+    broker.fail("w-test", task, "\\" * 300_000, kind="permanent", retry=False)
+    row = web.get("/api/tasks?state=dead&queue=slashes", headers=HOST).get_json()["items"][0]
+    assert row["error"] == "\\" * 511 + ELLIPSIS and row["error_kind"] == "permanent"
+    assert row["truncated"]["error"] == 600_002
+    full = web.get(f"/api/tasks/{tid}/value/error", headers=HOST)
+    assert full.get_data(as_text=True) == "\\" * 300_000

@@ -14,6 +14,21 @@
 -- outline keeps; budget: bytes an outline has left
 local JSON = {steps = 20000, items = 64, small = 40, sub = 256, tail = 0, budget = 0}
 
+-- How many backslashes run just before index j, read back 64 bytes a step (a megabyte of
+-- them costs steps, not a loop per byte); nil: too many steps.
+local function json_backslashes(s, j)
+  local n, stop = 0, j - 1
+  while JSON.steps > 0 do
+    JSON.steps = JSON.steps - 1
+    local first = math.max(1, stop - 63)
+    local run = #string.match(string.sub(s, first, stop), '\\*$')
+    n = n + run
+    if run < stop - first + 1 or first == 1 then return n end
+    stop = first - 1
+  end
+  return nil
+end
+
 -- The index just after the JSON string that starts at i (s[i] is '"'); nil: unterminated.
 local function json_string_end(s, i)
   local j = i
@@ -21,9 +36,10 @@ local function json_string_end(s, i)
     JSON.steps = JSON.steps - 1
     j = string.find(s, '"', j + 1, true)
     if not j then return nil end
-    local k = j - 1
-    while string.byte(s, k) == 92 do k = k - 1 end   -- a quote after an odd run of \ is text
-    if (j - 1 - k) % 2 == 0 then return j + 1 end
+    if string.byte(s, j - 1) ~= 92 then return j + 1 end
+    local run = json_backslashes(s, j)   -- a quote after an odd run of \ is text
+    if not run then return nil end
+    if run % 2 == 0 then return j + 1 end
   end
   return nil
 end
