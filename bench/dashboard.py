@@ -7,7 +7,12 @@ browser asks for: the page and its assets, the overview poll (every second), the
 day chart. Then, if Debian's Chromium is there, the time from navigation to the first drawn
 poll in a real browser. Baseline: a bare redis-py PING round trip in the same process.
 
+--huge: instead, tasks whose payloads, errors and results are ~0.9 MB each (within tq's
+payload limit), in every state, and the bytes of every JSON response of the dashboard, then
+what an idle overview tab downloads in 12 s (Chromium's resource timing, if it is there).
+
     python bench/dashboard.py [--tasks 100000] [--requests 20]
+    python bench/dashboard.py --huge [--n 8]
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 from _common import RedisServer, print_table
+from dashboard_support import BIG, make_huge
 
 import tq
 from tq.store.broker import Broker
@@ -122,11 +128,145 @@ def browser_load(base: str) -> float | None:
         driver.quit()
 
 
+def fill_huge(url: str, n: int) -> dict[str, str]:
+    """n tasks of each state whose payload, error and result are ~0.9 MB each
+    (tests/dashboard_support.py); an id of each kind."""
+    client, broker = tq.Client(url), Broker(url)
+    try:
+        return make_huge(client, broker, n)
+    finally:
+        client.close()
+        broker.close()
+
+
+def json_paths(ids: dict[str, str]) -> list[tuple[str, str]]:
+    """Every JSON GET of the dashboard (dashboard/app.py's routes), with huge tasks in it."""
+    paths = [("overview poll, first", "/api/overview"), ("stats", "/api/stats"),
+             ("queues", "/api/queues"), ("dead letters, newest 50 (overview)",
+                                         "/api/failed?limit=50"),
+             ("scheduled", "/api/scheduled?limit=50"), ("masters", "/api/masters"),
+             ("workers", "/api/workers"), ("series", "/api/series?span=3600"),
+             ("history", "/api/history"), ("latency", "/api/latency")]
+    paths += [(f"{s} list", f"/api/tasks?state={s}") for s in
+              ("dead", "scheduled", "ready", "running", "finished")]
+    paths += [(f"one task ({k})", f"/api/tasks/{ids[k]}") for k in
+              ("dead", "retry", "done", "scheduled")]
+    paths.append(("one workflow", f"/api/workflows/{ids['workflow']}"))
+    return paths
+
+
+def idle_tab(base: str, seconds: float) -> int | None:
+    """Bytes an overview tab left open downloads in `seconds` (headless Chromium's resource
+    timing: bodies and headers; None without Chromium)."""
+    if not (os.access("/usr/bin/chromium", os.X_OK) and os.access("/usr/bin/chromedriver",
+                                                                  os.X_OK)):
+        return None
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+    try:
+        driver.get(base + "/")
+        while "live" not in driver.find_element("id", "status").text:
+            time.sleep(0.05)
+        driver.execute_script("performance.setResourceTimingBufferSize(100000);"
+                              "performance.clearResourceTimings();")
+        time.sleep(seconds)   # (a bench measuring a window of time, not a test waiting)
+        return int(driver.execute_script(
+            "return performance.getEntriesByType('resource')"
+            ".reduce((a, e) => a + e.transferSize, 0)"))
+    finally:
+        driver.quit()
+
+
+def serve(url: str, tmp: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = RedisServer(Path(tmp) / "unused").port   # a free port
+    env = {**os.environ, "TQ_REDIS_URL": url}
+    dash = subprocess.Popen([TQ, "-q", "dashboard", "--bind", f"127.0.0.1:{port}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(base + "/static/dashboard.css", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.05)
+    return dash, base
+
+
+def again_and_in_full(base: str, ids: dict[str, str]) -> list[list[object]]:
+    """The dead letters asked again with their ETag (a page's refresh when nothing changed),
+    and one payload in full, on request (each when the dashboard answers them)."""
+    import urllib.error
+
+    rows: list[list[object]] = []
+    with urllib.request.urlopen(base + "/api/failed?limit=50") as r:
+        etag = r.headers.get("ETag")
+    if etag:
+        ask = urllib.request.Request(base + "/api/failed?limit=50",
+                                     headers={"If-None-Match": etag})
+        try:
+            with urllib.request.urlopen(ask) as r:
+                size = len(r.read())
+        except urllib.error.HTTPError as exc:   # 304
+            size = len(exc.read())
+        rows.append(["dead letters again, unchanged (ETag: 304)", "/api/failed", size])
+    path = f"/api/tasks/{ids['dead']}/value/payload"
+    try:
+        _, _, size = timed(base + path, 1)
+        rows.append(["one payload in full, on request", path, size])
+    except urllib.error.HTTPError:
+        pass
+    return rows
+
+
+def huge_main(n: int) -> None:
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp) / "redis")
+        server.start()
+        try:
+            ids = fill_huge(server.url, n)
+            dash, base = serve(server.url, tmp)
+            try:
+                rows: list[list[object]] = []
+                for name, path in json_paths(ids):
+                    _, _, size = timed(base + path, 1)
+                    rows.append([name, path.split("?")[0], size])
+                with urllib.request.urlopen(base + "/api/overview") as r:
+                    h = json.loads(r.read())["history"]
+                since = h["start"] + len(h["processed"]) - 1
+                _, _, size = timed(f"{base}/api/overview?since={since}", 1)
+                rows.insert(1, ["overview poll, each second after", "/api/overview?since", size])
+                rows.extend(again_and_in_full(base, ids))
+                idle = idle_tab(base, 12.0)
+                if idle is not None:
+                    rows.append(["Chromium: an idle overview tab, 12 s", "(all requests)", idle])
+                print_table(f"Dashboard response sizes with {n} tasks of each state whose "
+                            f"payload, error and result are {BIG:,} characters",
+                            ["response", "path", "bytes"], rows)
+            finally:
+                dash.terminate()
+                dash.wait(10)
+        finally:
+            server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--huge", action="store_true", help="response sizes with huge tasks")
+    parser.add_argument("--n", type=int, default=8, help="huge tasks of each state")
     args = parser.parse_args()
+    if args.huge:
+        huge_main(args.n)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp) / "redis")
         server.start()

@@ -3,6 +3,8 @@
 Reads are GET; retry, delete, purge, pause and resume are POST with the CSRF token
 (security.py).
 The article's /stats, /queues and /failed answer too, as aliases of /api/...
+Every JSON reply carries an ETag: a page that sends it back (If-None-Match) gets 304 and no
+body while nothing changed (the dead letters it refreshes every few seconds, mostly).
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from tq.errors import NoPermission, RedisUnavailable, TaskNotFound
 from tq.store.link import REDIS_ERRORS
 from tq.task import validate_name
 
+from . import values
 from .api import Board
 from .security import SESSION_COOKIE, SESSION_TTL, Guard, harden
-from .tasks import STATES, Filter, Lister
+from .tasks import STATES, Filter
 
 MAX_PAGE = 500             # rows a list answers at most (limit)
 MAX_OFFSET = 10**9         # far beyond any dead-letter queue, far below Redis' int64 ranges
@@ -37,7 +40,7 @@ def create_app(client: Client, token: str | None = None,
     app.config.update(MAX_CONTENT_LENGTH=1 << 20)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     board, guard = Board(client), Guard(token, session_ttl)
-    lister = Lister(client)
+    lister = board.lister
     app.extensions["tq"] = board
 
     @app.before_request
@@ -70,6 +73,14 @@ def create_app(client: Client, token: str | None = None,
         return redirect(url_for("login", expired=1) if expired else url_for("login"))
 
     app.after_request(harden)
+
+    @app.after_request
+    def conditional(response: Response) -> Response:
+        if request.method == "GET" and response.status_code == 200 \
+                and response.mimetype == "application/json":
+            response.add_etag()
+            response.make_conditional(request)
+        return response
 
     def redis_down(exc: Exception) -> Response:
         return _error(503, f"Redis is unavailable: {exc}")
@@ -138,9 +149,13 @@ def create_app(client: Client, token: str | None = None,
 
     @route("/api/failed", "/failed")
     def failed() -> Response:
-        return jsonify(board.dead(_int_arg("limit", 50, 1, MAX_PAGE),
+        items, later = board.dead(_int_arg("limit", 50, 1, MAX_PAGE),
                                   _int_arg("offset", 0, 0, MAX_OFFSET),
-                                  request.args.get("queue") or None))
+                                  request.args.get("queue") or None)
+        reply = jsonify(items)
+        if later is not None:   # cut short by its size: the next ones start there
+            reply.headers["X-Next-Offset"] = str(later)
+        return reply
 
     @route("/api/scheduled")
     def scheduled() -> Response:
@@ -172,14 +187,30 @@ def create_app(client: Client, token: str | None = None,
     @route("/api/tasks/<task_id>")
     def task(task_id: str) -> Response:
         try:
-            return jsonify(client.get(task_id, request.args.get("queue") or None).to_dict())
+            return jsonify(values.task_page(client, task_id,
+                                            _queue_arg()).to_dict())
         except TaskNotFound as exc:
             return _error(404, str(exc))
+
+    @route("/api/tasks/<task_id>/value/<part>")
+    def full_value(task_id: str, part: str) -> Response:
+        """One value of a task as stored, in full (up to values.FULL_LIMIT), as text."""
+        try:
+            got = values.full_value(client, task_id, _queue_arg(), part)
+        except TaskNotFound:
+            return _error(404, f"task {task_id} has no {part} (unknown, or it is gone)")
+        except values.TooLarge as exc:
+            return _error(413, f"the {part} of task {task_id} has {exc}")
+        reply = Response(got.text, mimetype="text/plain")
+        reply.headers["X-TQ-Size"] = str(got.size)
+        if got.note:
+            reply.headers["X-TQ-Note"] = got.note
+        return reply
 
     @route("/api/workflows/<workflow_id>")
     def workflow(workflow_id: str) -> Response:
         try:
-            return jsonify(client.get_workflow(workflow_id).to_dict())
+            return jsonify(board.workflow(workflow_id))
         except TaskNotFound:
             return _error(404, f"no workflow {workflow_id} (unknown, or its record expired)")
 
@@ -274,6 +305,13 @@ def create_app(client: Client, token: str | None = None,
         return jsonify({"queue": queue, "paused": False})
 
     return app
+
+
+def _queue_arg() -> str | None:
+    queue = request.args.get("queue") or None
+    if queue is not None:
+        validate_name("queue", queue)
+    return queue
 
 
 def _targets() -> tuple[list[str] | str, str | None]:

@@ -174,6 +174,6 @@ def harden(response: Response) -> Response:
     # same-origin, not no-referrer: with no-referrer Chromium sends `Origin: null` on the
     # login form's POST, which the origin check must refuse. Other origins still get nothing.
     response.headers["Referrer-Policy"] = "same-origin"
-    if response.mimetype == "application/json":
+    if response.mimetype in ("application/json", "text/plain"):   # (a task's full value)
         response.headers["Cache-Control"] = "no-store"
     return response

@@ -11,6 +11,11 @@ a task may show on two pages or on none while the operator pages.
 Filters (type, text in the last error) need the task itself; each request examines at most
 SCAN_BUDGET tasks and says how far it got, and the page asks for more. Bulk actions over a
 filter walk everything that matches, in chunks.
+
+A page is bounded in bytes too: each task's values are cut in Redis to PREVIEW bytes
+(tq.store.peek, tq.previews: the task page shows more, and each value in full), and a page
+stops early once its items pass PAGE_BYTES of JSON, its cursor going on from there. The
+text filter reads the error's preview (its first PREVIEW bytes).
 """
 
 from __future__ import annotations
@@ -26,14 +31,22 @@ from typing import Any
 
 from tq.client import Client
 from tq.ids import created_ms
-from tq.info import task_info
-from tq.store import tasks, views
+from tq.previews import Previewed, preview_info
+from tq.store import peek, views
 from tq.store.keys import PRIORITY_LEVELS
 from tq.task import TaskInfo
 
 STATES = ("scheduled", "ready", "running", "dead", "finished")
 SCAN_BUDGET = 2000       # tasks a filtered page examines at most per request
 FETCH = 100              # entries read from one queue's structure per round trip
+PREVIEW = 1024           # bytes of each value (payload, result, error...) a list shows
+TRACEBACK_TAIL = 1024    # and of the end of a long traceback
+PAGE_BYTES = 256 * 1024  # a page's items stop once their JSON passes this (plus one item)
+
+
+def json_size(item: Any) -> int:
+    """Bytes of an item in the JSON of a reply (Flask's compact, ASCII-escaped form)."""
+    return len(json.dumps(item, separators=(",", ":")))
 
 
 @dataclass(frozen=True)
@@ -146,39 +159,46 @@ class Lister:
 
     def page(self, f: Filter, cursor: str | None, limit: int) -> dict[str, Any]:
         """One page: {"items": [task dicts], "next": cursor or None, "total": n (None when
-        filtered), "counts": {queue: n}, "scanned": tasks examined, "exhausted": bool}."""
+        filtered), "counts": {queue: n}, "scanned": tasks examined, "exhausted": bool,
+        "cut_short": the page stopped at PAGE_BYTES before `limit` items}."""
         pos = {q: v for q, v in decode_cursor(cursor).items() if q in f.queues}
         counts = self.counts(f.state, f.queues)
         stream = self._merged(f, pos)
         items: list[dict[str, Any]] = []
-        scanned = 0
+        scanned = size = 0
         budget = SCAN_BUDGET if f.narrows else limit
-        while len(items) < limit and scanned < budget:
+        while len(items) < limit and scanned < budget and size < PAGE_BYTES:
             want = min(FETCH, budget - scanned) if f.narrows else limit - len(items)
             batch = list(islice(stream, want))
             if not batch:
                 break
             scanned += len(batch)
-            for i, info in enumerate(self.details(batch)):
-                if len(items) >= limit:   # give the rest back: the next page starts there
-                    for q2, _ in batch[i:]:
+            for i, shown in enumerate(self.details(batch)):
+                if len(items) >= limit or size >= PAGE_BYTES:
+                    for q2, _ in batch[i:]:   # give the rest back: the next page starts there
                         pos[q2] -= 1
                     break
-                if info is None and f.state == "finished":   # its result was not kept
+                if shown is None and f.state == "finished":   # its result was not kept
                     q, tid = batch[i]
-                    info = TaskInfo(tid, q, "?", "succeeded", extra={"result": "not kept"})
-                if info is not None and f.match(info):
-                    items.append(info.to_dict())
+                    shown = Previewed(TaskInfo(tid, q, "?", "succeeded",
+                                               extra={"result": "not kept"}))
+                if shown is not None and f.match(shown.info):
+                    items.append(shown.to_dict())
+                    size += json_size(items[-1])
         more = any(pos.get(q, 0) < n for q, n in counts.items())
         return {"state": f.state, "items": items, "next": encode_cursor(pos) if more else None,
                 "total": None if f.narrows else sum(counts.values()), "counts": counts,
-                "scanned": scanned, "exhausted": not more}
+                "scanned": scanned, "exhausted": not more,
+                "cut_short": size >= PAGE_BYTES and len(items) < limit and more}
 
-    def details(self, pairs: list[tuple[str, str]]) -> list[TaskInfo | None]:
-        """What client.get() would say of each (queue, id), in one pipeline."""
-        snaps = tasks.inspect_many(self.broker, [(tid, q) for q, tid in pairs])
-        return [None if snap is None else task_info(tid, q, snap, ring=self.client.keys)
-                for (q, tid), snap in zip(pairs, snaps, strict=True)]
+    def details(self, pairs: list[tuple[str, str]], records: bool = True
+                ) -> list[Previewed | None]:
+        """What a list shows of each (queue, id), its values cut to PREVIEW bytes, in one
+        pipeline (None: gone)."""
+        peeks = peek.peek_many(self.broker, [(tid, q) for q, tid in pairs], PREVIEW,
+                               records=records, tail=TRACEBACK_TAIL)
+        return [None if p is None else preview_info(tid, q, p, ring=self.client.keys)
+                for (q, tid), p in zip(pairs, peeks, strict=True)]
 
     def all_matching(self, f: Filter) -> list[tuple[str, list[str]]]:
         """(queue, ids) chunks of every task that passes the filter (for bulk actions).
@@ -188,8 +208,8 @@ class Lister:
         while batch := list(islice(stream, 1000)):
             infos = self.details(batch) if f.narrows else [None] * len(batch)
             by_queue: dict[str, list[str]] = {}
-            for (q, tid), info in zip(batch, infos, strict=True):
-                if not f.narrows or (info is not None and f.match(info)):
+            for (q, tid), shown in zip(batch, infos, strict=True):
+                if not f.narrows or (shown is not None and f.match(shown.info)):
                     by_queue.setdefault(q, []).append(tid)
             chunks.extend(by_queue.items())
         return chunks

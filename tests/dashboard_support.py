@@ -1,5 +1,5 @@
-"""The dashboard as a real process (`tq dashboard`), and dead letters to show, for the
-dashboard's tests."""
+"""The dashboard as a real process (`tq dashboard`), and dead letters (and huge tasks) to show,
+for the dashboard's tests."""
 
 from __future__ import annotations
 
@@ -75,6 +75,45 @@ def make_dead(broker: Broker, client: tq.Client, n: int = 1, queue: str = "email
             raise ConnectionRefusedError(message)
         except ConnectionRefusedError as exc:
             broker.fail("w-test", task, str(exc), traceback=traceback.format_exc())
+    return ids
+
+
+BIG = 900_000   # characters of a huge value: a payload within tq's 1 MiB default limit
+MESSAGE = "ValueError: " + "y" * BIG
+TB_LAST = "ValueError: the last line of the traceback"
+
+
+def fail_long(broker: Broker, task, message: str = MESSAGE, retry: bool = False) -> None:
+    """Fail a claimed task with `message`, its traceback holding it and ending in TB_LAST."""
+    try:
+        raise ValueError(message[len("ValueError: "):])
+    except ValueError:
+        tb = traceback.format_exc() + f"{TB_LAST}\n"
+    broker.fail("w-test", task, message, traceback=tb, retry=retry, delay=3600)
+
+
+def make_huge(client: tq.Client, broker: Broker, n: int = 2) -> dict[str, str]:
+    """n tasks of every state whose payload, error and result are BIG characters each (dead,
+    a retry, succeeded, running, scheduled, ready) and a workflow; an id of each kind."""
+    big = {"blob": "x" * BIG}
+    ids: dict[str, str] = {}
+    for state in ("dead", "retry", "done", "running"):
+        q = f"huge-{state}"
+        client.enqueue_many([{"type": q, "payload": big, "max_retries": 0 if state == "dead"
+                              else 3} for _ in range(n)])
+        for task in broker.fetch("w-test", [q], max_tasks=n):
+            ids[state] = task.id
+            if state == "done":
+                broker.ack("w-test", task, {"blob": "z" * BIG})
+            elif state != "running":
+                fail_long(broker, task, retry=state == "retry")
+    ids["scheduled"] = client.enqueue_many([{"type": "huge-later", "payload": big,
+                                             "delay": 60 + i} for i in range(n)])[0]
+    ids["ready"] = client.enqueue_many([{"type": "huge-ready", "payload": big}] * n)[0]
+    wf = client.workflow(tq.chain(tq.step("huge-wf", big), tq.step("huge-wf", big)))
+    (first,) = broker.fetch("w-test", ["huge-wf"], max_tasks=1)
+    broker.ack("w-test", first, {"blob": "z" * BIG})
+    ids["workflow"] = wf.id
     return ids
 
 

@@ -1,7 +1,8 @@
 // tq dashboard: three views behind the URL's #fragment (overview, tasks, one task), polled
 // from the JSON API. No framework, no build step. Everything that comes from a task (payload,
 // error, traceback, names) is inserted with textContent or as an attribute value, never
-// parsed as HTML.
+// parsed as HTML. Long values come as previews (t.truncated names them, with their sizes);
+// the task page links each to its full value.
 "use strict";
 
 const POLL_MS = 1000;
@@ -96,6 +97,31 @@ function ago(t, now) {
 }
 const json = (v) => JSON.stringify(v, null, 1);
 
+// A task's payload or result as text: the value, or its preview when it was cut (valid JSON,
+// pretty-printed like a value; an encrypted one too long to open in a preview has none).
+function valueText(t, part, pretty) {
+  const size = (t.truncated || {})[part];
+  if (size === undefined) return pretty ? json(t[part]) : JSON.stringify(t[part]);
+  const preview = t[`${part}_preview`];
+  if (typeof preview !== "string") return `(encrypted, ${bytes(size)}: too long to open in a preview)`;
+  if (!pretty) return preview;
+  try { return json(JSON.parse(preview)); } catch (err) { return preview; }
+}
+
+// A long text shortened for a table cell (the full one shows above it, or on its page).
+const clip = (text, n) => (text.length > n ? `${text.slice(0, n)}…` : text);
+
+const valueUrl = (t, part) =>
+  `/api/tasks/${encodeURIComponent(t.id)}/value/${part}?queue=${encodeURIComponent(t.queue)}`;
+
+// "preview of 879 KiB · full value" under a value that was cut (null when it was not).
+function cutNote(t, part) {
+  const size = (t.truncated || {})[part];
+  if (size === undefined) return null;
+  return el("p", {class: "cut muted", data: {part}}, `a preview: ${bytes(size)} in all · `,
+    el("a", {href: valueUrl(t, part), target: "_blank", rel: "noopener"}, "full value"));
+}
+
 function toast(text, bad) {
   const t = $("toast");
   t.textContent = text;
@@ -126,11 +152,24 @@ async function post(url, body) {
   return data;
 }
 
+// The last reply of a few URLs with its ETag: asked again with If-None-Match, an unchanged
+// reply is a 304 without a body (an idle page downloads next to nothing).
+const replies = new Map();
+
 async function get(url) {
-  const reply = await fetch(url, {credentials: "same-origin"});
+  const known = replies.get(url);
+  const headers = known ? {"If-None-Match": known.etag} : {};
+  const reply = await fetch(url, {credentials: "same-origin", headers});
   if (reply.status === 401) { window.location = "/login?expired=1"; throw new Error("logged out"); }
+  if (reply.status === 304 && known) return known.data;
   const data = await reply.json().catch(() => ({}));
   if (!reply.ok) throw Object.assign(new Error(data.error || `HTTP ${reply.status}`), {status: reply.status});
+  const etag = reply.headers.get("ETag");
+  replies.delete(url);
+  if (etag) {
+    replies.set(url, {etag, data});
+    if (replies.size > 20) replies.delete(replies.keys().next().value);
+  }
   return data;
 }
 
@@ -403,8 +442,7 @@ function drawScheduled(items, now) {
   const rows = items.map((t) => el("tr", {},
     el("td", {}, t.eta <= now ? "due" : `in ${secs(t.eta - now)}`),
     el("td", {}, taskLink(t.id)), el("td", {}, t.queue), el("td", {}, t.type),
-    el("td", {class: "num"}, num(t.failures)),
-    el("td", {}, el("code", {class: "payload"}, t.encrypted ? "encrypted" : JSON.stringify(t.payload)))));
+    el("td", {class: "num"}, num(t.failures)), el("td", {class: "num"}, t.priority)));
   fill($("scheduled").tBodies[0], rows, "nothing scheduled", 6);
 }
 
@@ -439,7 +477,7 @@ function drawDead(items) {
   if (!items.length) box.append(el("p", {class: "muted"}, "none"));
   for (const t of items) {
     const tb = el("details", {data: {id: t.id}}, el("summary", {}, "traceback"),
-      el("pre", {class: "traceback"}, t.traceback || "(no traceback)"));
+      el("pre", {class: "traceback"}, t.traceback || "(no traceback)"), cutNote(t, "traceback"));
     if (open.has(t.id)) tb.open = true;
     box.append(el("article", {class: "dead-item", data: {id: t.id, queue: t.queue}},
       el("div", {class: "dead-head"},
@@ -448,9 +486,13 @@ function drawDead(items) {
         el("span", {class: "spacer"}),
         el("button", {type: "button", class: "small retry", onclick: () => retry([t])}, "Retry"),
         el("button", {type: "button", class: "small danger delete", onclick: () => remove([t])}, "Delete")),
-      el("pre", {class: "error"}, t.error || "(no message)"),
-      el("pre", {class: "payload"}, t.encrypted ? "encrypted" : json(t.payload)),
-      tb));
+      el("pre", {class: "error"}, t.error || "(no message)"), cutNote(t, "error"),
+      el("pre", {class: "payload"}, t.encrypted ? "encrypted" : valueText(t, "payload", true)),
+      cutNote(t, "payload"), tb));
+  }
+  if (items.length < Math.min(50, drawDead.count || 0)) {   // a page is bounded in bytes too
+    box.append(el("p", {class: "muted"}, `the newest ${items.length} (long tasks): `,
+      el("a", {href: "#/tasks?state=dead"}, "every dead task")));
   }
 }
 
@@ -487,7 +529,9 @@ async function pauseQueue(name, pause) {
       () => `${pause ? "Paused" : "Resumed"} ${name}`);
 }
 
-const list = {state: "dead", queue: "", type: "", text: "", cursors: [""], page: 0, key: null};
+// cursors and firsts: each page's cursor and the number of its first item (pages are bounded
+// in bytes as well as in count, so a page may hold fewer than 50)
+const list = {state: "dead", queue: "", type: "", text: "", cursors: [""], firsts: [1], page: 0, key: null};
 
 function listQuery(extra) {
   const p = new URLSearchParams({state: list.state});
@@ -500,7 +544,7 @@ function openTasks(params) {
   const state = params.get("state") || "dead";
   const next = {state, queue: params.get("queue") || "", type: params.get("type") || "", text: params.get("text") || ""};
   const key = JSON.stringify(next);
-  if (key !== list.key) Object.assign(list, next, {cursors: [""], page: 0, key});
+  if (key !== list.key) Object.assign(list, next, {cursors: [""], firsts: [1], page: 0, key});
   for (const b of $("state-tabs").querySelectorAll("button")) {
     b.setAttribute("aria-selected", String(b.dataset.state === state));
   }
@@ -546,11 +590,15 @@ function drawList(page) {
       actions.append(el("button", {type: "button", class: "small run-now", onclick: () => runNow(t)}, "Run now"),
         el("button", {type: "button", class: "small danger delete", onclick: () => unschedule(t)}, "Delete"));
     }
+    const cut = t.truncated || {};
+    const part = (t.payload === null || t.payload === undefined) && cut.payload === undefined ? "result" : "payload";
     const detail = t.error ? el("span", {class: "error-text"}, t.error)
-      : el("code", {class: "payload"}, t.encrypted ? "encrypted" : t.payload === null || t.payload === undefined ? (t.extra && t.extra.result === "not kept" ? "(result not kept)" : JSON.stringify(t.result)) : JSON.stringify(t.payload));
+      : el("code", {class: "payload"}, t.encrypted ? "encrypted" : part === "result" && t.extra && t.extra.result === "not kept" ? "(result not kept)" : valueText(t, part, false));
+    const size = cut[t.error ? "error" : part];
     return el("tr", {data: {id: t.id, queue: t.queue}},
       el("td", {}, taskLink(t.id)), el("td", {}, t.queue), el("td", {}, t.type),
-      el("td", {class: "num"}, num(t.attempts)), el("td", {}, when), el("td", {class: "detail"}, detail), actions);
+      el("td", {class: "num"}, num(t.attempts)), el("td", {}, when),
+      el("td", {class: "detail"}, detail, size === undefined ? null : el("small", {class: "cut muted"}, ` ${bytes(size)}`)), actions);
   });
   const empty = page.total === null && page.next ? `no match among ${num(page.scanned)} tasks searched: look further with Next` : "nothing here";
   fill($("task-list").tBodies[0], rows, empty, 7);
@@ -561,13 +609,14 @@ function drawList(page) {
   }
   drawTabCounts();
   list.cursors[list.page + 1] = page.next;
+  const first = list.firsts[list.page] || 1;
+  list.firsts[list.page + 1] = first + page.items.length;
   $("page-prev").disabled = list.page === 0;
   $("page-next").disabled = !page.next;
-  const first = list.page * 50 + 1;
   const info = page.total === null
     ? `page ${list.page + 1} · ${num(page.items.length)} match(es) · ${num(page.scanned)} searched`
     : page.items.length ? `${num(first)}–${num(first + page.items.length - 1)} of ${num(page.total)}` : `0 of ${num(page.total)}`;
-  $("page-info").textContent = info;
+  $("page-info").textContent = page.cut_short ? `${info} (a shorter page: long tasks)` : info;
 }
 
 async function bulk(action) {
@@ -582,6 +631,7 @@ async function bulk(action) {
     toast(`Failed: ${err.message}`, true);
   }
   list.cursors = [""];
+  list.firsts = [1];
   list.page = 0;
   refresh();
 }
@@ -622,20 +672,27 @@ function drawTask(t) {
       : el("dd", {}, String(v));
     dl.append(el("dt", {}, k), dd);
   }
-  $("task-payload").textContent = t.encrypted ? "encrypted (start the dashboard with the keys to read it)"
-    : t.payload === null ? "(not kept once a task is finished)" : json(t.payload);
+  const cut = t.truncated || {};
+  $("task-payload").textContent = t.encrypted && t.payload === null ? "encrypted (start the dashboard with the keys to read it)"
+    : t.payload === null && cut.payload === undefined ? "(not kept once a task is finished)" : valueText(t, "payload", true);
   $("task-result-box").hidden = t.state !== "succeeded";
-  $("task-result").textContent = t.encrypted ? "encrypted (start the dashboard with the keys to read it)" : json(t.result);
+  $("task-result").textContent = t.encrypted && t.result === null && cut.result === undefined
+    ? "encrypted (start the dashboard with the keys to read it)" : valueText(t, "result", true);
   $("task-error-box").hidden = !t.error;
   $("task-error").textContent = t.error ? `${t.error_kind ? `[${t.error_kind}] ` : ""}${t.error}` : "";
   $("task-traceback").textContent = t.traceback || "(no traceback)";
+  for (const part of ["payload", "result", "error", "traceback"]) {
+    const note = cutNote(t, part);
+    $(`task-${part}-cut`).replaceChildren(...(note ? [...note.childNodes] : []));
+    $(`task-${part}-cut`).hidden = !note;
+  }
   const rows = (t.history || []).map((h, i) => el("tr", {},
     el("td", {class: "num"}, i + 1), el("td", {}, clock(h.at)), el("td", {}, `failed (${h.kind || "error"})`),
-    el("td", {}, h.worker || "–"), el("td", {}, h.message || "")));
+    el("td", {}, h.worker || "–"), el("td", {class: "message"}, clip(h.message || "", 300))));
   const last = (t.history || []).length + 1;
   if (t.error) {
     rows.push(el("tr", {}, el("td", {class: "num"}, last), el("td", {}, clock(t.failed_at)),
-      el("td", {}, `${t.state === "dead" ? "dead" : "failed"} (${t.error_kind || "error"})`), el("td", {}, t.worker || "–"), el("td", {}, t.error)));
+      el("td", {}, `${t.state === "dead" ? "dead" : "failed"} (${t.error_kind || "error"})`), el("td", {}, t.worker || "–"), el("td", {class: "message"}, clip(t.error, 300))));
   }
   if (t.state === "running" || t.state === "succeeded") {
     rows.push(el("tr", {}, el("td", {class: "num"}, num(t.attempts)), el("td", {}, clock(t.started_at)),
@@ -695,7 +752,11 @@ function drawWorkflow(w) {
     el("td", {}, el("a", {href: `#/task/${encodeURIComponent(m.id)}`}, m.name)), el("td", {}, m.type),
     el("td", {}, m.queue), el("td", {}, m.progress && m.state === "running" ? `running ${Math.round(m.progress.fraction * 100)}%` : m.state),
     el("td", {}, m.after.join(", ") || "–"),
-    el("td", {}, m.state === "succeeded" ? json(m.result) : (m.error ? `${m.error_kind ? `[${m.error_kind}] ` : ""}${m.error}` : ""))));
+    el("td", {}, m.state === "succeeded" ? valueText(m, "result", true) : (m.error ? `${m.error_kind ? `[${m.error_kind}] ` : ""}${m.error}` : ""))));
+  if (w.members_total > w.members.length) {   // the reply is bounded in bytes
+    rows.push(el("tr", {}, el("td", {colspan: 6, class: "muted"},
+      `the first ${num(w.members.length)} of ${num(w.members_total)} members (the counts above cover them all)`)));
+  }
   fill($("workflow-members").tBodies[0], rows, "no members", 6);
   const box = $("workflow-actions");
   box.replaceChildren();

@@ -12,6 +12,7 @@ the Lua scripts, and the typed operations built on them.
     tasks.py       the producers' operations (enqueue, inspect, cancel, workflows, progress)
     admin.py       the operators' operations on queues (dead letters, purge, drop, limits...)
     views.py       what status pages read (depths, counters, limits, tasks by state)
+    peek.py        tasks for status pages with their long values cut in Redis (previews)
     periodic.py    the periodic schedules' last and next ticks
     registry.py    live masters and workers
     history.py     the throughput and latency history

@@ -27,7 +27,7 @@ from .link import Link, pack_items
 NAMES = ("enqueue", "claim", "fail", "requeue", "promote", "inspect", "dead", "purge",
          "heartbeat", "expired", "repair", "drop", "sched", "flow", "rekey", "cancel", "wfadd",
          "handoff", "unregister", "index", "pick", "sweep", "agenda", "unclaim", "sizes",
-         "counters")
+         "counters", "peek", "value")
 # Queue scripts whose reply is no table, so no signals ride on it (see Script): on a cluster
 # their queue is entered in the indexes after each call, as if it had got work and a master
 # were needed (rare operators' paths; a claim that finds nothing takes it out again).
@@ -184,6 +184,8 @@ class Scripts:
     unclaim: Script
     sizes: Script
     counters: Script
+    peek: Script
+    value: Script
 
     def load_all(self, conn: Redis | RedisCluster) -> None:
         """Load every script, on every primary of a Redis Cluster (a failover's new primary

@@ -1,6 +1,7 @@
 """Finding and fixing tasks in a real browser (Debian's headless Chromium) with auth on: log in,
 search a task by id, read its traceback, page through 200 dead letters, filter by queue, retry
-in bulk, run a scheduled task now, log out; a session that expires; the pages at 390 px.
+in bulk, run a scheduled task now, log out; a session that expires; the pages at 390 px;
+huge tasks shown as previews, with each reply the page gets bounded.
 
 Each run saves its screenshots under test-artifacts/dashboard/ (TQ_TEST_ARTIFACTS moves it).
 """
@@ -12,7 +13,16 @@ import re
 from pathlib import Path
 
 import pytest
-from dashboard_support import ROOT, DashboardProcess, click, make_dead, read_rows
+from dashboard_support import (
+    BIG,
+    ROOT,
+    TB_LAST,
+    DashboardProcess,
+    click,
+    make_dead,
+    make_huge,
+    read_rows,
+)
 from master_proc import eventually
 from test_dashboard_browser import browser, toast  # noqa: F401 - the fixture
 
@@ -168,5 +178,71 @@ def test_an_expired_session_sends_the_page_back_to_the_login(browser, redis_url,
         assert "session ended" in text(browser, "#expired")
         shots(browser, "expired")
         log_in(browser, dashboard.url)   # and a new login works
+    finally:
+        dashboard.stop()
+
+
+def test_huge_tasks_show_as_previews_and_an_idle_page_downloads_little(
+        browser, redis_url, client, broker, shots):  # noqa: F811
+    # Given tasks whose payloads, errors and results are ~0.9 MB in every state (the overview
+    # tab of an operator downloaded 73 MB in 12 s with such tasks before previews)
+    ids = make_huge(client, broker)
+    dashboard = DashboardProcess(redis_url, token=TOKEN).start()
+    try:
+        log_in(browser, dashboard.url)
+        item = f'article.dead-item[data-id="{ids["dead"]}"]'
+        eventually(lambda: css(browser, item), 10, what="the dead letters")
+        # Then the dead letters show previews of their payload and error, with their size
+        payload = text(browser, f"{item} pre.payload")
+        assert payload.startswith('{\n "blob": "xxxx') and payload.endswith('\u2026"\n}')
+        assert len(payload) < 1100
+        assert text(browser, f"{item} pre.error").endswith("\u2026")
+        notes = read_rows(browser, f"{item} p.cut", "e.dataset.part")
+        assert notes == ["error", "payload", "traceback"]
+        shots(browser, "huge-overview")
+
+        # And every reply the page gets stays small, whatever the tasks hold
+        def replies() -> list[dict]:
+            return browser.execute_script(
+                "return performance.getEntriesByType('resource').filter("
+                "e => e.name.includes('/api/')).map(e => ({name: e.name, body: "
+                "e.encodedBodySize, sent: e.transferSize}))")
+        browser.execute_script("performance.setResourceTimingBufferSize(10000);"
+                               "performance.clearResourceTimings();")
+        # (the overview polls each second and asks for the dead letters every 5 s)
+        eventually(lambda: sum("/api/failed" in r["name"] for r in replies()) >= 2, 15,
+                   what="the dead letters asked for twice")
+        idle = replies()
+        assert all(r["body"] < 64 * 1024 for r in idle), idle
+        failed = [r for r in idle if "/api/failed" in r["name"]]
+        assert all(r["body"] == 0 for r in failed), failed   # unchanged: 304, no body
+        assert sum(r["sent"] for r in idle) < 30 * 1024 * len(idle), idle
+
+        # And a task's page shows 64 KiB of each value with a link to the full one
+        browser.get(f"{dashboard.url}/#/task/{ids['dead']}")
+        eventually(lambda: text(browser, "#task-state") == "dead", 10, what="the task page")
+        assert text(browser, "#task-traceback").endswith(TB_LAST)
+        assert "full value" in text(browser, "#task-payload-cut")
+        assert css(browser, "#task-result-cut")[0].is_displayed() is False
+        link = css(browser, "#task-payload-cut a")[0].get_attribute("href")
+        assert link.endswith(f"/api/tasks/{ids['dead']}/value/payload?queue=huge-dead")
+        shots(browser, "huge-task-page")
+        # the full value: the payload as stored, text (with the session, as the page has it)
+        browser.get(link)
+        body = eventually(lambda: text(browser, "body"), 10, what="the full payload")
+        assert len(body) > BIG and body.startswith('{"blob":"xxx') and body.endswith('"}')
+
+        # And the lists show each task with its values cut, their sizes beside them
+        browser.get(f"{dashboard.url}/#/tasks?state=finished")
+        eventually(lambda: text(browser, "#page-info").endswith("of 3"), 10,
+                   what="the finished list")
+        cells = read_rows(browser, "#task-list td.detail", "e.innerText")
+        assert all(c.startswith('{"blob":"zzz') for c in cells), cells
+        assert all(re.search(r"\u2026\"\} 87\d\.\d KiB$", c) for c in cells), cells
+        shots(browser, "huge-finished-list")
+        # (the plain-text value names no icon: Chromium asked for /favicon.ico)
+        severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
+                  and "/login" not in e["message"] and "/favicon.ico" not in e["message"]]
+        assert not severe, severe
     finally:
         dashboard.stop()

@@ -369,7 +369,8 @@ def test_the_read_only_role_sees_everything_and_changes_nothing(env: Env, client
         with pytest.raises(tq.NoPermission, match=r"grant"):
             ro.enqueue("acl.ok", {})
         board = Board(ro)
-        for path in (*PAGES, f"/api/tasks/{tid}", f"/api/tasks/{dead}"):
+        for path in (*PAGES, f"/api/tasks/{tid}", f"/api/tasks/{dead}",
+                     f"/api/tasks/{dead}/value/payload", f"/api/tasks/{dead}/value/error"):
             board.get(path)
         for path, body in (("/api/failed/retry", {"ids": [dead], "queue": "acl.ok"}),
                            ("/api/failed/delete", {"ids": [dead], "queue": "acl.ok"}),

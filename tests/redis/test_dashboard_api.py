@@ -71,7 +71,9 @@ def test_overview_reads_everything_the_page_shows(web, client, broker):
     assert master["host"] == "web-1" and not master["stale"]
     assert 2.5 < master["children"][0]["task_age"] < 10
     (sched,) = got["scheduled"]
-    assert sched["type"] == "resize" and sched["payload"] == {"w": 64}
+    assert sched["type"] == "resize" and "payload" not in sched   # (polled: no payloads)
+    (sched,) = web.get("/api/scheduled", headers=HOST).get_json()
+    assert sched["payload"] == {"w": 64} and sched["truncated"] == {}
     # Then a poll with `since` only gets the seconds after it
     last = got["history"]["start"] + len(got["history"]["processed"]) - 1
     newer = web.get(f"/api/overview?since={last}", headers=HOST).get_json()["history"]
